@@ -42,8 +42,10 @@ impl fmt::Display for Secret {
 
 /// Where settings come from: the process environment, or a map in tests (so tests never
 /// mutate the environment of a process running other tests).
+type Lookup = Box<dyn Fn(&str) -> Option<String> + Send + Sync>;
+
 pub struct Settings {
-    lookup: Box<dyn Fn(&str) -> Option<String> + Send + Sync>,
+    lookup: Lookup,
 }
 
 impl Settings {

@@ -1,0 +1,73 @@
+//! payment-api's configuration, read once from the environment (see the README's table).
+
+use std::time::Duration;
+
+use shared::config::{AppEnv, ConfigError, InfraConfig, Secret, Settings, UnitelConfig};
+
+#[derive(Debug, Clone)]
+pub struct ApiConfig {
+    pub app_env: AppEnv,
+    pub host: std::net::IpAddr,
+    pub port: u16,
+    pub db_pool_size: u32,
+    pub infra: InfraConfig,
+    pub wechat: WechatConfig,
+    pub unitel: UnitelConfig,
+    /// Bearer token for the admin routes; without it they answer 401 to everyone.
+    pub admin_token: Option<Secret>,
+}
+
+#[derive(Debug, Clone)]
+pub struct WechatConfig {
+    /// `http://api.weixin.qq.com` inside cloud hosting; the sandbox's URL elsewhere.
+    pub api_base: String,
+    /// Our sub-merchant id: sent with every pay call, and required of every callback.
+    pub mch_id: String,
+    pub env_id: String,
+    /// The cloud-hosting service name and path the platform posts payment results to.
+    pub callback_service: String,
+    pub callback_path: String,
+    pub server_ip: String,
+    pub timeout: Duration,
+}
+
+impl ApiConfig {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_settings(&Settings::from_env())
+    }
+
+    pub fn from_settings(s: &Settings) -> Result<Self, ConfigError> {
+        let mch_id = s.required("WECHAT_MCH_ID")?;
+        if mch_id.is_empty() || !mch_id.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(ConfigError::Invalid {
+                name: "WECHAT_MCH_ID",
+                reason: "a merchant id is digits only".into(),
+            });
+        }
+        let callback_path = s.or("WECHAT_PAYMENT_CALLBACK_PATH", "/payment/callback");
+        if !callback_path.starts_with('/') {
+            return Err(ConfigError::Invalid {
+                name: "WECHAT_PAYMENT_CALLBACK_PATH",
+                reason: "must start with /".into(),
+            });
+        }
+        Ok(ApiConfig {
+            app_env: AppEnv::from_settings(s)?,
+            host: s.parsed("HOST", std::net::IpAddr::from([0, 0, 0, 0]))?,
+            port: s.parsed("PORT", 3000u16)?,
+            db_pool_size: s.parsed("DATABASE_POOL_SIZE", 16u32)?,
+            infra: InfraConfig::from_settings(s)?,
+            wechat: WechatConfig {
+                api_base: s.url("WECHAT_API_BASE", Some("http://api.weixin.qq.com"))?,
+                mch_id,
+                env_id: s.required("WECHAT_ENV_ID")?,
+                callback_service: s.required("WECHAT_PAYMENT_CALLBACK_SERVICE")?,
+                callback_path: callback_path.trim_end_matches('/').to_owned(),
+                server_ip: s.or("WECHAT_PAYMENT_SERVER_IP", "127.0.0.1"),
+                timeout: s.millis("WECHAT_TIMEOUT_MS", 10_000)?,
+            },
+            unitel: UnitelConfig::from_settings(s)?,
+            admin_token: s.optional("ADMIN_TOKEN").map(Secret::new),
+        })
+    }
+}

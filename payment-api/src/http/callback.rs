@@ -1,0 +1,176 @@
+//! `POST /payment/callback/{orderNumber}`: WeChat Pay's payment result.
+//!
+//! Answered with a bare `{"errcode":0,"errmsg":""}` (never the response envelope: the
+//! platform reads a top-level errcode and retries anything else for two days) once the
+//! outcome is durably recorded, whatever it was. A non-zero errcode means "we could not
+//! record it, send it again". The notification is not signed, so the order number, the
+//! merchant, the amount and the attach are checked against our records; a mismatch is
+//! recorded as an anomaly and never fulfilled.
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Json, Router};
+use bytes::Bytes;
+use chrono::Utc;
+use serde_json::json;
+use shared::config::AppEnv;
+use shared::money::Fen;
+use shared::order::OrderNumber;
+
+use crate::context::ApiContext;
+use crate::store::anomalies;
+use crate::store::payments::{self, ConfirmedPayment, PaymentOutcome};
+use crate::wechat::PaymentNotification;
+
+pub fn router() -> Router<ApiContext> {
+    Router::new()
+        .route("/payment/callback/{order_number}", post(callback_for_order))
+        // The platform posts to the configured path as given; accept the bare path too and
+        // take the order number from the body.
+        .route("/payment/callback", post(callback_bare))
+}
+
+fn accepted() -> Response {
+    Json(json!({"errcode": 0, "errmsg": ""})).into_response()
+}
+
+fn retry_later(why: &str) -> Response {
+    (
+        StatusCode::INTERNAL_SERVER_ERROR,
+        Json(json!({"errcode": -1, "errmsg": why})),
+    )
+        .into_response()
+}
+
+/// WeChat Pay's result for one order.
+#[utoipa::path(post, path = "/payment/callback/{orderNumber}", tag = "payment",
+    params(("orderNumber" = String, Path)), request_body = Object,
+    responses((status = 200, description = "`{\"errcode\":0,\"errmsg\":\"\"}` once recorded"),
+              (status = 400, description = "Unreadable body: `errcode` ≠ 0"),
+              (status = 500, description = "Not recorded, send again: `errcode` ≠ 0")))]
+async fn callback_for_order(
+    State(ctx): State<ApiContext>,
+    Path(path_order): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    handle(ctx, Some(path_order), headers, body).await
+}
+
+async fn callback_bare(State(ctx): State<ApiContext>, headers: HeaderMap, body: Bytes) -> Response {
+    handle(ctx, None, headers, body).await
+}
+
+async fn handle(
+    ctx: ApiContext,
+    path_order: Option<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let notification: PaymentNotification = match serde_json::from_slice(&body) {
+        Ok(n) => n,
+        Err(error) => {
+            tracing::warn!(%error, "unreadable payment callback");
+            return (
+                StatusCode::BAD_REQUEST,
+                Json(json!({"errcode": 400, "errmsg": "unreadable body"})),
+            )
+                .into_response();
+        }
+    };
+    let order_text = path_order
+        .clone()
+        .or_else(|| notification.out_trade_no.clone())
+        .unwrap_or_default();
+    tracing::Span::current().record("order_number", order_text.as_str());
+    match verify_and_record(&ctx, path_order.as_deref(), &headers, &notification).await {
+        Ok(()) => accepted(),
+        Err(error) => {
+            tracing::error!(%error, order_number = %order_text, "payment callback not recorded; asking for a retry");
+            retry_later("temporarily unable to record the payment")
+        }
+    }
+}
+
+/// Everything that can be decided is decided and stored; only a storage failure is an error.
+async fn verify_and_record(
+    ctx: &ApiContext,
+    path_order: Option<&str>,
+    headers: &HeaderMap,
+    n: &PaymentNotification,
+) -> Result<(), sqlx::Error> {
+    let body_order = n.out_trade_no.as_deref();
+    let claimed = path_order.or(body_order);
+    let detail = json!({
+        "pathOrderNumber": path_order,
+        "outTradeNo": body_order,
+        "subMchId": n.sub_mch_id,
+        "totalFee": n.total_fee,
+        "transactionId": n.transaction_id,
+        "returnCode": n.return_code,
+        "resultCode": n.result_code,
+        "errCode": n.err_code,
+        "errCodeDes": n.err_code_des,
+    });
+    let reject = |kind: &'static str| async move {
+        tracing::warn!(kind, order_number = ?claimed, "payment callback not fulfilled");
+        anomalies::record(&ctx.db, claimed, kind, detail.clone()).await
+    };
+
+    if ctx.config.app_env == AppEnv::Production && !headers.contains_key("x-wx-source") {
+        return reject("missing_source").await;
+    }
+    let Some(order_number) = claimed.and_then(|o| OrderNumber::parse(o).ok()) else {
+        return reject("invalid_order_number").await;
+    };
+    if path_order.is_some() && body_order != Some(order_number.as_str()) {
+        return reject("order_number_mismatch").await;
+    }
+    if !n.reports_success() {
+        return reject("not_success").await;
+    }
+    if n.sub_mch_id.as_deref() != Some(ctx.wechat.merchant_id()) {
+        return reject("merchant_mismatch").await;
+    }
+    if n.attach
+        .as_deref()
+        .is_some_and(|a| !a.is_empty() && a != order_number.as_str())
+    {
+        return reject("attach_mismatch").await;
+    }
+    let Some(transaction_id) = n.transaction_id.as_deref().filter(|t| !t.is_empty()) else {
+        return reject("missing_transaction_id").await;
+    };
+    let Some(amount) = n.total_fee.and_then(|f| Fen::new(f).ok()) else {
+        return reject("amount_mismatch").await;
+    };
+
+    let outcome = payments::confirm(
+        &ctx.db,
+        &ConfirmedPayment {
+            order_number: &order_number,
+            transaction_id,
+            amount,
+            paid_at: Utc::now(),
+            reported_by: "wechat-callback",
+        },
+    )
+    .await?;
+    match outcome {
+        PaymentOutcome::Recorded => {
+            tracing::info!(order_number = %order_number, "payment recorded");
+            ctx.outbox.wake();
+            Ok(())
+        }
+        PaymentOutcome::AlreadyRecorded => {
+            tracing::info!(order_number = %order_number, "duplicate payment callback");
+            Ok(())
+        }
+        PaymentOutcome::NotFound => reject("unknown_order").await,
+        PaymentOutcome::AmountMismatch { .. } => reject("amount_mismatch").await,
+        PaymentOutcome::PaidWithAnotherTransaction { .. } => reject("second_transaction").await,
+        PaymentOutcome::Closed => reject("paid_after_close").await,
+    }
+}

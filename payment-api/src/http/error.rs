@@ -1,0 +1,113 @@
+//! One error type for every route, and the middleware that gives every error response,
+//! ours or axum's (bad JSON, unknown route, body too large), the reference envelope:
+//! `{"code": <status>, "message": "...", "data": null, "timestamp": "...", "path": "..."}`.
+
+use axum::body::{to_bytes, Body};
+use axum::extract::Request;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use super::envelope::timestamp;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    Unauthorized(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    Upstream(String),
+    #[error("{0}")]
+    Unavailable(String),
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+impl From<sqlx::Error> for ApiError {
+    fn from(error: sqlx::Error) -> Self {
+        ApiError::Internal(error.into())
+    }
+}
+
+/// Marks a response whose body the envelope middleware must write, with this message.
+#[derive(Clone)]
+struct ErrorMessage(String);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = match &self {
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::Upstream(_) => StatusCode::BAD_GATEWAY,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        let message = match &self {
+            // The cause goes to the log, never to the client.
+            ApiError::Internal(cause) => {
+                tracing::error!(error = ?cause, "internal error");
+                "Internal server error".to_owned()
+            }
+            other => other.to_string(),
+        };
+        let mut response = status.into_response();
+        response.extensions_mut().insert(ErrorMessage(message));
+        response
+    }
+}
+
+/// Longest body of a framework error we read to reuse as the message.
+const MAX_FRAMEWORK_MESSAGE: usize = 4096;
+
+pub async fn envelope_errors(request: Request, next: Next) -> Response {
+    let path = request.uri().path().to_owned();
+    let response = next.run(request).await;
+    let status = response.status();
+    if !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    let message = match parts.extensions.remove::<ErrorMessage>() {
+        Some(ErrorMessage(message)) => message,
+        None => {
+            let is_json = parts
+                .headers
+                .get(header::CONTENT_TYPE)
+                .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+            if is_json {
+                // Already a JSON answer of its own (the WeChat callback): leave it alone.
+                return Response::from_parts(parts, body);
+            }
+            let bytes = to_bytes(body, MAX_FRAMEWORK_MESSAGE)
+                .await
+                .unwrap_or_default();
+            let text = String::from_utf8_lossy(&bytes).trim().to_owned();
+            if text.is_empty() {
+                status.canonical_reason().unwrap_or("Error").to_owned()
+            } else {
+                text
+            }
+        }
+    };
+    let body = json!({
+        "code": status.as_u16(),
+        "message": message,
+        "data": null,
+        "timestamp": timestamp(),
+        "path": path,
+    });
+    parts.headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    parts.headers.remove(header::CONTENT_LENGTH);
+    Response::from_parts(parts, Body::from(body.to_string()))
+}

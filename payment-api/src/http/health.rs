@@ -1,0 +1,54 @@
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use super::envelope::timestamp;
+use crate::context::ApiContext;
+use crate::outbox;
+
+pub fn router() -> Router<ApiContext> {
+    Router::new().route("/health", get(health))
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Health {
+    status: &'static str,
+    database: &'static str,
+    rabbitmq: &'static str,
+    /// OrderPaid messages written but not yet confirmed by RabbitMQ.
+    outbox_backlog: Option<i64>,
+}
+
+/// Liveness and readiness: PostgreSQL answers a query and the outbox relay holds a
+/// RabbitMQ connection. 503 when either is down.
+#[utoipa::path(get, path = "/health", tag = "operations",
+    responses((status = 200, body = Health), (status = 503, body = Health)))]
+async fn health(State(ctx): State<ApiContext>) -> Response {
+    let backlog = outbox::backlog(&ctx.db).await.ok();
+    let database_up = backlog.is_some();
+    let broker_up = ctx.outbox.broker_up();
+    let healthy = database_up && broker_up;
+    let body = Health {
+        status: if healthy { "ok" } else { "degraded" },
+        database: if database_up { "up" } else { "down" },
+        rabbitmq: if broker_up { "up" } else { "down" },
+        outbox_backlog: backlog,
+    };
+    let status = if healthy {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let envelope = serde_json::json!({
+        "code": status.as_u16(),
+        "data": body,
+        "message": if healthy { "success" } else { "degraded" },
+        "timestamp": timestamp(),
+    });
+    (status, Json(envelope)).into_response()
+}

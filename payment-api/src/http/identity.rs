@@ -1,0 +1,59 @@
+//! Who is calling. Inside WeChat Cloud Hosting the gateway injects the caller's openid
+//! (`X-WX-OPENID`, or `X-WX-FROM-OPENID` when resources are shared between apps) and marks
+//! calls from WeChat with `X-WX-SOURCE`; a call without both carries no identity we can
+//! trust. `X-Mock-Openid` stands in for the gateway only when `APP_ENV=development`.
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use axum::http::HeaderMap;
+use shared::config::AppEnv;
+use shared::order::OpenId;
+
+use super::error::ApiError;
+use crate::context::ApiContext;
+use crate::store::users;
+
+pub struct CurrentUser {
+    pub id: i64,
+    pub openid: OpenId,
+}
+
+fn header<'a>(headers: &'a HeaderMap, names: &[&str]) -> Option<&'a str> {
+    names
+        .iter()
+        .find_map(|name| headers.get(*name))
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+}
+
+impl FromRequestParts<ApiContext> for CurrentUser {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, ctx: &ApiContext) -> Result<Self, ApiError> {
+        let headers = &parts.headers;
+        let mock = match ctx.config.app_env {
+            AppEnv::Development => header(headers, &["x-mock-openid"]),
+            AppEnv::Production => None,
+        };
+        let raw_openid = match mock {
+            Some(openid) => openid,
+            None => {
+                if header(headers, &["x-wx-source"]).is_none() {
+                    return Err(ApiError::Unauthorized(
+                        "This API is only available through the WeChat mini-program".into(),
+                    ));
+                }
+                header(headers, &["x-wx-openid", "x-wx-from-openid"]).ok_or_else(|| {
+                    ApiError::Unauthorized("No WeChat openid in the request".into())
+                })?
+            }
+        };
+        let openid =
+            OpenId::parse(raw_openid).map_err(|e| ApiError::Unauthorized(e.to_string()))?;
+        let unionid = header(headers, &["x-wx-unionid", "x-wx-from-unionid"]);
+        let appid = header(headers, &["x-wx-appid", "x-wx-from-appid"]);
+        let id = users::upsert(&ctx.db, &openid, unionid, appid).await?;
+        Ok(CurrentUser { id, openid })
+    }
+}

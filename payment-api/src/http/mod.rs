@@ -1,0 +1,59 @@
+//! The HTTP surface: one module per resource, each exposing `router()`, merged here.
+
+mod callback;
+mod envelope;
+mod error;
+mod exchange_rate;
+mod health;
+mod identity;
+mod openapi;
+mod orders;
+mod payment;
+mod products;
+
+use std::time::Duration;
+
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
+use axum::Router;
+use tower_http::cors::CorsLayer;
+use tower_http::trace::TraceLayer;
+
+use crate::context::ApiContext;
+
+pub use error::ApiError;
+
+/// No route takes more than a few hundred bytes; this bounds what a client can make us read.
+const MAX_BODY_BYTES: usize = 64 * 1024;
+
+pub fn router(ctx: ApiContext) -> Router {
+    Router::new()
+        .merge(health::router())
+        .merge(exchange_rate::router())
+        .merge(products::router())
+        .merge(orders::router())
+        .merge(payment::router())
+        .merge(callback::router())
+        .with_state(ctx)
+        .merge(openapi::router())
+        .fallback(|| async { ApiError::NotFound("No such route".into()) })
+        .layer(axum::middleware::from_fn(error::envelope_errors))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(CorsLayer::permissive().max_age(Duration::from_secs(600)))
+        .layer(
+            TraceLayer::new_for_http().make_span_with(|request: &Request| {
+                let route = request
+                    .extensions()
+                    .get::<MatchedPath>()
+                    .map(|p| p.as_str().to_owned())
+                    .unwrap_or_default();
+                // order_number is filled in by the handlers that know it.
+                tracing::info_span!(
+                    "request",
+                    method = %request.method(),
+                    route,
+                    path = %request.uri().path(),
+                    order_number = tracing::field::Empty,
+                )
+            }),
+        )
+}

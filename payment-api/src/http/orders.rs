@@ -1,0 +1,364 @@
+//! Orders: created and priced on the server, read by their owner only.
+
+use axum::extract::{Path, Query, State};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use chrono::{DateTime, FixedOffset, NaiveDate, TimeZone, Utc};
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+use shared::money::{price_in_fen, Fen, Mnt};
+use shared::order::{Operator, OrderNumber, PaymentStatus, RechargeStatus, RechargeType};
+use utoipa::{IntoParams, ToSchema};
+
+use super::envelope::Envelope;
+use super::error::ApiError;
+use super::identity::CurrentUser;
+use super::products::{parse_msisdn, unitel_error};
+use crate::context::ApiContext;
+use crate::store::orders::{self, ListFilter, NewOrder, OrderRow};
+use crate::store::rates;
+
+pub fn router() -> Router<ApiContext> {
+    Router::new()
+        .route("/orders", post(create))
+        .route("/orders/my", get(mine))
+        .route("/orders/{order_number}", get(one))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CreateOrderRequest {
+    #[schema(example = "88616609")]
+    phone_number: String,
+    #[schema(example = "unitel")]
+    product_operator: String,
+    /// `voice`, `data` or `postpaid`.
+    #[schema(example = "voice")]
+    recharge_type: String,
+    /// The card or package code from the product list; ignored for `postpaid`, which pays
+    /// the whole unpaid bill.
+    #[schema(example = "SD5000")]
+    #[serde(default)]
+    product_code: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RechargeErrorView {
+    code: Option<String>,
+    message: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OrderView {
+    order_number: String,
+    phone_number: String,
+    product_operator: String,
+    recharge_type: String,
+    product_code: String,
+    product_name: String,
+    product_eng_name: Option<String>,
+    price_mnt: i64,
+    #[schema(value_type = String, example = "440")]
+    exchange_rate: Decimal,
+    amount_fen: i64,
+    /// Yuan, two decimals.
+    #[schema(value_type = String, example = "11.36")]
+    price_rmb: Decimal,
+    /// `unpaid`, `paid` or `closed`.
+    payment_status: String,
+    /// `pending`, `processing`, `success`, `failed` or `unknown` (being checked; nobody is
+    /// charged twice).
+    recharge_status: String,
+    transaction_id: Option<String>,
+    paid_at: Option<DateTime<Utc>>,
+    recharged_at: Option<DateTime<Utc>>,
+    seq_id: Option<String>,
+    /// Unitel's VAT e-receipt (e-barimt), the buyer's to keep.
+    #[schema(value_type = Option<Object>)]
+    vat_receipt: Option<serde_json::Value>,
+    recharge_error: Option<RechargeErrorView>,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+impl From<OrderRow> for OrderView {
+    fn from(row: OrderRow) -> Self {
+        let recharge_error = (row.recharge_error_code.is_some()
+            || row.recharge_error_message.is_some())
+        .then(|| RechargeErrorView {
+            code: row.recharge_error_code.clone(),
+            message: row.recharge_error_message.clone(),
+        });
+        OrderView {
+            price_rmb: Decimal::new(row.amount_fen, 2),
+            order_number: row.order_number,
+            phone_number: row.phone_number,
+            product_operator: row.product_operator,
+            recharge_type: row.recharge_type,
+            product_code: row.product_code,
+            product_name: row.product_name,
+            product_eng_name: row.product_eng_name,
+            price_mnt: row.price_mnt,
+            exchange_rate: row.exchange_rate.normalize(),
+            amount_fen: row.amount_fen,
+            payment_status: row.payment_status,
+            recharge_status: row.recharge_status,
+            transaction_id: row.transaction_id,
+            paid_at: row.paid_at,
+            recharged_at: row.recharged_at,
+            seq_id: row.seq_id,
+            vat_receipt: row.vat_receipt,
+            recharge_error,
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+        }
+    }
+}
+
+pub fn parse_order_number(value: &str) -> Result<OrderNumber, ApiError> {
+    OrderNumber::parse(value).map_err(|e| ApiError::BadRequest(format!("orderNumber: {e}")))
+}
+
+struct PricedProduct {
+    code: String,
+    name: String,
+    eng_name: Option<String>,
+    price: Mnt,
+}
+
+/// The server, never the client, decides what an order costs: Unitel's price for this
+/// number's tariff, at our current rate.
+async fn price_product(
+    ctx: &ApiContext,
+    request: &CreateOrderRequest,
+    recharge_type: RechargeType,
+    msisdn: &shared::order::Msisdn,
+) -> Result<PricedProduct, ApiError> {
+    let code = || {
+        request
+            .product_code
+            .as_deref()
+            .map(str::trim)
+            .filter(|c| !c.is_empty())
+            .ok_or_else(|| ApiError::BadRequest("productCode is required".into()))
+    };
+    let not_sold = |code: &str| {
+        ApiError::BadRequest(format!("productCode {code:?} is not sold for this number"))
+    };
+    let product = match recharge_type {
+        RechargeType::Voice | RechargeType::Data => {
+            let code = code()?;
+            let service = ctx
+                .unitel
+                .service_type(msisdn)
+                .await
+                .map_err(unitel_error)?;
+            let found = match recharge_type {
+                RechargeType::Voice => service.find_card(code),
+                _ => service.find_data_package(code),
+            };
+            let product = found.ok_or_else(|| not_sold(code))?;
+            PricedProduct {
+                code: product.code.clone(),
+                name: product.name.clone(),
+                eng_name: Some(product.eng_name.clone()).filter(|n| !n.is_empty()),
+                price: Mnt::new(product.price).map_err(|_| not_sold(code))?,
+            }
+        }
+        RechargeType::Postpaid => {
+            let bill = ctx
+                .unitel
+                .postpaid_bill(msisdn)
+                .await
+                .map_err(unitel_error)?;
+            if bill.total_unpaid <= 0 {
+                return Err(ApiError::BadRequest(
+                    "This number has no unpaid postpaid bill".into(),
+                ));
+            }
+            PricedProduct {
+                code: "POSTPAID_BILL".into(),
+                name: format!("Төлбөр {}", bill.invoice_date),
+                eng_name: Some(format!("Postpaid bill {}", bill.invoice_date)),
+                price: Mnt::new(bill.total_unpaid)
+                    .map_err(|_| ApiError::Upstream("Unitel returned an invalid bill".into()))?,
+            }
+        }
+    };
+    Ok(product)
+}
+
+/// Creates an order priced on the server.
+#[utoipa::path(post, path = "/orders", tag = "orders", request_body = CreateOrderRequest,
+    params(("X-WX-OPENID" = String, Header, description = "Injected by the cloud-hosting gateway")),
+    responses((status = 200, body = OrderView), (status = 400, description = "Invalid input"),
+              (status = 401, description = "No WeChat identity"), (status = 502, description = "Unitel unavailable")))]
+async fn create(
+    State(ctx): State<ApiContext>,
+    user: CurrentUser,
+    Json(request): Json<CreateOrderRequest>,
+) -> Result<Envelope<OrderView>, ApiError> {
+    let msisdn = parse_msisdn(&request.phone_number, "phoneNumber")?;
+    let operator = Operator::parse(&request.product_operator)
+        .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let recharge_type = RechargeType::parse(&request.recharge_type)
+        .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let product = price_product(&ctx, &request, recharge_type, &msisdn).await?;
+    let rate = rates::current(&ctx.db).await?.rate;
+    let amount: Fen = price_in_fen(product.price, rate)
+        .map_err(|e| ApiError::BadRequest(format!("This product cannot be priced: {e}")))?;
+    let order_number = OrderNumber::generate();
+    tracing::Span::current().record("order_number", order_number.as_str());
+    let row = orders::insert(
+        &ctx.db,
+        &NewOrder {
+            order_number: &order_number,
+            user_id: user.id,
+            openid: &user.openid,
+            msisdn: &msisdn,
+            operator,
+            recharge_type,
+            product_code: &product.code,
+            product_name: &product.name,
+            product_eng_name: product.eng_name.as_deref(),
+            price: product.price,
+            rate,
+            amount,
+        },
+    )
+    .await?;
+    tracing::info!(order_number = %order_number, amount_fen = amount.get(), "order created");
+    Ok(Envelope(row.into()))
+}
+
+#[derive(Deserialize, IntoParams)]
+#[serde(rename_all = "camelCase")]
+#[into_params(parameter_in = Query)]
+pub struct MyOrdersQuery {
+    /// A payment status (`unpaid`, `paid`, `closed`) or a recharge status (`pending`,
+    /// `processing`, `success`, `failed`, `unknown`).
+    status: Option<String>,
+    payment_status: Option<String>,
+    recharge_status: Option<String>,
+    /// First day, `YYYY-MM-DD`, China time.
+    start_date: Option<String>,
+    /// Last day (inclusive), `YYYY-MM-DD`, China time.
+    end_date: Option<String>,
+    /// From 1.
+    page: Option<i64>,
+    /// 1 to 100, default 10.
+    limit: Option<i64>,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OrderPage {
+    items: Vec<OrderView>,
+    total: i64,
+    page: i64,
+    limit: i64,
+    total_pages: i64,
+}
+
+fn china_day_start(value: &str, field: &str) -> Result<DateTime<Utc>, ApiError> {
+    let date = NaiveDate::parse_from_str(value, "%Y-%m-%d")
+        .map_err(|_| ApiError::BadRequest(format!("{field} must be a date like 2026-01-31")))?;
+    let china = FixedOffset::east_opt(8 * 3600).expect("UTC+8 is a valid offset");
+    let start = date.and_hms_opt(0, 0, 0).expect("midnight exists");
+    Ok(china
+        .from_local_datetime(&start)
+        .single()
+        .expect("a fixed offset has no gaps")
+        .with_timezone(&Utc))
+}
+
+fn status_filter(query: &MyOrdersQuery) -> Result<ListFilter, ApiError> {
+    let mut filter = ListFilter::default();
+    let payment = |s: &str| {
+        PaymentStatus::parse(s)
+            .map(|p| p.as_str().to_owned())
+            .map_err(|e| ApiError::BadRequest(e.to_string()))
+    };
+    let recharge = |s: &str| {
+        RechargeStatus::parse(s)
+            .map(|r| r.as_str().to_owned())
+            .map_err(|e| ApiError::BadRequest(e.to_string()))
+    };
+    if let Some(status) = query.status.as_deref() {
+        if PaymentStatus::parse(status).is_ok() {
+            filter.payment_status = Some(payment(status)?);
+        } else {
+            filter.recharge_status = Some(recharge(status).map_err(|_| {
+                ApiError::BadRequest(format!(
+                    "status {status:?} is not a payment or recharge status"
+                ))
+            })?);
+        }
+    }
+    if let Some(s) = query.payment_status.as_deref() {
+        filter.payment_status = Some(payment(s)?);
+    }
+    if let Some(s) = query.recharge_status.as_deref() {
+        filter.recharge_status = Some(recharge(s)?);
+    }
+    if let Some(start) = query.start_date.as_deref() {
+        filter.from = Some(china_day_start(start, "startDate")?);
+    }
+    if let Some(end) = query.end_date.as_deref() {
+        filter.until = Some(china_day_start(end, "endDate")? + chrono::Duration::days(1));
+    }
+    Ok(filter)
+}
+
+/// The caller's orders, newest first.
+#[utoipa::path(get, path = "/orders/my", tag = "orders", params(MyOrdersQuery),
+    responses((status = 200, body = OrderPage), (status = 400, description = "Invalid filter"),
+              (status = 401, description = "No WeChat identity")))]
+async fn mine(
+    State(ctx): State<ApiContext>,
+    user: CurrentUser,
+    Query(query): Query<MyOrdersQuery>,
+) -> Result<Envelope<OrderPage>, ApiError> {
+    let filter = status_filter(&query)?;
+    let page = query.page.unwrap_or(1);
+    let limit = query.limit.unwrap_or(10);
+    if !(1..=100_000).contains(&page) {
+        return Err(ApiError::BadRequest(
+            "page must be between 1 and 100000".into(),
+        ));
+    }
+    if !(1..=100).contains(&limit) {
+        return Err(ApiError::BadRequest(
+            "limit must be between 1 and 100".into(),
+        ));
+    }
+    let (rows, total) =
+        orders::list_for_user(&ctx.db, &user.openid, &filter, limit, (page - 1) * limit).await?;
+    Ok(Envelope(OrderPage {
+        items: rows.into_iter().map(OrderView::from).collect(),
+        total,
+        page,
+        limit,
+        total_pages: (total + limit - 1) / limit,
+    }))
+}
+
+/// One of the caller's orders, with its VAT receipt once credited.
+#[utoipa::path(get, path = "/orders/{orderNumber}", tag = "orders",
+    params(("orderNumber" = String, Path)),
+    responses((status = 200, body = OrderView), (status = 404, description = "No such order for this user"),
+              (status = 401, description = "No WeChat identity")))]
+async fn one(
+    State(ctx): State<ApiContext>,
+    user: CurrentUser,
+    Path(order_number): Path<String>,
+) -> Result<Envelope<OrderView>, ApiError> {
+    let order_number = parse_order_number(&order_number)?;
+    tracing::Span::current().record("order_number", order_number.as_str());
+    let row = orders::find_owned(&ctx.db, &order_number, &user.openid)
+        .await?
+        .ok_or_else(|| ApiError::NotFound("Order not found".into()))?;
+    Ok(Envelope(row.into()))
+}

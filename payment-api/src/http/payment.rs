@@ -1,0 +1,99 @@
+//! Starting a payment: WeChat Pay's `unifiedOrder` for an order of the caller's that is
+//! still unpaid, answering with what `wx.requestPayment` needs.
+
+use axum::extract::State;
+use axum::routing::post;
+use axum::{Json, Router};
+use serde::Deserialize;
+use shared::money::Fen;
+use shared::order::PaymentStatus;
+use utoipa::ToSchema;
+
+use super::envelope::Envelope;
+use super::error::ApiError;
+use super::identity::CurrentUser;
+use super::orders::parse_order_number;
+use crate::context::ApiContext;
+use crate::store::orders;
+use crate::wechat::WechatError;
+
+pub fn router() -> Router<ApiContext> {
+    Router::new().route("/payment/create", post(create))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CreatePaymentRequest {
+    #[schema(example = "ORD1728546789123ABCDEFGH")]
+    order_number: String,
+}
+
+fn wechat_error(error: WechatError) -> ApiError {
+    match error {
+        WechatError::Business { code, description } => match code.as_str() {
+            "ORDERPAID" => ApiError::Conflict("This order has already been paid".into()),
+            "ORDERCLOSED" => {
+                ApiError::Conflict("This order is closed; please place a new one".into())
+            }
+            "SYSTEMERROR" => ApiError::Unavailable("WeChat Pay is busy, please try again".into()),
+            _ => {
+                tracing::error!(%code, %description, "WeChat Pay refused unifiedOrder");
+                ApiError::Upstream(format!(
+                    "WeChat Pay refused the payment ({code}): {description}"
+                ))
+            }
+        },
+        WechatError::Platform(message) => {
+            tracing::error!(%message, "WeChat Pay unreachable");
+            ApiError::Upstream("WeChat Pay is unavailable, please try again".into())
+        }
+    }
+}
+
+/// Starts WeChat Pay for one of the caller's unpaid orders. `data` is the argument of
+/// `wx.requestPayment` (`appId`, `timeStamp`, `nonceStr`, `package`, `signType`, `paySign`).
+#[utoipa::path(post, path = "/payment/create", tag = "payment", request_body = CreatePaymentRequest,
+    responses((status = 200, description = "wx.requestPayment argument", body = Object),
+              (status = 400, description = "Invalid order number"), (status = 401, description = "No WeChat identity"),
+              (status = 404, description = "No such order for this user"),
+              (status = 409, description = "Already paid or closed"), (status = 502, description = "WeChat Pay refused or unreachable")))]
+async fn create(
+    State(ctx): State<ApiContext>,
+    user: CurrentUser,
+    Json(request): Json<CreatePaymentRequest>,
+) -> Result<Envelope<serde_json::Value>, ApiError> {
+    let order_number = parse_order_number(&request.order_number)?;
+    tracing::Span::current().record("order_number", order_number.as_str());
+    let order = orders::find_owned(&ctx.db, &order_number, &user.openid)
+        .await?
+        .ok_or_else(|| ApiError::NotFound("Order not found".into()))?;
+    match PaymentStatus::parse(&order.payment_status).map_err(anyhow::Error::from)? {
+        PaymentStatus::Unpaid => {}
+        PaymentStatus::Paid => {
+            return Err(ApiError::Conflict(
+                "This order has already been paid".into(),
+            ))
+        }
+        PaymentStatus::Closed => {
+            return Err(ApiError::Conflict(
+                "This order is closed; please place a new one".into(),
+            ))
+        }
+    }
+    let amount = Fen::new(order.amount_fen).map_err(anyhow::Error::from)?;
+    let description = format!(
+        "境外话费充值 - {}",
+        order
+            .product_eng_name
+            .as_deref()
+            .unwrap_or(&order.product_name)
+    );
+    let prepaid = ctx
+        .wechat
+        .unified_order(&order_number, &user.openid, amount, &description)
+        .await
+        .map_err(wechat_error)?;
+    orders::record_prepay(&ctx.db, &order_number, &prepaid.prepay_id).await?;
+    tracing::info!(order_number = %order_number, "payment started");
+    Ok(Envelope(prepaid.payment))
+}

@@ -1,0 +1,13 @@
+//! payment-api: the mini-program's HTTP API, WeChat Pay, the payment callback and the
+//! outbox relay that turns recorded payments into `OrderPaid` messages.
+
+pub mod config;
+pub mod context;
+pub mod http;
+pub mod outbox;
+pub mod startup;
+pub mod store;
+pub mod wechat;
+
+pub use config::ApiConfig;
+pub use startup::{Application, MIGRATOR};

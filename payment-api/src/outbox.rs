@@ -1,0 +1,191 @@
+//! The outbox relay: publishes the messages that state changes wrote to the `outbox`
+//! table, with publisher confirms, persistent and mandatory, and marks them published only
+//! once RabbitMQ has confirmed them. A crash or a broker outage delays messages; it cannot
+//! lose them. Several payment-api instances can relay at once (`FOR UPDATE SKIP LOCKED`).
+//! A message may be published twice (crash between confirm and mark): consumers are
+//! idempotent by design, through the claim on the order.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::join_all;
+use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
+use lapin::{BasicProperties, Channel, Connection};
+use shared::amqp::{self, Topology};
+use sqlx::PgPool;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+const BATCH: i64 = 200;
+/// Also polled on this period, in case a wake-up was missed or another instance wrote.
+const POLL: Duration = Duration::from_secs(1);
+const RECONNECT_DELAY_MAX: Duration = Duration::from_secs(10);
+
+/// Handlers use this to wake the relay right after committing a message, and `/health`
+/// to tell whether the broker is reachable.
+#[derive(Clone, Default)]
+pub struct OutboxSignal {
+    wake: Arc<Notify>,
+    broker_up: Arc<AtomicBool>,
+}
+
+impl OutboxSignal {
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    pub fn broker_up(&self) -> bool {
+        self.broker_up.load(Ordering::Relaxed)
+    }
+}
+
+pub struct OutboxRelay {
+    pub db: PgPool,
+    pub amqp_url: String,
+    pub topology: Topology,
+    pub signal: OutboxSignal,
+}
+
+pub async fn backlog(db: &PgPool) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar("SELECT count(*) FROM outbox WHERE published_at IS NULL")
+        .fetch_one(db)
+        .await
+}
+
+impl OutboxRelay {
+    pub async fn run(self, shutdown: CancellationToken) {
+        let mut delay = Duration::from_millis(200);
+        while !shutdown.is_cancelled() {
+            match self.connect().await {
+                Ok((connection, channel)) => {
+                    delay = Duration::from_millis(200);
+                    self.signal.broker_up.store(true, Ordering::Relaxed);
+                    tracing::info!("outbox relay connected to RabbitMQ");
+                    let error = self.relay(&channel, &shutdown).await;
+                    self.signal.broker_up.store(false, Ordering::Relaxed);
+                    let _ = connection.close(200, "shutting down".into()).await;
+                    if let Err(error) = error {
+                        tracing::warn!(%error, "outbox relay lost RabbitMQ; reconnecting");
+                    }
+                }
+                Err(error) => {
+                    let waiting = backlog(&self.db).await.unwrap_or(-1);
+                    tracing::warn!(%error, backlog = waiting, "outbox relay cannot reach RabbitMQ");
+                }
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = tokio::time::sleep(delay) => {}
+            }
+            delay = (delay * 2).min(RECONNECT_DELAY_MAX);
+        }
+    }
+
+    async fn connect(&self) -> Result<(Connection, Channel), lapin::Error> {
+        let connection = amqp::connect(&self.amqp_url, "payment-api outbox relay").await?;
+        let channel = connection.create_channel().await?;
+        channel
+            .confirm_select(ConfirmSelectOptions::default())
+            .await?;
+        self.topology.declare(&channel).await?;
+        Ok((connection, channel))
+    }
+
+    async fn relay(
+        &self,
+        channel: &Channel,
+        shutdown: &CancellationToken,
+    ) -> Result<(), RelayError> {
+        loop {
+            let published = self.publish_batch(channel).await?;
+            if published as i64 == BATCH {
+                continue;
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => return Ok(()),
+                _ = self.signal.wake.notified() => {}
+                _ = tokio::time::sleep(POLL) => {}
+            }
+        }
+    }
+
+    /// Publishes up to a batch of unpublished rows, all confirms awaited together.
+    async fn publish_batch(&self, channel: &Channel) -> Result<usize, RelayError> {
+        let mut tx = self.db.begin().await?;
+        let rows: Vec<(i64, String, String, serde_json::Value)> = sqlx::query_as(
+            "SELECT id, idempotency_key, routing_key, payload FROM outbox
+             WHERE published_at IS NULL ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
+        )
+        .bind(BATCH)
+        .fetch_all(&mut *tx)
+        .await?;
+        if rows.is_empty() {
+            return Ok(0);
+        }
+
+        let mut pending = Vec::with_capacity(rows.len());
+        for (id, key, routing_key, payload) in &rows {
+            let properties = BasicProperties::default()
+                .with_delivery_mode(2)
+                .with_content_type("application/json".into())
+                .with_message_id(key.as_str().into());
+            let confirm = channel
+                .basic_publish(
+                    self.topology.exchange.as_str().into(),
+                    routing_key.as_str().into(),
+                    BasicPublishOptions {
+                        mandatory: true,
+                        ..Default::default()
+                    },
+                    payload.to_string().as_bytes(),
+                    properties,
+                )
+                .await?;
+            pending.push((*id, confirm));
+        }
+        let (ids, confirms): (Vec<i64>, Vec<_>) = pending.into_iter().unzip();
+        let mut confirmed = Vec::with_capacity(ids.len());
+        let mut refused = Vec::new();
+        for (id, confirmation) in ids.into_iter().zip(join_all(confirms).await) {
+            match confirmation? {
+                lapin::Confirmation::Ack(None) => confirmed.push(id),
+                // Returned (unroutable) or nacked: it stays in the outbox for the next round.
+                other => refused.push((id, format!("{other:?}"))),
+            }
+        }
+        sqlx::query(
+            "UPDATE outbox SET published_at = now(), attempts = attempts + 1 WHERE id = ANY($1)",
+        )
+        .bind(&confirmed)
+        .execute(&mut *tx)
+        .await?;
+        for (id, why) in &refused {
+            sqlx::query("UPDATE outbox SET attempts = attempts + 1, last_error = $2 WHERE id = $1")
+                .bind(id)
+                .bind(why)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        if !refused.is_empty() {
+            tracing::error!(
+                count = refused.len(),
+                "RabbitMQ refused outbox messages; will retry"
+            );
+            return Err(RelayError::Refused);
+        }
+        tracing::debug!(count = confirmed.len(), "outbox messages published");
+        Ok(confirmed.len())
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+enum RelayError {
+    #[error("broker: {0}")]
+    Broker(#[from] lapin::Error),
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("broker refused or returned messages")]
+    Refused,
+}

@@ -1,0 +1,61 @@
+//! recharge-worker's configuration, read once from the environment (see the README's table).
+
+use std::time::Duration;
+
+use shared::config::{AppEnv, ConfigError, InfraConfig, Settings, UnitelConfig};
+
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    pub app_env: AppEnv,
+    pub infra: InfraConfig,
+    pub unitel: UnitelConfig,
+    /// Orders in flight at once in this process (the AMQP prefetch).
+    pub concurrency: u16,
+    /// Names this process in claims and in the order history.
+    pub worker_id: String,
+    /// A claim older than this, with nothing sent, is taken to belong to a dead worker.
+    pub claim_stale_after: Duration,
+    /// How long a top-up that provably never reached Unitel is retried before the order
+    /// is released for a later attempt.
+    pub retry_for: Duration,
+    /// How long SIGTERM waits for in-flight orders.
+    pub shutdown_grace: Duration,
+    pub db_pool_size: u32,
+}
+
+impl WorkerConfig {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_settings(&Settings::from_env())
+    }
+
+    pub fn from_settings(s: &Settings) -> Result<Self, ConfigError> {
+        let concurrency: u16 = s.parsed("RECHARGE_CONCURRENCY", 8)?;
+        if concurrency == 0 {
+            return Err(ConfigError::Invalid {
+                name: "RECHARGE_CONCURRENCY",
+                reason: "must be at least 1".into(),
+            });
+        }
+        Ok(WorkerConfig {
+            app_env: AppEnv::from_settings(s)?,
+            infra: InfraConfig::from_settings(s)?,
+            unitel: UnitelConfig::from_settings(s)?,
+            concurrency,
+            worker_id: s.optional("WORKER_ID").unwrap_or_else(default_worker_id),
+            claim_stale_after: s.millis("RECHARGE_CLAIM_STALE_MS", 10 * 60 * 1000)?,
+            retry_for: s.millis("UNITEL_RETRY_FOR_MS", 30_000)?,
+            shutdown_grace: s.millis("WORKER_SHUTDOWN_GRACE_MS", 30_000)?,
+            db_pool_size: s.parsed("DATABASE_POOL_SIZE", u32::from(concurrency).max(2) + 2)?,
+        })
+    }
+}
+
+fn default_worker_id() -> String {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "worker".into());
+    format!("{host}-{}", std::process::id())
+}

@@ -1,0 +1,156 @@
+//! The AMQP side: consume `OrderPaid` with a prefetch of `RECHARGE_CONCURRENCY` and manual
+//! acks, one task per message, ack only once the outcome is in PostgreSQL. A lost broker
+//! connection is re-established with backoff; unacked messages return to the queue and
+//! the claim makes their second processing harmless.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use lapin::message::Delivery;
+use lapin::options::{
+    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions,
+    BasicRejectOptions,
+};
+use lapin::types::FieldTable;
+use shared::amqp::{self, Topology};
+use shared::message::OrderPaid;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use crate::fulfil::{Disposition, Fulfiller};
+
+pub struct Consumer {
+    pub amqp_url: String,
+    pub topology: Topology,
+    pub prefetch: u16,
+    pub consumer_tag: String,
+    pub shutdown_grace: Duration,
+    pub fulfiller: Arc<Fulfiller>,
+}
+
+const RECONNECT_DELAY_MAX: Duration = Duration::from_secs(10);
+
+impl Consumer {
+    pub async fn run(&self, shutdown: CancellationToken) {
+        let mut delay = Duration::from_millis(200);
+        while !shutdown.is_cancelled() {
+            match self.consume(&shutdown).await {
+                Ok(()) => break,
+                Err(error) => {
+                    tracing::warn!(%error, retry_in = ?delay, "lost RabbitMQ; reconnecting");
+                }
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = tokio::time::sleep(delay) => {}
+            }
+            delay = (delay * 2).min(RECONNECT_DELAY_MAX);
+        }
+    }
+
+    /// Consumes until shutdown (Ok) or until the connection fails (Err).
+    async fn consume(&self, shutdown: &CancellationToken) -> Result<(), lapin::Error> {
+        let connection = amqp::connect(
+            &self.amqp_url,
+            &format!("recharge-worker {}", self.consumer_tag),
+        )
+        .await?;
+        let channel = connection.create_channel().await?;
+        self.topology.declare(&channel).await?;
+        channel
+            .basic_qos(self.prefetch, BasicQosOptions::default())
+            .await?;
+        let mut deliveries = channel
+            .basic_consume(
+                self.topology.queue.as_str().into(),
+                self.consumer_tag.as_str().into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await?;
+        tracing::info!(queue = %self.topology.queue, prefetch = self.prefetch, "consuming");
+
+        let mut in_flight = JoinSet::new();
+        let outcome = loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => break Ok(()),
+                Some(_) = in_flight.join_next(), if !in_flight.is_empty() => {}
+                next = deliveries.next() => match next {
+                    Some(Ok(delivery)) => {
+                        let fulfiller = self.fulfiller.clone();
+                        in_flight.spawn(handle(fulfiller, delivery));
+                    }
+                    Some(Err(error)) => break Err(error),
+                    None => break Err(lapin::Error::from(lapin::ErrorKind::InvalidConnectionState(
+                        lapin::ConnectionState::Closed,
+                    ))),
+                },
+            }
+        };
+
+        // Stop taking messages, let those in flight finish within the grace period; any
+        // still unacked when the connection closes go back to the queue.
+        let _ = channel
+            .basic_cancel(
+                self.consumer_tag.as_str().into(),
+                BasicCancelOptions::default(),
+            )
+            .await;
+        let drained = tokio::time::timeout(self.shutdown_grace, async {
+            while in_flight.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!(
+                left = in_flight.len(),
+                "shutdown grace over; abandoning in-flight orders"
+            );
+            in_flight.abort_all();
+        }
+        let _ = connection.close(200, "worker stopping".into()).await;
+        outcome
+    }
+}
+
+async fn handle(fulfiller: Arc<Fulfiller>, delivery: Delivery) {
+    let message = match OrderPaid::decode(&delivery.data) {
+        Ok(message) => message,
+        Err(error) => {
+            tracing::error!(%error, "undecodable message; dead-lettering");
+            let _ = delivery.reject(BasicRejectOptions { requeue: false }).await;
+            return;
+        }
+    };
+    let span = tracing::info_span!("message", order_number = %message.order_number, redelivered = delivery.redelivered);
+    async move {
+        let disposition = match fulfiller.process(&message).await {
+            Ok(disposition) => disposition,
+            Err(error) => {
+                tracing::error!(%error, "database unavailable; message will be redelivered");
+                // Give the database a moment rather than spinning on redeliveries.
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                Disposition::Requeue
+            }
+        };
+        let acked = match disposition {
+            Disposition::Ack => delivery.ack(BasicAckOptions::default()).await,
+            Disposition::Requeue => {
+                delivery
+                    .nack(BasicNackOptions {
+                        requeue: true,
+                        ..Default::default()
+                    })
+                    .await
+            }
+            Disposition::DeadLetter => delivery.reject(BasicRejectOptions { requeue: false }).await,
+        };
+        if let Err(error) = acked {
+            // Redelivered later; the claim makes that harmless.
+            tracing::warn!(%error, ?disposition, "could not settle the message with RabbitMQ");
+        }
+    }
+    .instrument(span)
+    .await
+}

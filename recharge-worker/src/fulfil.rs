@@ -1,0 +1,203 @@
+//! Fulfilling one paid order: claim it, send the top-up, record what happened.
+//!
+//! The rule: a request is sent again only when it provably never reached Unitel. A timeout
+//! or a dropped connection after sending leaves the order `unknown`: Unitel may have
+//! credited the number, and sending again could credit it twice.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use backon::{ExponentialBuilder, Retryable};
+use shared::message::OrderPaid;
+use shared::money::Mnt;
+use shared::order::{Msisdn, OrderNumber, RechargeType};
+use shared::unitel::{TopUp, TopUpReceipt, UnitelClient, UnitelError};
+use sqlx::PgPool;
+
+use crate::store::{self, ClaimedOrder, Outcome};
+
+/// What to tell RabbitMQ about a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Disposition {
+    /// The outcome is stored (or there was nothing to do).
+    Ack,
+    /// Not processed; deliver again later (it goes to the dead-letter queue after the
+    /// queue's delivery limit).
+    Requeue,
+    /// Can never be processed: straight to the dead-letter queue for a person.
+    DeadLetter,
+}
+
+pub struct Fulfiller {
+    pub db: PgPool,
+    pub unitel: Arc<UnitelClient>,
+    pub worker_id: String,
+    pub claim_stale_after: Duration,
+    pub retry_for: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+enum AttemptError {
+    #[error(transparent)]
+    Unitel(#[from] UnitelError),
+    #[error("the claim was taken over before sending")]
+    ClaimLost,
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+}
+
+impl Fulfiller {
+    pub async fn process(&self, message: &OrderPaid) -> Result<Disposition, sqlx::Error> {
+        let order_number = &message.order_number;
+        let Some(order) = store::claim(
+            &self.db,
+            order_number,
+            &self.worker_id,
+            self.claim_stale_after,
+        )
+        .await?
+        else {
+            return self.explain_refused_claim(order_number).await;
+        };
+        tracing::info!(order_number = %order_number, "claimed");
+
+        let top_up = match self.top_up_for(&order) {
+            Ok(top_up) => top_up,
+            Err(reason) => {
+                // Stored data we cannot act on: a person must look; nothing was sent.
+                tracing::error!(order_number = %order_number, %reason, "order cannot be fulfilled");
+                store::record(
+                    &self.db,
+                    &order.order_number,
+                    &self.worker_id,
+                    Outcome::Failed {
+                        code: "INVALID_ORDER",
+                        message: &reason,
+                    },
+                )
+                .await?;
+                return Ok(Disposition::Ack);
+            }
+        };
+
+        let result = self.send_with_retries(&order, &top_up).await;
+        let outcome = match &result {
+            Ok(receipt) => Outcome::Success(receipt),
+            Err(AttemptError::Unitel(UnitelError::Rejected { code, message })) => {
+                Outcome::Failed { code, message }
+            }
+            Err(AttemptError::Unitel(UnitelError::Unknown(reason))) => Outcome::Unknown { reason },
+            Err(AttemptError::Unitel(UnitelError::NotSent(reason))) => {
+                tracing::warn!(order_number = %order_number, %reason, "Unitel unreachable; order released");
+                store::release(&self.db, &order.order_number, &self.worker_id, reason).await?;
+                return Ok(Disposition::Requeue);
+            }
+            Err(AttemptError::ClaimLost) => {
+                tracing::warn!(order_number = %order_number, "claim taken over before sending; leaving it");
+                return Ok(Disposition::Ack);
+            }
+            Err(AttemptError::Database(error)) => {
+                // The sent marker may or may not be set: whoever looks next sees the truth in
+                // the row, and a set marker is never sent again.
+                tracing::error!(order_number = %order_number, %error, "database failed around the Unitel call");
+                return Ok(Disposition::Requeue);
+            }
+        };
+        match &outcome {
+            Outcome::Success(receipt) => {
+                tracing::info!(order_number = %order_number, seq = ?receipt.seq, "credited")
+            }
+            Outcome::Failed { code, message } => {
+                tracing::warn!(order_number = %order_number, %code, %message, "Unitel refused the top-up")
+            }
+            Outcome::Unknown { reason } => {
+                // A person must reconcile this one with Unitel.
+                tracing::error!(order_number = %order_number, %reason, alert = true, "top-up outcome unknown")
+            }
+        }
+        if !store::record(&self.db, &order.order_number, &self.worker_id, outcome).await? {
+            tracing::error!(order_number = %order_number, "outcome not recorded: the order changed hands");
+        }
+        Ok(Disposition::Ack)
+    }
+
+    async fn explain_refused_claim(
+        &self,
+        order_number: &OrderNumber,
+    ) -> Result<Disposition, sqlx::Error> {
+        match store::state(&self.db, order_number).await? {
+            None => {
+                tracing::error!(order_number = %order_number, "OrderPaid for an order that does not exist");
+                Ok(Disposition::DeadLetter)
+            }
+            Some(state) => {
+                tracing::info!(
+                    order_number = %order_number,
+                    payment_status = %state.payment_status,
+                    recharge_status = %state.recharge_status,
+                    holder = ?state.recharge_worker,
+                    "already claimed or finished; skipping"
+                );
+                Ok(Disposition::Ack)
+            }
+        }
+    }
+
+    fn top_up_for(
+        &self,
+        order: &ClaimedOrder,
+    ) -> Result<(TopUp, Msisdn, OrderNumber, Mnt), String> {
+        let msisdn = Msisdn::parse(&order.phone_number).map_err(|e| e.to_string())?;
+        let journal_id = OrderNumber::parse(&order.order_number).map_err(|e| e.to_string())?;
+        let amount = Mnt::new(order.price_mnt).map_err(|e| e.to_string())?;
+        let top_up = match RechargeType::parse(&order.recharge_type).map_err(|e| e.to_string())? {
+            RechargeType::Voice => TopUp::Card {
+                code: order.product_code.clone(),
+            },
+            RechargeType::Data => TopUp::DataPackage {
+                code: order.product_code.clone(),
+            },
+            RechargeType::Postpaid => TopUp::BillPayment,
+        };
+        Ok((top_up, msisdn, journal_id, amount))
+    }
+
+    /// Retries only `NotSent`, with exponential backoff and jitter, for at most `retry_for`.
+    async fn send_with_retries(
+        &self,
+        order: &ClaimedOrder,
+        (top_up, msisdn, journal_id, amount): &(TopUp, Msisdn, OrderNumber, Mnt),
+    ) -> Result<TopUpReceipt, AttemptError> {
+        let attempt = || async {
+            if !store::mark_sent(&self.db, &order.order_number, &self.worker_id).await? {
+                return Err(AttemptError::ClaimLost);
+            }
+            match self
+                .unitel
+                .top_up(top_up, msisdn, journal_id, *amount)
+                .await
+            {
+                Err(UnitelError::NotSent(reason)) => {
+                    store::unmark_sent(&self.db, &order.order_number, &self.worker_id).await?;
+                    Err(UnitelError::NotSent(reason).into())
+                }
+                other => other.map_err(AttemptError::from),
+            }
+        };
+        attempt
+            .retry(
+                ExponentialBuilder::default()
+                    .with_min_delay(Duration::from_millis(100))
+                    .with_max_delay(Duration::from_secs(5))
+                    .with_max_times(usize::MAX)
+                    .with_total_delay(Some(self.retry_for))
+                    .with_jitter(),
+            )
+            .sleep(tokio::time::sleep)
+            .when(|e| matches!(e, AttemptError::Unitel(UnitelError::NotSent(_))))
+            .notify(|e, after| {
+                tracing::warn!(order_number = %order.order_number, error = %e, retry_in = ?after, "Unitel not reached; retrying");
+            })
+            .await
+    }
+}
