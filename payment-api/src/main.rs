@@ -1,13 +1,11 @@
 use anyhow::Context;
 use payment_api::{ApiConfig, Application};
-use shared::amqp::Topology;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let config = ApiConfig::from_env().context("payment-api cannot start")?;
     shared::telemetry::init(config.app_env);
-    let topology = Topology::new(&config.infra.amqp_prefix);
-    let app = Application::build(config, topology).await?;
+    let app = Application::build(config).await?;
     tracing::info!(port = app.port(), "payment-api listening");
     app.run_until(shutdown_signal()).await
 }

@@ -39,7 +39,7 @@ pub async fn connect_database(url: &str, max_connections: u32) -> anyhow::Result
 
 impl Application {
     /// Connects to PostgreSQL, applies pending migrations and binds the port.
-    pub async fn build(config: ApiConfig, topology: Topology) -> anyhow::Result<Self> {
+    pub async fn build(config: ApiConfig) -> anyhow::Result<Self> {
         let db = connect_database(config.infra.database_url.expose(), config.db_pool_size).await?;
         MIGRATOR.run(&db).await.context("applying migrations")?;
         let addr = SocketAddr::new(config.host, config.port);
@@ -50,7 +50,7 @@ impl Application {
         let relay = OutboxRelay {
             db: db.clone(),
             amqp_url: config.infra.amqp_url.expose().to_owned(),
-            topology,
+            topology: Topology::from_config(&config.infra),
             signal: signal.clone(),
         };
         let ctx = ApiContext {

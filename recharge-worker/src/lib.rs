@@ -17,11 +17,7 @@ use tokio_util::sync::CancellationToken;
 pub use config::WorkerConfig;
 
 /// Runs until `shutdown` is cancelled, then drains in-flight orders and returns.
-pub async fn run(
-    config: WorkerConfig,
-    topology: Topology,
-    shutdown: CancellationToken,
-) -> anyhow::Result<()> {
+pub async fn run(config: WorkerConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
     let db = PgPoolOptions::new()
         .max_connections(config.db_pool_size)
         .acquire_timeout(std::time::Duration::from_secs(5))
@@ -37,7 +33,7 @@ pub async fn run(
     };
     let consumer = consumer::Consumer {
         amqp_url: config.infra.amqp_url.expose().to_owned(),
-        topology,
+        topology: Topology::from_config(&config.infra),
         prefetch: config.concurrency,
         consumer_tag: config.worker_id.clone(),
         shutdown_grace: config.shutdown_grace,

@@ -1,6 +1,5 @@
 use anyhow::Context;
 use recharge_worker::WorkerConfig;
-use shared::amqp::Topology;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio_util::sync::CancellationToken;
 
@@ -8,7 +7,6 @@ use tokio_util::sync::CancellationToken;
 async fn main() -> anyhow::Result<()> {
     let config = WorkerConfig::from_env().context("recharge-worker cannot start")?;
     shared::telemetry::init(config.app_env);
-    let topology = Topology::new(&config.infra.amqp_prefix);
     let shutdown = CancellationToken::new();
     let trigger = shutdown.clone();
     let mut terminate = signal(SignalKind::terminate())?;
@@ -20,5 +18,5 @@ async fn main() -> anyhow::Result<()> {
         tracing::info!("stop requested; finishing in-flight orders");
         trigger.cancel();
     });
-    recharge_worker::run(config, topology, shutdown).await
+    recharge_worker::run(config, shutdown).await
 }

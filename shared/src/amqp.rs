@@ -39,6 +39,13 @@ impl Topology {
         }
     }
 
+    pub fn from_config(infra: &crate::config::InfraConfig) -> Self {
+        Topology {
+            expire_unused_after_ms: infra.amqp_queue_expires_ms,
+            ..Topology::new(&infra.amqp_prefix)
+        }
+    }
+
     pub async fn declare(&self, channel: &Channel) -> lapin::Result<()> {
         let durable = ExchangeDeclareOptions {
             durable: true,

@@ -176,6 +176,9 @@ pub struct InfraConfig {
     /// Prefix of every exchange and queue name, so that several deployments (or tests)
     /// can share one broker.
     pub amqp_prefix: String,
+    /// `AMQP_QUEUE_EXPIRES_MS`: lets unused queues expire. For test and demo brokers only;
+    /// every process sharing the queues must use the same value.
+    pub amqp_queue_expires_ms: Option<i64>,
 }
 
 impl InfraConfig {
@@ -194,6 +197,12 @@ impl InfraConfig {
             database_url: settings.secret("DATABASE_URL")?,
             amqp_url: settings.secret("AMQP_URL")?,
             amqp_prefix,
+            amqp_queue_expires_ms: match settings.optional("AMQP_QUEUE_EXPIRES_MS") {
+                None => None,
+                Some(_) => {
+                    Some(settings.parsed("AMQP_QUEUE_EXPIRES_MS", 0i64)?).filter(|ms| *ms > 0)
+                }
+            },
         })
     }
 }

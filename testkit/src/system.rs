@@ -1,0 +1,360 @@
+//! The whole system for one test: sandbox, payment-api, workers.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use lapin::options::{ExchangeDeleteOptions, QueueDeleteOptions};
+use reqwest::StatusCode;
+use sandbox::{Sandbox, SandboxConfig};
+use serde_json::{json, Value};
+use shared::amqp::Topology;
+use shared::config::Settings;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::{amqp_url, TestDb};
+
+pub struct SystemOptions {
+    /// Workers started in this process; tests that need worker processes spawn them from
+    /// [`System::worker_env`].
+    pub workers: usize,
+    pub app_env: &'static str,
+    pub unitel_timeout_ms: u64,
+    pub retry_for_ms: u64,
+    pub concurrency: u16,
+    pub claim_stale_ms: u64,
+}
+
+impl Default for SystemOptions {
+    fn default() -> Self {
+        SystemOptions {
+            workers: 1,
+            app_env: "development",
+            unitel_timeout_ms: 2_000,
+            retry_for_ms: 10_000,
+            concurrency: 8,
+            claim_stale_ms: 60_000,
+        }
+    }
+}
+
+struct Running {
+    stop: CancellationToken,
+    task: JoinHandle<()>,
+}
+
+impl Running {
+    async fn stop(self) {
+        self.stop.cancel();
+        let _ = self.task.await;
+    }
+}
+
+pub struct System {
+    pub db: TestDb,
+    pub sandbox: Sandbox,
+    pub api_url: String,
+    pub topology: Topology,
+    pub http: reqwest::Client,
+    settings: HashMap<String, String>,
+    api: Option<Running>,
+    workers: Vec<Running>,
+}
+
+impl System {
+    pub async fn start(options: SystemOptions) -> System {
+        crate::init_logs();
+        let db = TestDb::create().await;
+        let sandbox = Sandbox::start(SandboxConfig::for_tests("http://127.0.0.1:1"))
+            .await
+            .expect("sandbox starts");
+        let prefix = format!("test-{}", uuid::Uuid::new_v4().simple());
+        let settings: HashMap<String, String> = [
+            ("APP_ENV", options.app_env.to_owned()),
+            ("HOST", "127.0.0.1".into()),
+            ("PORT", "0".into()),
+            ("DATABASE_URL", db.url.clone()),
+            ("DATABASE_POOL_SIZE", "10".into()),
+            ("AMQP_URL", amqp_url()),
+            ("AMQP_PREFIX", prefix.clone()),
+            ("AMQP_QUEUE_EXPIRES_MS", "600000".into()),
+            ("WECHAT_API_BASE", sandbox.wechat_url()),
+            ("WECHAT_MCH_ID", "1712734762".into()),
+            ("WECHAT_ENV_ID", "test-env".into()),
+            ("WECHAT_PAYMENT_CALLBACK_SERVICE", "elife-backend".into()),
+            ("WECHAT_PAYMENT_CALLBACK_PATH", "/payment/callback".into()),
+            ("UNITEL_API_URL", sandbox.unitel_url()),
+            ("UNITEL_USERNAME", "elife".into()),
+            ("UNITEL_PASSWORD", "elife-secret".into()),
+            ("UNITEL_TIMEOUT_MS", options.unitel_timeout_ms.to_string()),
+            ("UNITEL_RETRY_FOR_MS", options.retry_for_ms.to_string()),
+            ("RECHARGE_CONCURRENCY", options.concurrency.to_string()),
+            (
+                "RECHARGE_CLAIM_STALE_MS",
+                options.claim_stale_ms.to_string(),
+            ),
+            ("WORKER_SHUTDOWN_GRACE_MS", "5000".into()),
+            ("ADMIN_TOKEN", "test-admin-token-0123456789".into()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+
+        let config = payment_api::ApiConfig::from_settings(&Settings::from_map(settings.clone()))
+            .expect("test configuration is valid");
+        let topology = Topology::from_config(&config.infra);
+        let app = payment_api::Application::build(config)
+            .await
+            .expect("payment-api builds");
+        let api_url = format!("http://127.0.0.1:{}", app.port());
+        sandbox.set_callback_base(api_url.clone());
+        let stop = CancellationToken::new();
+        let until = stop.clone();
+        let task = tokio::spawn(async move {
+            app.run_until(until.cancelled_owned())
+                .await
+                .expect("payment-api runs");
+        });
+
+        let mut system = System {
+            db,
+            sandbox,
+            api_url,
+            topology,
+            http: reqwest::Client::new(),
+            settings,
+            api: Some(Running { stop, task }),
+            workers: Vec::new(),
+        };
+        for _ in 0..options.workers {
+            system.start_worker().await;
+        }
+        system
+    }
+
+    /// Environment for a `recharge-worker` or `payment-api` process joining this system.
+    pub fn worker_env(&self) -> HashMap<String, String> {
+        self.settings.clone()
+    }
+
+    pub fn setting(&self, name: &str) -> &str {
+        &self.settings[name]
+    }
+
+    pub async fn start_worker(&mut self) {
+        let mut settings = self.settings.clone();
+        settings.insert(
+            "WORKER_ID".into(),
+            format!("in-process-{}", self.workers.len() + 1),
+        );
+        let config = recharge_worker::WorkerConfig::from_settings(&Settings::from_map(settings))
+            .expect("worker configuration is valid");
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(recharge_worker::run(config, stop.clone()));
+        let task = tokio::spawn(async move {
+            task.await.expect("worker task").expect("worker runs");
+        });
+        self.workers.push(Running { stop, task });
+    }
+
+    pub async fn stop_workers(&mut self) {
+        for worker in self.workers.drain(..) {
+            worker.stop().await;
+        }
+    }
+
+    pub fn client(&self, openid: &str) -> ApiClient {
+        ApiClient {
+            base: self.api_url.clone(),
+            http: self.http.clone(),
+            openid: Some(openid.to_owned()),
+        }
+    }
+
+    pub fn anonymous(&self) -> ApiClient {
+        ApiClient {
+            base: self.api_url.clone(),
+            http: self.http.clone(),
+            openid: None,
+        }
+    }
+
+    /// Creates an order for `openid` and pays it through the sandbox; the callback follows.
+    pub async fn order_and_pay(
+        &self,
+        openid: &str,
+        msisdn: &str,
+        recharge_type: &str,
+        code: &str,
+    ) -> String {
+        let order_number = self.create_order(openid, msisdn, recharge_type, code).await;
+        let client = self.client(openid);
+        let (status, body) = client
+            .post("/payment/create", json!({"orderNumber": order_number}))
+            .await;
+        assert_eq!(status, StatusCode::OK, "payment/create: {body}");
+        self.sandbox.pay(&order_number).await.expect("sandbox pays");
+        order_number
+    }
+
+    pub async fn create_order(
+        &self,
+        openid: &str,
+        msisdn: &str,
+        recharge_type: &str,
+        code: &str,
+    ) -> String {
+        let (status, body) = self
+            .client(openid)
+            .post(
+                "/orders",
+                json!({"phoneNumber": msisdn, "productOperator": "unitel",
+                       "rechargeType": recharge_type, "productCode": code}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "create order: {body}");
+        body["data"]["orderNumber"]
+            .as_str()
+            .expect("order number")
+            .to_owned()
+    }
+
+    /// The order's (payment_status, recharge_status).
+    pub async fn statuses(&self, order_number: &str) -> (String, String) {
+        sqlx::query_as("SELECT payment_status, recharge_status FROM orders WHERE order_number = $1")
+            .bind(order_number)
+            .fetch_one(&self.db.pool)
+            .await
+            .expect("order exists")
+    }
+
+    /// Waits until the order's recharge status is final, and returns it.
+    pub async fn wait_for_outcome(&self, order_number: &str, within: Duration) -> String {
+        let deadline = Instant::now() + within;
+        loop {
+            let (_, recharge) = self.statuses(order_number).await;
+            if ["success", "failed", "unknown"].contains(&recharge.as_str()) {
+                return recharge;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "order {order_number} still {recharge} after {within:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    /// Waits until `sql` (a scalar count query) returns `expected`.
+    pub async fn wait_for_count(&self, sql: &str, expected: i64, within: Duration) {
+        let deadline = Instant::now() + within;
+        loop {
+            let count: i64 = sqlx::query_scalar(sql)
+                .fetch_one(&self.db.pool)
+                .await
+                .expect("count query");
+            if count == expected {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{sql} = {count}, expected {expected} within {within:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Messages waiting in the recharge queue (declares nothing).
+    pub async fn queued_messages(&self) -> u32 {
+        let connection = shared::amqp::connect(&amqp_url(), "test")
+            .await
+            .expect("broker");
+        let channel = connection.create_channel().await.expect("channel");
+        let queue = channel
+            .queue_declare(
+                self.topology.queue.as_str().into(),
+                lapin::options::QueueDeclareOptions {
+                    passive: true,
+                    ..Default::default()
+                },
+                Default::default(),
+            )
+            .await
+            .expect("queue exists");
+        let _ = connection.close(200, "".into()).await;
+        queue.message_count()
+    }
+
+    /// Stops everything and removes this test's queues and exchanges.
+    pub async fn shutdown(mut self) {
+        self.stop_workers().await;
+        if let Some(api) = self.api.take() {
+            api.stop().await;
+        }
+        if let Ok(connection) = shared::amqp::connect(&amqp_url(), "test cleanup").await {
+            if let Ok(channel) = connection.create_channel().await {
+                for queue in [&self.topology.queue, &self.topology.dead_letter_queue] {
+                    let _ = channel
+                        .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
+                        .await;
+                }
+                for exchange in [&self.topology.exchange, &self.topology.dead_letter_exchange] {
+                    let _ = channel
+                        .exchange_delete(exchange.as_str().into(), ExchangeDeleteOptions::default())
+                        .await;
+                }
+            }
+            let _ = connection.close(200, "".into()).await;
+        }
+        self.sandbox.shutdown().await;
+    }
+}
+
+/// A mini-program user (or an anonymous caller) talking to payment-api.
+#[derive(Clone)]
+pub struct ApiClient {
+    pub base: String,
+    pub http: reqwest::Client,
+    pub openid: Option<String>,
+}
+
+impl ApiClient {
+    fn with_identity(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match &self.openid {
+            Some(openid) => request
+                .header("X-WX-OPENID", openid)
+                .header("X-WX-SOURCE", "wx_client"),
+            None => request,
+        }
+    }
+
+    pub async fn get(&self, path: &str) -> (StatusCode, Value) {
+        let request = self.with_identity(self.http.get(format!("{}{path}", self.base)));
+        read(request.send().await.expect("request sent")).await
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        let request =
+            self.with_identity(self.http.post(format!("{}{path}", self.base)).json(&body));
+        read(request.send().await.expect("request sent")).await
+    }
+
+    pub async fn post_raw(
+        &self,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: impl Into<reqwest::Body>,
+    ) -> (StatusCode, Value) {
+        let mut request = self.http.post(format!("{}{path}", self.base)).body(body);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        read(request.send().await.expect("request sent")).await
+    }
+}
+
+async fn read(response: reqwest::Response) -> (StatusCode, Value) {
+    let status = response.status();
+    let text = response.text().await.unwrap_or_default();
+    let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    (status, body)
+}
