@@ -1,0 +1,127 @@
+//! The control API under `/sandbox/*`: play the paying user, inspect what happened, and
+//! switch faults on and off.
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::error::SandboxError;
+use crate::faults::Faults;
+use crate::state::AppState;
+use crate::wechat;
+
+pub(crate) fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/sandbox/health", get(|| async { "ok" }))
+        .route("/sandbox/wechat/pay", post(pay))
+        .route("/sandbox/wechat/orders", get(orders))
+        .route("/sandbox/wechat/orders/{out_trade_no}", get(order))
+        .route("/sandbox/wechat/callbacks", get(callbacks))
+        .route("/sandbox/unitel/ledger", get(ledger))
+        .route("/sandbox/faults", get(faults).put(set_faults))
+        .route("/sandbox/reset", post(reset))
+        .route(
+            "/sandbox/callback-base",
+            get(callback_base).put(set_callback_base),
+        )
+        .with_state(state)
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct PayRequest {
+    out_trade_no: String,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct ResetRequest {
+    clear: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct CallbackBase {
+    callback_base: String,
+}
+
+async fn pay(
+    State(state): State<AppState>,
+    Json(request): Json<PayRequest>,
+) -> Result<Response, SandboxError> {
+    let transaction_id = wechat::pay(&state, &request.out_trade_no)?;
+    Ok(Json(json!({
+        "outTradeNo": request.out_trade_no,
+        "transactionId": transaction_id,
+    }))
+    .into_response())
+}
+
+async fn orders(State(state): State<AppState>) -> Response {
+    Json(state.orders.all()).into_response()
+}
+
+async fn order(
+    State(state): State<AppState>,
+    Path(out_trade_no): Path<String>,
+) -> Result<Response, SandboxError> {
+    state
+        .orders
+        .get(&out_trade_no)
+        .map(|order| Json(order).into_response())
+        .ok_or(SandboxError::OrderNotFound(out_trade_no))
+}
+
+async fn callbacks(State(state): State<AppState>) -> Response {
+    Json(state.callbacks.all()).into_response()
+}
+
+async fn ledger(State(state): State<AppState>) -> Response {
+    Json(state.ledger.all()).into_response()
+}
+
+async fn faults(State(state): State<AppState>) -> Response {
+    Json(state.faults()).into_response()
+}
+
+async fn set_faults(State(state): State<AppState>, Json(faults): Json<Faults>) -> Response {
+    state.set_faults(faults);
+    Json(state.faults()).into_response()
+}
+
+/// The body is optional: an empty POST resets faults only.
+async fn reset(State(state): State<AppState>, body: Bytes) -> Response {
+    let request = if body.iter().all(u8::is_ascii_whitespace) {
+        ResetRequest::default()
+    } else {
+        match serde_json::from_slice::<ResetRequest>(&body) {
+            Ok(request) => request,
+            Err(error) => {
+                return (
+                    StatusCode::BAD_REQUEST,
+                    Json(json!({ "error": format!("invalid reset body: {error}") })),
+                )
+                    .into_response()
+            }
+        }
+    };
+    state.reset(request.clear);
+    Json(json!({ "reset": true, "cleared": request.clear })).into_response()
+}
+
+async fn callback_base(State(state): State<AppState>) -> Response {
+    Json(json!({ "callbackBase": state.callback_base() })).into_response()
+}
+
+async fn set_callback_base(
+    State(state): State<AppState>,
+    Json(request): Json<CallbackBase>,
+) -> Response {
+    state.set_callback_base(request.callback_base);
+    Json(json!({ "callbackBase": state.callback_base() })).into_response()
+}

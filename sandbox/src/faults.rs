@@ -1,0 +1,202 @@
+//! Misbehaviour on demand. A `Faults` value replaces the whole current set; counters are
+//! consumed as the calls they affect arrive, so `GET /sandbox/faults` shows what is left.
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct Faults {
+    pub wechat: WechatFaults,
+    pub unitel: UnitelFaults,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct WechatFaults {
+    /// Added to every `/_/pay/*` call.
+    pub latency_ms: u64,
+    /// Extra copies of each payment callback, delivered concurrently with the first.
+    pub callback_duplicates: u32,
+    /// Wait before the first attempt of each payment callback.
+    pub callback_delay_ms: u64,
+    /// Consumed one per unifiedOrder call, before any validation.
+    pub unified_order_errors: Vec<UnifiedOrderError>,
+}
+
+/// `errcode` other than 0 fails the call at the platform (an envelope without respdata);
+/// otherwise the call fails inside WeChat Pay with `err_code`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct UnifiedOrderError {
+    pub errcode: Option<i64>,
+    /// Also read as `err_code`, the WeChat Pay spelling.
+    #[serde(alias = "err_code")]
+    pub err_code: Option<String>,
+    #[serde(alias = "err_code_des")]
+    pub err_code_des: Option<String>,
+}
+
+/// Credit calls are `/service/recharge`, `/service/datapackage` and `/service/payment`.
+/// Their faults apply only to a request that is otherwise valid, so a test's deliberate
+/// bad request never uses one up.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct UnitelFaults {
+    /// Added to every call, `/auth` included.
+    pub latency_ms: u64,
+    /// A trigger, not a state: from the moment it is set the port refuses TCP connections
+    /// for this long, and the stored value goes back to 0.
+    pub refuse_connections_for_ms: u64,
+    /// The next N credit calls credit, then never answer.
+    pub timeout_after_credit: u32,
+    /// The next N credit calls credit, then close the connection without a response.
+    pub drop_after_credit: u32,
+    /// The next N credit calls answer HTTP 200 `result: failed` and credit nothing.
+    pub fail_next: u32,
+    /// The next N credit calls answer HTTP 500 and credit nothing.
+    pub http_error_next: u32,
+    /// Chance (0.0–1.0) that a credit call fails like `fail_next`.
+    pub fail_rate: f64,
+    /// Chance that a credit call behaves like `timeout_after_credit`.
+    pub timeout_after_credit_rate: f64,
+    /// Chance that a credit call behaves like `drop_after_credit`.
+    pub drop_after_credit_rate: f64,
+    /// The next N `/auth` calls answer 401.
+    pub auth_fail_next: u32,
+}
+
+/// What a valid credit call does, decided before anything is credited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CreditOutcome {
+    Answer,
+    HttpError,
+    Fail,
+    CreditThenHang,
+    CreditThenDrop,
+}
+
+impl UnitelFaults {
+    /// Uses up the counter that decides this call, if any; otherwise rolls the rates.
+    pub(crate) fn next_credit_outcome(&mut self, roll: &mut impl FnMut() -> f64) -> CreditOutcome {
+        if take_one(&mut self.http_error_next) {
+            CreditOutcome::HttpError
+        } else if take_one(&mut self.fail_next) {
+            CreditOutcome::Fail
+        } else if take_one(&mut self.drop_after_credit) {
+            CreditOutcome::CreditThenDrop
+        } else if take_one(&mut self.timeout_after_credit) {
+            CreditOutcome::CreditThenHang
+        } else if roll() < self.fail_rate {
+            CreditOutcome::Fail
+        } else if roll() < self.drop_after_credit_rate {
+            CreditOutcome::CreditThenDrop
+        } else if roll() < self.timeout_after_credit_rate {
+            CreditOutcome::CreditThenHang
+        } else {
+            CreditOutcome::Answer
+        }
+    }
+
+    pub(crate) fn take_auth_failure(&mut self) -> bool {
+        take_one(&mut self.auth_fail_next)
+    }
+}
+
+impl WechatFaults {
+    pub(crate) fn take_unified_order_error(&mut self) -> Option<UnifiedOrderError> {
+        if self.unified_order_errors.is_empty() {
+            None
+        } else {
+            Some(self.unified_order_errors.remove(0))
+        }
+    }
+}
+
+fn take_one(counter: &mut u32) -> bool {
+    if *counter > 0 {
+        *counter -= 1;
+        true
+    } else {
+        false
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_field_is_optional_and_camel_case() {
+        let faults: Faults =
+            serde_json::from_str(r#"{"unitel":{"failNext":2,"dropAfterCreditRate":0.5}}"#).unwrap();
+        assert_eq!(faults.unitel.fail_next, 2);
+        assert_eq!(faults.unitel.drop_after_credit_rate, 0.5);
+        assert_eq!(faults.wechat, WechatFaults::default());
+
+        let printed = serde_json::to_value(&faults).unwrap();
+        assert!(printed["wechat"]["unifiedOrderErrors"].is_array());
+
+        let both: WechatFaults = serde_json::from_str(
+            r#"{"unifiedOrderErrors":[{"errCode":"NOTENOUGH"},{"err_code":"SYSTEMERROR"}]}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            both.unified_order_errors[0].err_code.as_deref(),
+            Some("NOTENOUGH")
+        );
+        assert_eq!(
+            both.unified_order_errors[1].err_code.as_deref(),
+            Some("SYSTEMERROR")
+        );
+        assert_eq!(printed["unitel"]["refuseConnectionsForMs"], 0);
+    }
+
+    #[test]
+    fn counters_are_consumed_before_rates() {
+        let mut faults = UnitelFaults {
+            http_error_next: 1,
+            fail_next: 1,
+            fail_rate: 1.0,
+            ..Default::default()
+        };
+        let mut never = || 0.99;
+        assert_eq!(
+            faults.next_credit_outcome(&mut never),
+            CreditOutcome::HttpError
+        );
+        assert_eq!(faults.next_credit_outcome(&mut never), CreditOutcome::Fail);
+        assert_eq!(faults.next_credit_outcome(&mut never), CreditOutcome::Fail);
+        faults.fail_rate = 0.0;
+        assert_eq!(
+            faults.next_credit_outcome(&mut never),
+            CreditOutcome::Answer
+        );
+    }
+
+    #[test]
+    fn unified_order_errors_are_used_in_order() {
+        let mut faults = WechatFaults {
+            unified_order_errors: vec![
+                UnifiedOrderError {
+                    errcode: Some(-1),
+                    ..Default::default()
+                },
+                UnifiedOrderError {
+                    err_code: Some("SYSTEMERROR".into()),
+                    ..Default::default()
+                },
+            ],
+            ..Default::default()
+        };
+        assert_eq!(faults.take_unified_order_error().unwrap().errcode, Some(-1));
+        assert_eq!(
+            faults
+                .take_unified_order_error()
+                .unwrap()
+                .err_code
+                .as_deref(),
+            Some("SYSTEMERROR")
+        );
+        assert!(faults.take_unified_order_error().is_none());
+    }
+}

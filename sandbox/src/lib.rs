@@ -1,0 +1,33 @@
+//! Simulators of the two outside parties of the payment backend, for tests and demos:
+//!
+//! - **WeChat Pay through WeChat Cloud Hosting's open interface service** (`/_/pay/*` on
+//!   the WeChat port), including the payment and refund callbacks the platform POSTs to
+//!   the service, retried until the service answers `{"errcode": 0}`.
+//! - **Unitel's partner API** (`/api/v1/auth`, `/api/v1/service/*` on the Unitel port),
+//!   with the recorded product lists and responses, and a ledger of every credit.
+//!
+//! Both misbehave on demand ([`Faults`]), down to refusing TCP connections and dropping
+//! a connection after crediting. The control API (`/sandbox/*`, on the WeChat port) plays
+//! the paying user and shows what happened. See [`unitel::products::Tariff`] for which
+//! msisdn gets which tariff.
+
+mod config;
+mod control;
+mod error;
+mod faults;
+mod ids;
+mod net;
+mod sandbox;
+mod state;
+mod sync;
+pub mod unitel;
+mod wechat;
+
+pub use config::SandboxConfig;
+pub use error::SandboxError;
+pub use faults::{Faults, UnifiedOrderError, UnitelFaults, WechatFaults};
+pub use sandbox::Sandbox;
+pub use unitel::ledger::{Credit, CreditKind};
+pub use unitel::products::Tariff;
+pub use wechat::callbacks::{CallbackDelivery, CallbackKind};
+pub use wechat::orders::{RefundStatus, TradeState, WechatOrder, WechatRefund};

@@ -1,0 +1,49 @@
+//! WeChat Pay as reached through WeChat Cloud Hosting's open interface service:
+//! `POST /_/pay/*`, JSON in and out, v2 semantics inside the platform's envelope.
+
+pub(crate) mod callbacks;
+pub(crate) mod envelope;
+pub(crate) mod orders;
+mod payer;
+mod query;
+mod refund;
+mod unified_order;
+
+use std::time::Duration;
+
+use axum::extract::{Request, State};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::post;
+use axum::Router;
+
+use crate::error::SandboxError;
+use crate::state::AppState;
+
+pub(crate) fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/_/pay/unifiedOrder", post(unified_order::unified_order))
+        .route("/_/pay/queryorder", post(query::query_order))
+        .route("/_/pay/closeorder", post(query::close_order))
+        .route("/_/pay/refund", post(refund::refund))
+        .route("/_/pay/queryrefund", post(query::query_refund))
+        .route_layer(middleware::from_fn_with_state(state.clone(), add_latency))
+        .with_state(state)
+}
+
+async fn add_latency(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let latency = state.faults().wechat.latency_ms;
+    if latency > 0 {
+        tokio::time::sleep(Duration::from_millis(latency)).await;
+    }
+    next.run(request).await
+}
+
+/// The simulated user pays; the payment callback starts in the background.
+pub(crate) fn pay(state: &AppState, out_trade_no: &str) -> Result<String, SandboxError> {
+    let order = state.orders.pay(out_trade_no)?;
+    let transaction_id = order.transaction_id.clone().unwrap_or_default();
+    tracing::info!(%out_trade_no, %transaction_id, total_fee = order.total_fee, "paid");
+    callbacks::deliver_payment(state, &order);
+    Ok(transaction_id)
+}

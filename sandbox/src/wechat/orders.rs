@@ -1,0 +1,452 @@
+//! The simulated merchant's orders and refunds, and every state change they allow.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::error::SandboxError;
+use crate::ids;
+use crate::sync::lock;
+use crate::wechat::envelope::WxPayFailure;
+
+/// WeChat Pay's trade states, of which the sandbox reaches these four.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TradeState {
+    #[serde(rename = "NOTPAY")]
+    NotPay,
+    #[serde(rename = "SUCCESS")]
+    Success,
+    #[serde(rename = "CLOSED")]
+    Closed,
+    /// Paid, and at least one refund was accepted.
+    #[serde(rename = "REFUND")]
+    Refund,
+}
+
+impl TradeState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TradeState::NotPay => "NOTPAY",
+            TradeState::Success => "SUCCESS",
+            TradeState::Closed => "CLOSED",
+            TradeState::Refund => "REFUND",
+        }
+    }
+
+    pub(crate) fn description(self) -> &'static str {
+        match self {
+            TradeState::NotPay => "订单未支付",
+            TradeState::Success => "支付成功",
+            TradeState::Closed => "订单已关闭",
+            TradeState::Refund => "订单发生过退款，退款详情请查询退款单",
+        }
+    }
+
+    /// SUCCESS or REFUND: money was taken.
+    pub fn is_paid(self) -> bool {
+        matches!(self, TradeState::Success | TradeState::Refund)
+    }
+}
+
+impl fmt::Display for TradeState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl PartialEq<&str> for TradeState {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RefundStatus {
+    #[serde(rename = "PROCESSING")]
+    Processing,
+    #[serde(rename = "SUCCESS")]
+    Success,
+}
+
+impl RefundStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RefundStatus::Processing => "PROCESSING",
+            RefundStatus::Success => "SUCCESS",
+        }
+    }
+}
+
+impl PartialEq<&str> for RefundStatus {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WechatOrder {
+    pub out_trade_no: String,
+    /// Fen.
+    pub total_fee: i64,
+    /// The payer's openid in the mini-program, as given to unifiedOrder.
+    pub openid: String,
+    pub sub_mch_id: String,
+    pub attach: Option<String>,
+    pub body: String,
+    pub env_id: String,
+    pub spbill_create_ip: String,
+    pub container_service: String,
+    pub container_path: String,
+    pub trade_state: TradeState,
+    pub prepay_id: String,
+    pub transaction_id: Option<String>,
+    /// `yyyyMMddHHmmss`, UTC+8.
+    pub time_end: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub paid_at: Option<DateTime<Utc>>,
+    pub closed_at: Option<DateTime<Utc>>,
+    pub refunds: Vec<WechatRefund>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WechatRefund {
+    pub out_refund_no: String,
+    pub refund_id: String,
+    /// Fen.
+    pub refund_fee: i64,
+    pub refund_desc: Option<String>,
+    pub container_service: String,
+    pub container_path: String,
+    pub status: RefundStatus,
+    pub requested_at: DateTime<Utc>,
+    /// `yyyy-MM-dd HH:mm:ss`, UTC+8, once the refund succeeded.
+    pub success_time: Option<String>,
+}
+
+/// What unifiedOrder asks for, already validated.
+#[derive(Debug, Clone)]
+pub(crate) struct NewOrder {
+    pub out_trade_no: String,
+    pub total_fee: i64,
+    pub openid: String,
+    pub sub_mch_id: String,
+    pub attach: Option<String>,
+    pub body: String,
+    pub env_id: String,
+    pub spbill_create_ip: String,
+    pub container_service: String,
+    pub container_path: String,
+}
+
+/// What refund asks for, already validated.
+#[derive(Debug, Clone)]
+pub(crate) struct NewRefund {
+    pub out_trade_no: String,
+    pub out_refund_no: String,
+    pub total_fee: i64,
+    pub refund_fee: i64,
+    pub refund_desc: Option<String>,
+    pub container_service: String,
+    pub container_path: String,
+}
+
+/// WeChat Pay v2 allows at most this many partial refunds per order.
+const MAX_REFUNDS_PER_ORDER: usize = 50;
+
+#[derive(Default)]
+pub(crate) struct OrderBook {
+    orders: Mutex<HashMap<String, WechatOrder>>,
+}
+
+impl OrderBook {
+    pub(crate) fn get(&self, out_trade_no: &str) -> Option<WechatOrder> {
+        lock(&self.orders).get(out_trade_no).cloned()
+    }
+
+    pub(crate) fn find(
+        &self,
+        out_trade_no: Option<&str>,
+        transaction_id: Option<&str>,
+    ) -> Option<WechatOrder> {
+        let orders = lock(&self.orders);
+        match (out_trade_no, transaction_id) {
+            (Some(no), _) => orders.get(no).cloned(),
+            (None, Some(id)) => orders
+                .values()
+                .find(|order| order.transaction_id.as_deref() == Some(id))
+                .cloned(),
+            (None, None) => None,
+        }
+    }
+
+    pub(crate) fn all(&self) -> Vec<WechatOrder> {
+        let mut orders: Vec<_> = lock(&self.orders).values().cloned().collect();
+        orders.sort_by_key(|order| order.created_at);
+        orders
+    }
+
+    pub(crate) fn clear(&self) {
+        lock(&self.orders).clear();
+    }
+
+    /// Creates the order, or returns the existing one when the same order is placed again.
+    pub(crate) fn place(&self, new: NewOrder) -> Result<WechatOrder, WxPayFailure> {
+        let mut orders = lock(&self.orders);
+        if let Some(existing) = orders.get(&new.out_trade_no) {
+            return match existing.trade_state {
+                TradeState::Success | TradeState::Refund => {
+                    Err(WxPayFailure::new("ORDERPAID", "该订单已支付"))
+                }
+                TradeState::Closed => Err(WxPayFailure::new("ORDERCLOSED", "该订单已关闭")),
+                TradeState::NotPay
+                    if existing.total_fee != new.total_fee || existing.openid != new.openid =>
+                {
+                    Err(WxPayFailure::new(
+                        "OUT_TRADE_NO_USED",
+                        "商户订单号重复，同一笔交易不能多次提交",
+                    ))
+                }
+                TradeState::NotPay => Ok(existing.clone()),
+            };
+        }
+        let now = Utc::now();
+        let order = WechatOrder {
+            out_trade_no: new.out_trade_no,
+            total_fee: new.total_fee,
+            openid: new.openid,
+            sub_mch_id: new.sub_mch_id,
+            attach: new.attach,
+            body: new.body,
+            env_id: new.env_id,
+            spbill_create_ip: new.spbill_create_ip,
+            container_service: new.container_service,
+            container_path: new.container_path,
+            trade_state: TradeState::NotPay,
+            prepay_id: ids::prepay_id(now),
+            transaction_id: None,
+            time_end: None,
+            created_at: now,
+            paid_at: None,
+            closed_at: None,
+            refunds: Vec::new(),
+        };
+        orders.insert(order.out_trade_no.clone(), order.clone());
+        Ok(order)
+    }
+
+    /// The simulated user pays: NOTPAY becomes SUCCESS with a fresh transaction id.
+    pub(crate) fn pay(&self, out_trade_no: &str) -> Result<WechatOrder, SandboxError> {
+        let mut orders = lock(&self.orders);
+        let order = orders
+            .get_mut(out_trade_no)
+            .ok_or_else(|| SandboxError::OrderNotFound(out_trade_no.to_owned()))?;
+        match order.trade_state {
+            TradeState::NotPay => {
+                let now = Utc::now();
+                order.trade_state = TradeState::Success;
+                order.transaction_id = Some(ids::transaction_id(now));
+                order.time_end = Some(ids::compact_time(now));
+                order.paid_at = Some(now);
+                Ok(order.clone())
+            }
+            TradeState::Closed => Err(SandboxError::OrderClosed(out_trade_no.to_owned())),
+            TradeState::Success | TradeState::Refund => Err(SandboxError::AlreadyPaid {
+                out_trade_no: out_trade_no.to_owned(),
+                transaction_id: order.transaction_id.clone().unwrap_or_default(),
+            }),
+        }
+    }
+
+    pub(crate) fn close(&self, out_trade_no: &str, min_age: Duration) -> Result<(), WxPayFailure> {
+        let mut orders = lock(&self.orders);
+        let order = orders.get_mut(out_trade_no).ok_or_else(order_not_found)?;
+        match order.trade_state {
+            TradeState::Success | TradeState::Refund => {
+                Err(WxPayFailure::new("ORDERPAID", "订单已支付，不能发起关单"))
+            }
+            TradeState::Closed => Err(WxPayFailure::new("ORDERCLOSED", "订单已关闭，无法重复关闭")),
+            TradeState::NotPay => {
+                let age = (Utc::now() - order.created_at).to_std().unwrap_or_default();
+                if age < min_age {
+                    // The documented rule is "no close within 5 minutes of creation"; its
+                    // error code is not documented. SYSTEMERROR ("retry later with the same
+                    // parameters") is our plausible guess.
+                    return Err(WxPayFailure::new(
+                        "SYSTEMERROR",
+                        format!(
+                            "订单生成后不能马上调用关单接口，最短调用时间间隔为{}秒",
+                            min_age.as_secs()
+                        ),
+                    ));
+                }
+                order.trade_state = TradeState::Closed;
+                order.closed_at = Some(Utc::now());
+                Ok(())
+            }
+        }
+    }
+
+    /// Accepts a refund, or returns the one already accepted under the same
+    /// `out_refund_no`. The flag says whether it is new (and so needs processing).
+    pub(crate) fn request_refund(
+        &self,
+        new: NewRefund,
+    ) -> Result<(WechatOrder, WechatRefund, bool), WxPayFailure> {
+        let mut orders = lock(&self.orders);
+        let order = orders
+            .get_mut(&new.out_trade_no)
+            .ok_or_else(order_not_found)?;
+        if let Some(existing) = order
+            .refunds
+            .iter()
+            .find(|refund| refund.out_refund_no == new.out_refund_no)
+        {
+            if existing.refund_fee != new.refund_fee || order.total_fee != new.total_fee {
+                return Err(WxPayFailure::new(
+                    "REFUND_FEE_MISMATCH",
+                    "订单金额或退款金额与之前请求不一致，请核实后再试",
+                ));
+            }
+            let existing = existing.clone();
+            return Ok((order.clone(), existing, false));
+        }
+        match order.trade_state {
+            TradeState::NotPay => return Err(WxPayFailure::new("ERROR", "订单未支付")),
+            TradeState::Closed => return Err(WxPayFailure::new("ERROR", "订单已关闭")),
+            TradeState::Success | TradeState::Refund => {}
+        }
+        if new.total_fee != order.total_fee {
+            return Err(WxPayFailure::new(
+                "PARAM_ERROR",
+                "订单金额total_fee与实际不符",
+            ));
+        }
+        let refunded: i64 = order.refunds.iter().map(|refund| refund.refund_fee).sum();
+        if refunded + new.refund_fee > order.total_fee {
+            return Err(WxPayFailure::new("ERROR", "累计退款金额大于支付金额"));
+        }
+        if order.refunds.len() >= MAX_REFUNDS_PER_ORDER {
+            return Err(WxPayFailure::new("ERROR", "退款次数超过限制"));
+        }
+        let refund = WechatRefund {
+            out_refund_no: new.out_refund_no,
+            refund_id: ids::refund_id(),
+            refund_fee: new.refund_fee,
+            refund_desc: new.refund_desc,
+            container_service: new.container_service,
+            container_path: new.container_path,
+            status: RefundStatus::Processing,
+            requested_at: Utc::now(),
+            success_time: None,
+        };
+        order.refunds.push(refund.clone());
+        order.trade_state = TradeState::Refund;
+        Ok((order.clone(), refund, true))
+    }
+
+    /// PROCESSING becomes SUCCESS; `None` when there was nothing to complete.
+    pub(crate) fn complete_refund(
+        &self,
+        out_trade_no: &str,
+        out_refund_no: &str,
+    ) -> Option<(WechatOrder, WechatRefund)> {
+        let mut orders = lock(&self.orders);
+        let order = orders.get_mut(out_trade_no)?;
+        let refund = order
+            .refunds
+            .iter_mut()
+            .find(|refund| refund.out_refund_no == out_refund_no)?;
+        if refund.status != RefundStatus::Processing {
+            return None;
+        }
+        refund.status = RefundStatus::Success;
+        refund.success_time = Some(ids::readable_time(Utc::now()));
+        let refund = refund.clone();
+        Some((order.clone(), refund))
+    }
+}
+
+pub(crate) fn order_not_found() -> WxPayFailure {
+    WxPayFailure::new("ORDERNOTEXIST", "订单不存在")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn new_order(no: &str, fee: i64) -> NewOrder {
+        NewOrder {
+            out_trade_no: no.into(),
+            total_fee: fee,
+            openid: "oUser".into(),
+            sub_mch_id: "1712734762".into(),
+            attach: None,
+            body: "top-up".into(),
+            env_id: "env".into(),
+            spbill_create_ip: "127.0.0.1".into(),
+            container_service: "svc".into(),
+            container_path: "/cb".into(),
+        }
+    }
+
+    fn refund(no: &str, refund_no: &str, fee: i64) -> NewRefund {
+        NewRefund {
+            out_trade_no: no.into(),
+            out_refund_no: refund_no.into(),
+            total_fee: 100,
+            refund_fee: fee,
+            refund_desc: None,
+            container_service: "svc".into(),
+            container_path: "/refund".into(),
+        }
+    }
+
+    #[test]
+    fn refunds_never_exceed_what_was_paid() {
+        let book = OrderBook::default();
+        book.place(new_order("ORDER1", 100)).unwrap();
+        assert_eq!(
+            book.request_refund(refund("ORDER1", "R1", 60))
+                .unwrap_err()
+                .err_code,
+            "ERROR"
+        );
+        book.pay("ORDER1").unwrap();
+        let (_, first, is_new) = book.request_refund(refund("ORDER1", "R1", 60)).unwrap();
+        assert!(is_new);
+        let (_, again, is_new) = book.request_refund(refund("ORDER1", "R1", 60)).unwrap();
+        assert!(!is_new);
+        assert_eq!(first.refund_id, again.refund_id);
+        assert_eq!(
+            book.request_refund(refund("ORDER1", "R1", 50))
+                .unwrap_err()
+                .err_code,
+            "REFUND_FEE_MISMATCH"
+        );
+        assert_eq!(
+            book.request_refund(refund("ORDER1", "R2", 41))
+                .unwrap_err()
+                .err_code,
+            "ERROR"
+        );
+        book.request_refund(refund("ORDER1", "R2", 40)).unwrap();
+        assert_eq!(book.get("ORDER1").unwrap().trade_state, TradeState::Refund);
+    }
+
+    #[test]
+    fn a_closed_order_cannot_be_paid() {
+        let book = OrderBook::default();
+        book.place(new_order("ORDER2", 100)).unwrap();
+        book.close("ORDER2", Duration::ZERO).unwrap();
+        assert_eq!(
+            book.pay("ORDER2").unwrap_err(),
+            SandboxError::OrderClosed("ORDER2".into())
+        );
+    }
+}
