@@ -187,13 +187,27 @@ impl System {
         recharge_type: &str,
         code: &str,
     ) -> String {
+        let order_number = self
+            .order_awaiting_payment(openid, msisdn, recharge_type, code)
+            .await;
+        self.sandbox.pay(&order_number).await.expect("sandbox pays");
+        order_number
+    }
+
+    /// Creates an order and starts its WeChat payment (`/payment/create`), unpaid yet.
+    pub async fn order_awaiting_payment(
+        &self,
+        openid: &str,
+        msisdn: &str,
+        recharge_type: &str,
+        code: &str,
+    ) -> String {
         let order_number = self.create_order(openid, msisdn, recharge_type, code).await;
-        let client = self.client(openid);
-        let (status, body) = client
+        let (status, body) = self
+            .client(openid)
             .post("/payment/create", json!({"orderNumber": order_number}))
             .await;
         assert_eq!(status, StatusCode::OK, "payment/create: {body}");
-        self.sandbox.pay(&order_number).await.expect("sandbox pays");
         order_number
     }
 

@@ -1,0 +1,406 @@
+//! The mini-program's view: products, prices, orders, identity, errors, the envelope.
+
+use reqwest::StatusCode;
+use serde_json::json;
+use testkit::{System, SystemOptions};
+
+fn api_only() -> SystemOptions {
+    SystemOptions {
+        workers: 0,
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn prices_are_converted_exactly_and_fixed_on_the_order() {
+    let system = System::start(api_only()).await;
+    let (status, rate) = system.anonymous().get("/exchange-rate/current").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(rate["data"]["rate"], "440");
+    assert_eq!(rate["data"]["currencyPair"], "MNT_TO_CNY");
+
+    let (status, products) = system
+        .anonymous()
+        .post(
+            "/unitel/products/services",
+            json!({"msisdn": "88616600", "info": "1"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{products}");
+    let card = products["data"]["cards"]["day"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["code"] == "SD5000")
+        .expect("SD5000 listed")
+        .clone();
+    assert_eq!(card["priceMnt"], 5000);
+    assert_eq!(card["priceRmb"], "11.36");
+    assert_eq!(card["amountFen"], 1136);
+
+    let order = system
+        .create_order("o-price", "88616600", "voice", "SD5000")
+        .await;
+    let (_, body) = system
+        .client("o-price")
+        .get(&format!("/orders/{order}"))
+        .await;
+    assert_eq!(body["data"]["amountFen"], 1136);
+    assert_eq!(body["data"]["priceRmb"], "11.36");
+    assert_eq!(body["data"]["exchangeRate"], "440");
+
+    // What WeChat is asked to charge is the order's amount, in fen.
+    let (status, payment) = system
+        .client("o-price")
+        .post("/payment/create", json!({"orderNumber": order}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{payment}");
+    assert!(payment["data"]["package"]
+        .as_str()
+        .unwrap()
+        .starts_with("prepay_id="));
+    let at_wechat = system
+        .sandbox
+        .wechat_order(&order)
+        .expect("unifiedOrder reached WeChat");
+    assert_eq!(at_wechat.total_fee, 1136);
+    assert_eq!(
+        at_wechat.container_path,
+        format!("/payment/callback/{order}")
+    );
+
+    // A rate change later does not touch an existing order.
+    sqlx::query("INSERT INTO exchange_rates (currency_pair, rate, set_by) VALUES ('MNT_TO_CNY', 400, 'test')")
+        .execute(&system.db.pool)
+        .await
+        .unwrap();
+    let (_, body) = system
+        .client("o-price")
+        .get(&format!("/orders/{order}"))
+        .await;
+    assert_eq!(body["data"]["amountFen"], 1136);
+    let newer = system
+        .create_order("o-price", "88616600", "voice", "SD5000")
+        .await;
+    let (_, body) = system
+        .client("o-price")
+        .get(&format!("/orders/{newer}"))
+        .await;
+    assert_eq!(body["data"]["amountFen"], 1250, "5000 / 400 = 12.50");
+    system.shutdown().await;
+}
+
+#[tokio::test]
+async fn orders_belong_to_their_owner_and_are_paid_once() {
+    let system = System::start(api_only()).await;
+    let order = system
+        .create_order("o-owner", "88616600", "voice", "SD5000")
+        .await;
+    let owner = system.client("o-owner");
+    let stranger = system.client("o-stranger");
+
+    let (status, body) = stranger.get(&format!("/orders/{order}")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(body["code"], 404);
+    assert_eq!(body["data"], serde_json::Value::Null);
+    assert_eq!(body["path"], format!("/orders/{order}"));
+    let (status, _) = stranger
+        .post("/payment/create", json!({"orderNumber": order}))
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::NOT_FOUND,
+        "someone else's order cannot be paid"
+    );
+    assert!(system.sandbox.wechat_order(&order).is_none());
+
+    let (status, _) = owner.get("/orders/ORD1700000000000UNKNOWN1").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = owner
+        .post(
+            "/payment/create",
+            json!({"orderNumber": "ORD1700000000000UNKNOWN1"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, body) = owner
+        .post("/payment/create", json!({"orderNumber": "bad order"}))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+
+    let (status, _) = owner
+        .post("/payment/create", json!({"orderNumber": order}))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    system.sandbox.pay(&order).await.unwrap();
+    system
+        .wait_for_count(
+            &format!("SELECT count(*) FROM orders WHERE order_number = '{order}' AND payment_status = 'paid'"),
+            1,
+            std::time::Duration::from_secs(10),
+        )
+        .await;
+    let (status, body) = owner
+        .post("/payment/create", json!({"orderNumber": order}))
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(body["message"], "This order has already been paid");
+
+    let (status, page) = owner.get("/orders/my?status=paid").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(page["data"]["total"], 1);
+    assert_eq!(page["data"]["items"][0]["orderNumber"], order.as_str());
+    let (_, page) = owner.get("/orders/my?status=unpaid").await;
+    assert_eq!(page["data"]["total"], 0);
+    let (_, page) = stranger.get("/orders/my").await;
+    assert_eq!(page["data"]["total"], 0);
+    system.shutdown().await;
+}
+
+#[tokio::test]
+async fn my_orders_paginate_and_filter_by_date() {
+    let system = System::start(api_only()).await;
+    let mut created = Vec::new();
+    for _ in 0..3 {
+        created.push(
+            system
+                .create_order("o-pages", "88616600", "voice", "SD5000")
+                .await,
+        );
+    }
+    let client = system.client("o-pages");
+    let (_, first) = client.get("/orders/my?page=1&limit=2").await;
+    assert_eq!(first["data"]["total"], 3);
+    assert_eq!(first["data"]["totalPages"], 2);
+    assert_eq!(first["data"]["items"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        first["data"]["items"][0]["orderNumber"],
+        created[2].as_str(),
+        "newest first"
+    );
+    let (_, second) = client.get("/orders/my?page=2&limit=2").await;
+    assert_eq!(
+        second["data"]["items"][0]["orderNumber"],
+        created[0].as_str()
+    );
+
+    let (_, none) = client.get("/orders/my?endDate=2020-01-01").await;
+    assert_eq!(none["data"]["total"], 0);
+    let (_, all) = client.get("/orders/my?startDate=2020-01-01").await;
+    assert_eq!(all["data"]["total"], 3);
+
+    for bad in [
+        "limit=0",
+        "limit=101",
+        "page=0",
+        "status=lost",
+        "startDate=yesterday",
+        "page=abc",
+    ] {
+        let (status, body) = client.get(&format!("/orders/my?{bad}")).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {body}");
+        assert_eq!(body["code"], 400, "{bad}");
+    }
+    system.shutdown().await;
+}
+
+#[tokio::test]
+async fn bad_input_gets_a_clear_4xx_in_the_envelope() {
+    let system = System::start(api_only()).await;
+    let client = system.client("o-bad-input");
+    let order = |phone: &str, kind: &str, code: &str| json!({"phoneNumber": phone, "productOperator": "unitel", "rechargeType": kind, "productCode": code});
+    let cases = [
+        (order("123", "voice", "SD5000"), "phoneNumber"),
+        (order("88616600", "sms", "SD5000"), "rechargeType"),
+        (order("88616600", "voice", "NOPE"), "not sold"),
+        (order("88616600", "voice", "data3gb2d"), "not sold"),
+        (order("88616600", "data", "SD5000"), "not sold"),
+        (order("88616600", "voice", ""), "productCode"),
+        (order("88616600", "postpaid", ""), "Not a postpaid"),
+        (order("88616609", "postpaid", ""), "no unpaid"),
+        (
+            json!({"phoneNumber": "88616600", "productOperator": "mobicom", "rechargeType": "voice", "productCode": "SD5000"}),
+            "unitel",
+        ),
+        (
+            json!({"phoneNumber": 88616600, "productOperator": "unitel", "rechargeType": "voice"}),
+            "phoneNumber: invalid type",
+        ),
+    ];
+    for (body, expected) in cases {
+        let (status, answer) = client.post("/orders", body.clone()).await;
+        assert!(status.is_client_error(), "{body} → {status} {answer}");
+        assert_eq!(answer["code"], status.as_u16());
+        let message = answer["message"].as_str().unwrap_or("");
+        assert!(
+            message.to_lowercase().contains(&expected.to_lowercase()),
+            "{body}: message {message:?} should mention {expected:?}"
+        );
+    }
+    let (count,): (i64,) = sqlx::query_as("SELECT count(*) FROM orders")
+        .fetch_one(&system.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(count, 0, "no half-written order");
+
+    let (status, answer) = client
+        .post_raw(
+            "/orders",
+            &[
+                ("content-type", "application/json"),
+                ("x-wx-openid", "o"),
+                ("x-wx-source", "x"),
+            ],
+            "{not json",
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(answer["code"], 400);
+    assert_eq!(answer["path"], "/orders");
+
+    let (status, answer) = client
+        .post_raw(
+            "/orders",
+            &[
+                ("content-type", "application/json"),
+                ("x-wx-openid", "o"),
+                ("x-wx-source", "x"),
+            ],
+            vec![b' '; 100_000],
+        )
+        .await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{answer}");
+    assert_eq!(answer["code"], 413);
+
+    let (status, answer) = client.get("/no/such/route").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(answer["message"], "No such route");
+    system.shutdown().await;
+}
+
+#[tokio::test]
+async fn identity_comes_from_the_gateway_and_the_mock_header_only_in_development() {
+    let dev = System::start(api_only()).await;
+    let create = json!({"phoneNumber": "88616600", "productOperator": "unitel", "rechargeType": "voice", "productCode": "SD5000"});
+    let (status, body) = dev.anonymous().post("/orders", create.clone()).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    let (status, _) = dev
+        .anonymous()
+        .post_raw(
+            "/orders",
+            &[
+                ("content-type", "application/json"),
+                ("x-wx-openid", "o-no-source"),
+            ],
+            create.to_string(),
+        )
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::UNAUTHORIZED,
+        "an openid without X-WX-SOURCE is not trusted"
+    );
+    let (status, body) = dev
+        .anonymous()
+        .post_raw(
+            "/orders",
+            &[
+                ("content-type", "application/json"),
+                ("x-mock-openid", "o-mock"),
+            ],
+            create.to_string(),
+        )
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "development accepts X-Mock-Openid: {body}"
+    );
+    let (count,): (i64,) = sqlx::query_as("SELECT count(*) FROM users WHERE openid = 'o-mock'")
+        .fetch_one(&dev.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(count, 1, "the user row is created on first call");
+    dev.shutdown().await;
+
+    let prod = System::start(SystemOptions {
+        app_env: "production",
+        ..api_only()
+    })
+    .await;
+    let (status, _) = prod
+        .anonymous()
+        .post_raw(
+            "/orders",
+            &[
+                ("content-type", "application/json"),
+                ("x-mock-openid", "o-mock"),
+            ],
+            create.to_string(),
+        )
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::UNAUTHORIZED,
+        "production ignores X-Mock-Openid"
+    );
+    let (status, _) = prod
+        .anonymous()
+        .post_raw(
+            "/orders",
+            &[
+                ("content-type", "application/json"),
+                ("x-wx-from-openid", "o-shared"),
+                ("x-wx-source", "wx_client"),
+            ],
+            create.to_string(),
+        )
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "X-WX-FROM-OPENID identifies a caller from a sharing app"
+    );
+    prod.shutdown().await;
+}
+
+#[tokio::test]
+async fn health_and_the_openapi_document_are_served() {
+    let system = System::start(api_only()).await;
+    let mut health = serde_json::Value::Null;
+    for _ in 0..100 {
+        let (status, body) = system.anonymous().get("/health").await;
+        health = body;
+        if status == StatusCode::OK {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(health["data"]["database"], "up", "{health}");
+    assert_eq!(health["data"]["rabbitmq"], "up", "{health}");
+    assert_eq!(health["data"]["outboxBacklog"], 0);
+
+    let (status, doc) = system.anonymous().get("/api-json").await;
+    assert_eq!(status, StatusCode::OK);
+    for path in [
+        "/orders",
+        "/orders/my",
+        "/payment/create",
+        "/payment/callback/{orderNumber}",
+        "/unitel/products/services",
+    ] {
+        assert!(doc["paths"][path].is_object(), "{path} documented");
+    }
+    let page = system
+        .http
+        .get(format!("{}/api/", system.api_url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    assert!(
+        page.text().await.unwrap().contains("swagger"),
+        "Swagger UI served"
+    );
+    system.shutdown().await;
+}

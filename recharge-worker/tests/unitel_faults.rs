@@ -1,0 +1,190 @@
+//! What the worker does when Unitel misbehaves. The rule under test: a request is sent
+//! again only when it provably never reached Unitel.
+
+use std::time::{Duration, Instant};
+
+use lapin::options::BasicPublishOptions;
+use lapin::BasicProperties;
+use sandbox::{Faults, UnitelFaults};
+use testkit::{System, SystemOptions};
+
+fn unitel(faults: UnitelFaults) -> Faults {
+    Faults {
+        unitel: faults,
+        ..Default::default()
+    }
+}
+
+fn credits_for(system: &System, order: &str) -> usize {
+    system
+        .sandbox
+        .ledger()
+        .iter()
+        .filter(|c| c.journal_id == order)
+        .count()
+}
+
+/// Publishes the order's OrderPaid message again, as a redelivery or a sweep would.
+async fn publish_again(system: &System, order: &str) {
+    let payload: serde_json::Value =
+        sqlx::query_scalar("SELECT payload FROM outbox WHERE order_number = $1")
+            .bind(order)
+            .fetch_one(&system.db.pool)
+            .await
+            .unwrap();
+    let connection = shared::amqp::connect(&testkit::amqp_url(), "test")
+        .await
+        .unwrap();
+    let channel = connection.create_channel().await.unwrap();
+    channel
+        .basic_publish(
+            system.topology.exchange.as_str().into(),
+            shared::amqp::ORDER_PAID_ROUTING_KEY.into(),
+            BasicPublishOptions::default(),
+            payload.to_string().as_bytes(),
+            BasicProperties::default().with_delivery_mode(2),
+        )
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    let _ = connection.close(200, "".into()).await;
+}
+
+#[tokio::test]
+async fn a_timeout_after_crediting_leaves_the_order_unknown_and_never_credits_twice() {
+    let system = System::start(SystemOptions {
+        unitel_timeout_ms: 500,
+        ..Default::default()
+    })
+    .await;
+    system.sandbox.set_faults(unitel(UnitelFaults {
+        timeout_after_credit: 1,
+        ..Default::default()
+    }));
+    let order = system
+        .order_and_pay("o-timeout", "88616600", "voice", "SD5000")
+        .await;
+
+    assert_eq!(
+        system
+            .wait_for_outcome(&order, Duration::from_secs(20))
+            .await,
+        "unknown"
+    );
+    assert_eq!(credits_for(&system, &order), 1, "the sandbox did credit");
+
+    // The message comes again (a redelivery, a sweep): nothing is re-sent.
+    publish_again(&system, &order).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(credits_for(&system, &order), 1, "no second credit");
+    assert_eq!(system.statuses(&order).await.1, "unknown");
+    let (attempts,): (i32,) =
+        sqlx::query_as("SELECT recharge_attempts FROM orders WHERE order_number = $1")
+            .bind(&order)
+            .fetch_one(&system.db.pool)
+            .await
+            .unwrap();
+    assert_eq!(attempts, 1);
+    system.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_connection_dropped_after_crediting_is_unknown_too() {
+    let system = System::start(SystemOptions::default()).await;
+    system.sandbox.set_faults(unitel(UnitelFaults {
+        drop_after_credit: 1,
+        ..Default::default()
+    }));
+    let order = system
+        .order_and_pay("o-drop", "88616600", "voice", "SD5000")
+        .await;
+    assert_eq!(
+        system
+            .wait_for_outcome(&order, Duration::from_secs(20))
+            .await,
+        "unknown"
+    );
+    assert_eq!(credits_for(&system, &order), 1);
+    system.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_server_error_is_not_taken_for_a_refusal() {
+    let system = System::start(SystemOptions::default()).await;
+    system.sandbox.set_faults(unitel(UnitelFaults {
+        http_error_next: 1,
+        ..Default::default()
+    }));
+    let order = system
+        .order_and_pay("o-500", "88616600", "voice", "SD5000")
+        .await;
+    // An HTTP 500 may come after processing: unknown, not failed, and not re-sent.
+    assert_eq!(
+        system
+            .wait_for_outcome(&order, Duration::from_secs(20))
+            .await,
+        "unknown"
+    );
+    system.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_refused_connection_is_retried_and_succeeds() {
+    let system = System::start(SystemOptions::default()).await;
+    let order = system
+        .order_awaiting_payment("o-refused", "88616600", "voice", "SD5000")
+        .await;
+    // Refuse from before the payment until well after the worker's first attempt.
+    let refused_until = Instant::now() + Duration::from_millis(1500);
+    system.sandbox.set_faults(unitel(UnitelFaults {
+        refuse_connections_for_ms: 1500,
+        ..Default::default()
+    }));
+    system.sandbox.pay(&order).await.unwrap();
+
+    assert_eq!(
+        system
+            .wait_for_outcome(&order, Duration::from_secs(20))
+            .await,
+        "success"
+    );
+    assert!(
+        Instant::now() >= refused_until,
+        "succeeded only once Unitel listened again"
+    );
+    assert_eq!(credits_for(&system, &order), 1);
+    let (attempts,): (i32,) =
+        sqlx::query_as("SELECT recharge_attempts FROM orders WHERE order_number = $1")
+            .bind(&order)
+            .fetch_one(&system.db.pool)
+            .await
+            .unwrap();
+    assert!(
+        attempts > 1,
+        "refused attempts were retried ({attempts} attempts)"
+    );
+    system.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_refused_authentication_is_retried_without_losing_the_top_up() {
+    let system = System::start(SystemOptions::default()).await;
+    let order = system
+        .order_awaiting_payment("o-auth", "88616600", "voice", "SD5000")
+        .await;
+    // The worker's own client has no token yet; its first /auth is refused.
+    system.sandbox.set_faults(unitel(UnitelFaults {
+        auth_fail_next: 1,
+        ..Default::default()
+    }));
+    system.sandbox.pay(&order).await.unwrap();
+    assert_eq!(
+        system
+            .wait_for_outcome(&order, Duration::from_secs(20))
+            .await,
+        "success"
+    );
+    assert_eq!(credits_for(&system, &order), 1);
+    system.shutdown().await;
+}

@@ -1,0 +1,89 @@
+//! Workers as ops run them: separate `recharge-worker` processes sharing one queue.
+
+use std::collections::HashMap;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use futures::future::join_all;
+use testkit::{System, SystemOptions};
+
+fn spawn_worker(system: &System, id: &str) -> Child {
+    let env: HashMap<String, String> = system.worker_env();
+    Command::new(env!("CARGO_BIN_EXE_recharge-worker"))
+        .env_clear()
+        .envs(env)
+        .env("WORKER_ID", id)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("recharge-worker starts")
+}
+
+fn terminate(mut child: Child) -> std::process::ExitStatus {
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    child.wait().expect("worker exits")
+}
+
+#[tokio::test]
+async fn two_worker_processes_credit_two_hundred_orders_exactly_once_each() {
+    let system = System::start(SystemOptions {
+        workers: 0,
+        concurrency: 16,
+        ..Default::default()
+    })
+    .await;
+    let first = spawn_worker(&system, "process-a");
+    let second = spawn_worker(&system, "process-b");
+
+    let mut orders = Vec::new();
+    for batch in 0..10 {
+        let created = join_all((0..20).map(|i| {
+            let system = &system;
+            async move {
+                let msisdn = format!("8861{:03}{}", batch * 20 + i, [0, 3, 6][i % 3]);
+                system
+                    .order_and_pay(&format!("o-load-{batch}-{i}"), &msisdn, "voice", "SD5000")
+                    .await
+            }
+        }))
+        .await;
+        orders.extend(created);
+    }
+    assert_eq!(orders.len(), 200);
+
+    system
+        .wait_for_count(
+            "SELECT count(*) FROM orders WHERE recharge_status = 'success'",
+            200,
+            Duration::from_secs(60),
+        )
+        .await;
+    let ledger = system.sandbox.ledger();
+    assert_eq!(ledger.len(), 200, "exactly 200 credits");
+    let mut credited: Vec<&str> = ledger.iter().map(|c| c.journal_id.as_str()).collect();
+    credited.sort_unstable();
+    credited.dedup();
+    assert_eq!(credited.len(), 200, "no order credited twice");
+    for order in &orders {
+        assert!(
+            credited.binary_search(&order.as_str()).is_ok(),
+            "{order} credited"
+        );
+    }
+    let workers: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT recharge_worker, count(*) FROM orders GROUP BY recharge_worker ORDER BY 1",
+    )
+    .fetch_all(&system.db.pool)
+    .await
+    .unwrap();
+    assert_eq!(workers.len(), 2, "both processes took orders: {workers:?}");
+
+    // SIGTERM: each worker drains and exits cleanly.
+    assert!(terminate(first).success());
+    assert!(terminate(second).success());
+    system.shutdown().await;
+}
