@@ -100,21 +100,9 @@ impl System {
         .map(|(k, v)| (k.to_owned(), v))
         .collect();
 
-        let config = payment_api::ApiConfig::from_settings(&Settings::from_map(settings.clone()))
-            .expect("test configuration is valid");
-        let topology = Topology::from_config(&config.infra);
-        let app = payment_api::Application::build(config)
-            .await
-            .expect("payment-api builds");
-        let api_url = format!("http://127.0.0.1:{}", app.port());
+        let topology = Topology::new(&prefix);
+        let (api_url, api) = start_api(settings.clone()).await;
         sandbox.set_callback_base(api_url.clone());
-        let stop = CancellationToken::new();
-        let until = stop.clone();
-        let task = tokio::spawn(async move {
-            app.run_until(until.cancelled_owned())
-                .await
-                .expect("payment-api runs");
-        });
 
         let mut system = System {
             db,
@@ -123,13 +111,29 @@ impl System {
             topology,
             http: reqwest::Client::new(),
             settings,
-            api: Some(Running { stop, task }),
+            api: Some(api),
             workers: Vec::new(),
         };
         for _ in 0..options.workers {
             system.start_worker().await;
         }
         system
+    }
+
+    /// Stops payment-api and starts it again with some settings changed (the same port is
+    /// not guaranteed: `api_url` and the sandbox's callback base follow).
+    pub async fn restart_api(&mut self, overrides: &[(&str, &str)]) {
+        if let Some(api) = self.api.take() {
+            api.stop().await;
+        }
+        let mut settings = self.settings.clone();
+        for (name, value) in overrides {
+            settings.insert((*name).to_owned(), (*value).to_owned());
+        }
+        let (api_url, api) = start_api(settings).await;
+        self.sandbox.set_callback_base(api_url.clone());
+        self.api_url = api_url;
+        self.api = Some(api);
     }
 
     /// Environment for a `recharge-worker` or `payment-api` process joining this system.
@@ -321,6 +325,23 @@ impl System {
         }
         self.sandbox.shutdown().await;
     }
+}
+
+async fn start_api(settings: HashMap<String, String>) -> (String, Running) {
+    let config = payment_api::ApiConfig::from_settings(&Settings::from_map(settings))
+        .expect("test configuration is valid");
+    let app = payment_api::Application::build(config)
+        .await
+        .expect("payment-api builds");
+    let api_url = format!("http://127.0.0.1:{}", app.port());
+    let stop = CancellationToken::new();
+    let until = stop.clone();
+    let task = tokio::spawn(async move {
+        app.run_until(until.cancelled_owned())
+            .await
+            .expect("payment-api runs");
+    });
+    (api_url, Running { stop, task })
 }
 
 /// A mini-program user (or an anonymous caller) talking to payment-api.
