@@ -404,3 +404,92 @@ async fn health_and_the_openapi_document_are_served() {
     );
     system.shutdown().await;
 }
+
+#[tokio::test]
+async fn wechat_pay_refusals_become_clear_errors_never_a_payment_less_success() {
+    let system = System::start(api_only()).await;
+    let order = system
+        .create_order("o-wx-fail", "88616600", "voice", "SD5000")
+        .await;
+    let client = system.client("o-wx-fail");
+    let refusal = |errcode: Option<i64>, code: &str| sandbox::UnifiedOrderError {
+        errcode,
+        err_code: Some(code.to_owned()),
+        err_code_des: Some(format!("{code} from the test")),
+    };
+    system.sandbox.set_faults(sandbox::Faults {
+        wechat: sandbox::WechatFaults {
+            unified_order_errors: vec![
+                refusal(Some(-1), "PLATFORM"),
+                refusal(None, "NOAUTH"),
+                refusal(None, "SYSTEMERROR"),
+                refusal(None, "ORDERCLOSED"),
+            ],
+            ..Default::default()
+        },
+        ..Default::default()
+    });
+    let expected = [
+        (StatusCode::BAD_GATEWAY, "WeChat Pay is unavailable"),
+        (StatusCode::BAD_GATEWAY, "NOAUTH"),
+        (StatusCode::SERVICE_UNAVAILABLE, "busy"),
+        (StatusCode::CONFLICT, "closed"),
+    ];
+    for (status, message) in expected {
+        let (got, body) = client
+            .post("/payment/create", json!({"orderNumber": order}))
+            .await;
+        assert_eq!(got, status, "{body}");
+        assert!(
+            body["message"].as_str().unwrap().contains(message),
+            "{body}"
+        );
+        assert_eq!(body["data"], serde_json::Value::Null);
+    }
+    let (prepay,): (Option<String>,) =
+        sqlx::query_as("SELECT prepay_id FROM orders WHERE order_number = $1")
+            .bind(&order)
+            .fetch_one(&system.db.pool)
+            .await
+            .unwrap();
+    assert_eq!(prepay, None);
+    // With the faults used up, the same order can be paid.
+    let (status, body) = client
+        .post("/payment/create", json!({"orderNumber": order}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    system.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_binary_refuses_to_start_without_its_configuration() {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_payment-api"))
+        .env_clear()
+        .env(
+            "DATABASE_URL",
+            "postgres://postgres@127.0.0.1:5432/postgres",
+        )
+        .env("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2f")
+        .env("WECHAT_MCH_ID", "1712734762")
+        .env("WECHAT_ENV_ID", "env")
+        .env("WECHAT_PAYMENT_CALLBACK_SERVICE", "svc")
+        .env("UNITEL_USERNAME", "u")
+        .env("UNITEL_PASSWORD", "p")
+        .env("PORT", "not-a-port")
+        .output()
+        .expect("payment-api runs");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("PORT"), "{stderr}");
+
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_payment-api"))
+        .env_clear()
+        .output()
+        .expect("payment-api runs");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("WECHAT_MCH_ID") || stderr.contains("DATABASE_URL"),
+        "{stderr}"
+    );
+}

@@ -188,3 +188,40 @@ async fn a_refused_authentication_is_retried_without_losing_the_top_up() {
     assert_eq!(credits_for(&system, &order), 1);
     system.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_token_refused_by_unitel_is_renewed_within_the_same_attempt() {
+    let system = System::start(SystemOptions::default()).await;
+    let first = system
+        .order_and_pay("o-token", "88616600", "voice", "SD5000")
+        .await;
+    assert_eq!(
+        system
+            .wait_for_outcome(&first, Duration::from_secs(20))
+            .await,
+        "success"
+    );
+
+    // The worker's cached token is now refused (401): renewing it is safe, the top-up was
+    // not processed.
+    let second = system
+        .order_awaiting_payment("o-token", "88616600", "voice", "SD5000")
+        .await;
+    system.sandbox.revoke_unitel_tokens();
+    system.sandbox.pay(&second).await.unwrap();
+    assert_eq!(
+        system
+            .wait_for_outcome(&second, Duration::from_secs(20))
+            .await,
+        "success"
+    );
+    assert_eq!(credits_for(&system, &second), 1);
+    let (attempts,): (i32,) =
+        sqlx::query_as("SELECT recharge_attempts FROM orders WHERE order_number = $1")
+            .bind(&second)
+            .fetch_one(&system.db.pool)
+            .await
+            .unwrap();
+    assert_eq!(attempts, 1, "renewed inside the attempt, not by a retry");
+    system.shutdown().await;
+}

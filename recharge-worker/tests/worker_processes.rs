@@ -87,3 +87,35 @@ async fn two_worker_processes_credit_two_hundred_orders_exactly_once_each() {
     assert!(terminate(second).success());
     system.shutdown().await;
 }
+
+#[test]
+fn the_binary_refuses_to_start_without_its_configuration() {
+    let output = Command::new(env!("CARGO_BIN_EXE_recharge-worker"))
+        .env_clear()
+        .env(
+            "DATABASE_URL",
+            "postgres://postgres@127.0.0.1:5432/postgres",
+        )
+        .env("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2f")
+        .env("UNITEL_USERNAME", "u")
+        .env("UNITEL_PASSWORD", "p")
+        .env("RECHARGE_CONCURRENCY", "0")
+        .output()
+        .expect("recharge-worker runs");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("RECHARGE_CONCURRENCY"), "{stderr}");
+    assert!(!stderr.contains("\"p\""), "no secret in the message");
+
+    let output = Command::new(env!("CARGO_BIN_EXE_recharge-worker"))
+        .env_clear()
+        .env(
+            "DATABASE_URL",
+            "postgres://postgres@127.0.0.1:5432/postgres",
+        )
+        .env("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2f")
+        .output()
+        .expect("recharge-worker runs");
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("UNITEL_USERNAME"));
+}

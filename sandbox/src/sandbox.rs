@@ -100,6 +100,11 @@ impl Sandbox {
         self.state.faults()
     }
 
+    /// Unitel forgets every bearer token it issued: the next call with one gets a 401.
+    pub fn revoke_unitel_tokens(&self) {
+        self.state.tokens.revoke_all();
+    }
+
     /// Faults off; with `clear`, orders, callbacks and the ledger are forgotten too.
     pub fn reset(&self, clear: bool) {
         self.state.reset(clear);

@@ -114,10 +114,24 @@ impl System {
             api: Some(api),
             workers: Vec::new(),
         };
+        system.wait_until_healthy().await;
         for _ in 0..options.workers {
             system.start_worker().await;
         }
         system
+    }
+
+    /// Waits until payment-api reaches PostgreSQL and RabbitMQ (so the topology exists).
+    pub async fn wait_until_healthy(&self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let (status, body) = self.anonymous().get("/health").await;
+            if status == StatusCode::OK {
+                return;
+            }
+            assert!(Instant::now() < deadline, "payment-api not healthy: {body}");
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
     }
 
     /// Stops payment-api and starts it again with some settings changed (the same port is

@@ -32,6 +32,11 @@ impl Tokens {
         token
     }
 
+    /// Every token issued so far stops working, as if Unitel had rotated its keys.
+    pub(crate) fn revoke_all(&self) {
+        lock(&self.0).clear();
+    }
+
     fn is_live(&self, token: &str) -> bool {
         lock(&self.0)
             .get(token)
