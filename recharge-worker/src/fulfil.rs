@@ -16,6 +16,10 @@ use sqlx::PgPool;
 
 use crate::store::{self, ClaimedOrder, Outcome};
 
+/// How long a known outcome is retried into the database before the worker gives up (the
+/// order is then left `processing` with its request marked sent: never re-sent).
+const RECORD_RETRY_FOR: Duration = Duration::from_secs(60);
+
 /// What to tell RabbitMQ about a message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Disposition {
@@ -70,7 +74,7 @@ impl Fulfiller {
                     &self.db,
                     &order.order_number,
                     &self.worker_id,
-                    Outcome::Failed {
+                    &Outcome::Failed {
                         code: "INVALID_ORDER",
                         message: &reason,
                     },
@@ -115,7 +119,21 @@ impl Fulfiller {
                 tracing::error!(order_number = %order_number, %reason, alert = true, "top-up outcome unknown")
             }
         }
-        if !store::record(&self.db, &order.order_number, &self.worker_id, outcome).await? {
+        // The outcome exists only in memory now: a database hiccup must not lose it.
+        let recorded = (|| store::record(&self.db, &order.order_number, &self.worker_id, &outcome))
+            .retry(
+                ExponentialBuilder::default()
+                    .with_min_delay(Duration::from_millis(100))
+                    .with_max_delay(Duration::from_secs(2))
+                    .with_max_times(usize::MAX)
+                    .with_total_delay(Some(RECORD_RETRY_FOR)),
+            )
+            .sleep(tokio::time::sleep)
+            .notify(|e, after| {
+                tracing::warn!(order_number = %order.order_number, error = %e, retry_in = ?after, "cannot record the outcome yet");
+            })
+            .await?;
+        if !recorded {
             tracing::error!(order_number = %order_number, "outcome not recorded: the order changed hands");
         }
         Ok(Disposition::Ack)

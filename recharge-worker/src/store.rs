@@ -139,9 +139,9 @@ pub async fn record(
     db: &PgPool,
     order_number: &str,
     worker: &str,
-    outcome: Outcome<'_>,
+    outcome: &Outcome<'_>,
 ) -> Result<bool, sqlx::Error> {
-    let (status, seq, sv_id, vat, code, message) = match outcome {
+    let (status, seq, sv_id, vat, code, message) = match *outcome {
         Outcome::Success(receipt) => (
             "success",
             receipt.seq.as_deref(),
