@@ -15,6 +15,26 @@ pub struct ApiConfig {
     pub unitel: UnitelConfig,
     /// Bearer token for the admin routes; without it they answer 401 to everyone.
     pub admin_token: Option<Secret>,
+    pub payments: PaymentPolicy,
+}
+
+/// How payment-api watches over payments that WeChat may not tell it about.
+#[derive(Debug, Clone)]
+pub struct PaymentPolicy {
+    /// Confirm every callback with `queryorder` before fulfilling it (the callback is not
+    /// signed; turning this off trusts a well-formed callback from the gateway).
+    pub confirm_callbacks: bool,
+    /// How long an order can be paid; after it the order is closed at WeChat and here.
+    pub window: Duration,
+    /// How often the sweep looks for lost callbacks and expired orders.
+    pub sweep_every: Duration,
+    /// How long after starting a payment the sweep first asks WeChat about it, and how
+    /// long it waits before asking again.
+    pub query_after: Duration,
+    /// Orders created per openid per minute (`POST /orders`).
+    pub orders_per_minute: u32,
+    /// Payments started per openid per minute (`POST /payment/create`).
+    pub payments_per_minute: u32,
 }
 
 #[derive(Debug, Clone)]
@@ -68,6 +88,14 @@ impl ApiConfig {
             },
             unitel: UnitelConfig::from_settings(s)?,
             admin_token: s.optional("ADMIN_TOKEN").map(Secret::new),
+            payments: PaymentPolicy {
+                confirm_callbacks: s.parsed("WECHAT_CONFIRM_CALLBACKS", true)?,
+                window: s.millis("PAYMENT_WINDOW_MS", 30 * 60 * 1000)?,
+                sweep_every: s.millis("PAYMENT_SWEEP_INTERVAL_MS", 30_000)?,
+                query_after: s.millis("PAYMENT_QUERY_AFTER_MS", 60_000)?,
+                orders_per_minute: s.parsed("RATE_LIMIT_ORDERS_PER_MINUTE", 10)?,
+                payments_per_minute: s.parsed("RATE_LIMIT_PAYMENTS_PER_MINUTE", 20)?,
+            },
         })
     }
 }

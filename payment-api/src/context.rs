@@ -6,6 +6,7 @@ use shared::unitel::UnitelClient;
 use sqlx::PgPool;
 
 use crate::config::ApiConfig;
+use crate::http::RateLimiter;
 use crate::outbox::OutboxSignal;
 use crate::wechat::WechatPay;
 
@@ -16,4 +17,5 @@ pub struct ApiContext {
     pub wechat: Arc<WechatPay>,
     pub unitel: Arc<UnitelClient>,
     pub outbox: OutboxSignal,
+    pub limiter: Arc<RateLimiter>,
 }

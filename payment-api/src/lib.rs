@@ -5,6 +5,7 @@ pub mod config;
 pub mod context;
 pub mod http;
 pub mod outbox;
+pub mod reconcile;
 pub mod startup;
 pub mod store;
 pub mod wechat;

@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::ApiConfig;
 use crate::context::ApiContext;
+use crate::http::RateLimiter;
 use crate::outbox::{OutboxRelay, OutboxSignal};
 use crate::wechat::WechatPay;
 
@@ -23,7 +24,7 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
 
 pub struct Application {
     listener: TcpListener,
-    router: axum::Router,
+    ctx: ApiContext,
     relay: OutboxRelay,
     db: PgPool,
 }
@@ -59,10 +60,11 @@ impl Application {
             config: Arc::new(config),
             db: db.clone(),
             outbox: signal,
+            limiter: Arc::new(RateLimiter::default()),
         };
         Ok(Application {
             listener,
-            router: crate::http::router(ctx),
+            ctx,
             relay,
             db,
         })
@@ -79,8 +81,9 @@ impl Application {
     ) -> anyhow::Result<()> {
         let stop = CancellationToken::new();
         let relay = tokio::spawn(self.relay.run(stop.clone()));
+        let sweeps = tokio::spawn(crate::reconcile::run_sweeps(self.ctx.clone(), stop.clone()));
         let stop_server = stop.clone();
-        let served = axum::serve(self.listener, self.router)
+        let served = axum::serve(self.listener, crate::http::router(self.ctx))
             .with_graceful_shutdown(async move {
                 tokio::select! {
                     _ = shutdown => {}
@@ -90,6 +93,7 @@ impl Application {
             .await;
         stop.cancel();
         let _ = relay.await;
+        let _ = sweeps.await;
         self.db.close().await;
         served.context("HTTP server failed")
     }

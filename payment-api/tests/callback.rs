@@ -27,6 +27,28 @@ fn genuine(order: &str, total_fee: i64) -> Value {
     })
 }
 
+/// An order the sandbox considers paid, its own callback held back so that the test
+/// decides what reaches payment-api. Returns the order number and WeChat's transaction id.
+async fn paid_at_wechat_quietly(system: &System, openid: &str) -> (String, String) {
+    let order = system
+        .order_awaiting_payment(openid, "88616600", "voice", "SD5000")
+        .await;
+    system.sandbox.set_faults(sandbox::Faults {
+        wechat: sandbox::WechatFaults {
+            callback_delay_ms: 600_000,
+            ..Default::default()
+        },
+        ..Default::default()
+    });
+    let transaction = system.sandbox.pay(&order).await.unwrap();
+    (order, transaction)
+}
+
+fn with_transaction(mut body: Value, transaction_id: &str) -> Value {
+    body["transactionId"] = transaction_id.into();
+    body
+}
+
 async fn post_callback(system: &System, path: &str, body: &Value) -> (StatusCode, Value) {
     system
         .anonymous()
@@ -152,9 +174,7 @@ async fn twenty_concurrent_identical_callbacks_give_one_message_and_one_credit()
 #[tokio::test]
 async fn callbacks_that_disagree_with_the_order_are_recorded_and_never_fulfilled() {
     let system = System::start(api_only()).await;
-    let order = system
-        .create_order("o-forged", "88616600", "voice", "SD5000")
-        .await;
+    let (order, transaction) = paid_at_wechat_quietly(&system, "o-forged").await;
     let other = system
         .create_order("o-forged", "88616600", "voice", "SD10000")
         .await;
@@ -223,7 +243,8 @@ async fn callbacks_that_disagree_with_the_order_are_recorded_and_never_fulfilled
     assert_eq!(messages, 0, "nothing announced");
 
     // A forgery does not block the genuine payment that follows.
-    let (_, answer) = post_callback(&system, &path, &genuine(&order, 1136)).await;
+    let real = with_transaction(genuine(&order, 1136), &transaction);
+    let (_, answer) = post_callback(&system, &path, &real).await;
     assert_eq!(answer["errcode"], 0);
     assert_eq!(system.statuses(&order).await.0, "paid");
     assert_eq!(
@@ -249,11 +270,9 @@ async fn callbacks_that_disagree_with_the_order_are_recorded_and_never_fulfilled
 #[tokio::test]
 async fn the_bare_callback_path_takes_the_order_from_the_body() {
     let system = System::start(api_only()).await;
-    let order = system
-        .create_order("o-bare", "88616600", "voice", "SD5000")
-        .await;
-    let (status, answer) =
-        post_callback(&system, "/payment/callback", &genuine(&order, 1136)).await;
+    let (order, transaction) = paid_at_wechat_quietly(&system, "o-bare").await;
+    let real = with_transaction(genuine(&order, 1136), &transaction);
+    let (status, answer) = post_callback(&system, "/payment/callback", &real).await;
     assert_eq!(
         (status, answer),
         (StatusCode::OK, json!({"errcode": 0, "errmsg": ""}))
@@ -270,15 +289,14 @@ async fn production_refuses_callbacks_without_the_gateway_mark() {
     })
     .await;
     // Production has no X-Mock-Openid: create the order through the gateway headers.
-    let order = system
-        .create_order("o-prod", "88616600", "voice", "SD5000")
-        .await;
+    let (order, transaction) = paid_at_wechat_quietly(&system, "o-prod").await;
+    let real = with_transaction(genuine(&order, 1136), &transaction);
     let (status, answer) = system
         .anonymous()
         .post_raw(
             &format!("/payment/callback/{order}"),
             &[("content-type", "application/json")],
-            genuine(&order, 1136).to_string(),
+            real.to_string(),
         )
         .await;
     assert_eq!(
@@ -294,6 +312,52 @@ async fn production_refuses_callbacks_without_the_gateway_mark() {
         count(&system, "SELECT count(*) FROM payment_anomalies WHERE order_number = $1 AND kind = 'missing_source'", &order).await,
         1
     );
+    let (_, answer) = post_callback(&system, &format!("/payment/callback/{order}"), &real).await;
+    assert_eq!(answer["errcode"], 0);
+    assert_eq!(system.statuses(&order).await.0, "paid");
+    system.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_well_formed_callback_for_an_order_wechat_calls_unpaid_is_not_fulfilled() {
+    let system = System::start(api_only()).await;
+    // Payment started, never paid: WeChat's queryorder says NOTPAY.
+    let started = system
+        .order_awaiting_payment("o-unpaid", "88616600", "voice", "SD5000")
+        .await;
+    // Never sent to WeChat at all: queryorder says ORDERNOTEXIST.
+    let unknown_at_wechat = system
+        .create_order("o-unpaid", "88616600", "voice", "SD5000")
+        .await;
+    for order in [&started, &unknown_at_wechat] {
+        let (status, answer) = post_callback(
+            &system,
+            &format!("/payment/callback/{order}"),
+            &genuine(order, 1136),
+        )
+        .await;
+        assert_eq!(
+            (status, answer),
+            (StatusCode::OK, json!({"errcode": 0, "errmsg": ""}))
+        );
+        assert_eq!(system.statuses(order).await.0, "unpaid");
+        assert_eq!(
+            count(&system, "SELECT count(*) FROM payment_anomalies WHERE order_number = $1 AND kind = 'not_paid_at_wechat'", order).await,
+            1
+        );
+    }
+    system.shutdown().await;
+}
+
+#[tokio::test]
+async fn without_confirmation_a_well_formed_callback_is_trusted() {
+    let mut system = System::start(api_only()).await;
+    system
+        .restart_api(&[("WECHAT_CONFIRM_CALLBACKS", "false")])
+        .await;
+    let order = system
+        .order_awaiting_payment("o-trusting", "88616600", "voice", "SD5000")
+        .await;
     let (_, answer) = post_callback(
         &system,
         &format!("/payment/callback/{order}"),
@@ -301,6 +365,57 @@ async fn production_refuses_callbacks_without_the_gateway_mark() {
     )
     .await;
     assert_eq!(answer["errcode"], 0);
+    // This is the risk WECHAT_CONFIRM_CALLBACKS=false takes: WeChat never saw a payment.
     assert_eq!(system.statuses(&order).await.0, "paid");
+    system.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_callback_that_cannot_be_confirmed_yet_is_retried_by_the_platform() {
+    let mut system = System::start(api_only()).await;
+    system.restart_api(&[("WECHAT_TIMEOUT_MS", "300")]).await;
+    let order = system
+        .order_awaiting_payment("o-slow-query", "88616600", "voice", "SD5000")
+        .await;
+    // queryorder takes longer than our timeout: the callback cannot be confirmed.
+    system.sandbox.set_faults(sandbox::Faults {
+        wechat: sandbox::WechatFaults {
+            latency_ms: 1_000,
+            ..Default::default()
+        },
+        ..Default::default()
+    });
+    system.sandbox.pay(&order).await.unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !system
+        .sandbox
+        .callback_log()
+        .iter()
+        .any(|d| d.out_trade_no == order && !d.accepted)
+    {
+        assert!(std::time::Instant::now() < deadline, "no refused delivery");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        system.statuses(&order).await.0,
+        "unpaid",
+        "not recorded unconfirmed"
+    );
+    // WeChat recovers; the platform's next attempt is confirmed and recorded.
+    system.sandbox.set_faults(sandbox::Faults::default());
+    system
+        .wait_for_count(
+            &format!("SELECT count(*) FROM orders WHERE order_number = '{order}' AND payment_status = 'paid'"),
+            1,
+            Duration::from_secs(15),
+        )
+        .await;
+    let refused = system
+        .sandbox
+        .callback_log()
+        .iter()
+        .filter(|d| d.out_trade_no == order && !d.accepted)
+        .count();
+    assert!(refused >= 1);
     system.shutdown().await;
 }

@@ -20,9 +20,9 @@ use shared::money::Fen;
 use shared::order::OrderNumber;
 
 use crate::context::ApiContext;
-use crate::store::anomalies;
 use crate::store::payments::{self, ConfirmedPayment, PaymentOutcome};
-use crate::wechat::PaymentNotification;
+use crate::store::{anomalies, orders};
+use crate::wechat::{PaymentNotification, WechatError};
 
 pub fn router() -> Router<ApiContext> {
     Router::new()
@@ -94,13 +94,26 @@ async fn handle(
     }
 }
 
-/// Everything that can be decided is decided and stored; only a storage failure is an error.
+/// Anomalies where the customer's money was taken and the order will not be fulfilled.
+const MONEY_TAKEN_UNFULFILLED: &[&str] = &["second_transaction", "paid_after_close"];
+
+/// Why a callback could not be settled now: the platform must send it again.
+#[derive(Debug, thiserror::Error)]
+enum CallbackError {
+    #[error("storage: {0}")]
+    Storage(#[from] sqlx::Error),
+    #[error("queryorder could not confirm: {0}")]
+    Unconfirmed(#[from] WechatError),
+}
+
+/// Everything that can be decided is decided and stored; only a storage failure, or a
+/// confirmation WeChat could not give now, is an error.
 async fn verify_and_record(
     ctx: &ApiContext,
     path_order: Option<&str>,
     headers: &HeaderMap,
     n: &PaymentNotification,
-) -> Result<(), sqlx::Error> {
+) -> Result<(), CallbackError> {
     let body_order = n.out_trade_no.as_deref();
     let claimed = path_order.or(body_order);
     let detail = json!({
@@ -115,8 +128,15 @@ async fn verify_and_record(
         "errCodeDes": n.err_code_des,
     });
     let reject = |kind: &'static str| async move {
-        tracing::warn!(kind, order_number = ?claimed, "payment callback not fulfilled");
-        anomalies::record(&ctx.db, claimed, kind, detail.clone()).await
+        if MONEY_TAKEN_UNFULFILLED.contains(&kind) {
+            // WeChat took money we will not turn into a top-up: a person must refund it.
+            tracing::error!(kind, order_number = ?claimed, alert = true, "payment cannot be fulfilled");
+        } else {
+            tracing::warn!(kind, order_number = ?claimed, "payment callback not fulfilled");
+        }
+        anomalies::record(&ctx.db, claimed, kind, detail.clone())
+            .await
+            .map_err(CallbackError::from)
     };
 
     if ctx.config.app_env == AppEnv::Production && !headers.contains_key("x-wx-source") {
@@ -147,6 +167,40 @@ async fn verify_and_record(
         return reject("amount_mismatch").await;
     };
 
+    // What we know of the order decides first: duplicates and forgeries cost no query.
+    let Some(order) = orders::find(&ctx.db, &order_number).await? else {
+        return reject("unknown_order").await;
+    };
+    if order.amount_fen != amount.get() {
+        return reject("amount_mismatch").await;
+    }
+    match order.payment_status.as_str() {
+        "paid" if order.transaction_id.as_deref() == Some(transaction_id) => {
+            tracing::info!(order_number = %order_number, "duplicate payment callback");
+            return Ok(());
+        }
+        "paid" => return reject("second_transaction").await,
+        "closed" => return reject("paid_after_close").await,
+        _ => {}
+    }
+    if ctx.config.payments.confirm_callbacks {
+        let confirmed = match ctx.wechat.query_order(&order_number).await {
+            Ok(queried) => {
+                let same_transaction = queried
+                    .transaction_id
+                    .as_deref()
+                    .is_none_or(|t| t == transaction_id);
+                queried.confirms(amount) && same_transaction
+            }
+            // WeChat has no such order: nobody paid it.
+            Err(WechatError::Business { code, .. }) if code == "ORDERNOTEXIST" => false,
+            Err(other) => return Err(other.into()),
+        };
+        if !confirmed {
+            return reject("not_paid_at_wechat").await;
+        }
+    }
+
     let outcome = payments::confirm(
         &ctx.db,
         &ConfirmedPayment {
@@ -162,15 +216,14 @@ async fn verify_and_record(
         PaymentOutcome::Recorded => {
             tracing::info!(order_number = %order_number, "payment recorded");
             ctx.outbox.wake();
-            Ok(())
         }
         PaymentOutcome::AlreadyRecorded => {
             tracing::info!(order_number = %order_number, "duplicate payment callback");
-            Ok(())
         }
-        PaymentOutcome::NotFound => reject("unknown_order").await,
-        PaymentOutcome::AmountMismatch { .. } => reject("amount_mismatch").await,
-        PaymentOutcome::PaidWithAnotherTransaction { .. } => reject("second_transaction").await,
-        PaymentOutcome::Closed => reject("paid_after_close").await,
+        PaymentOutcome::NotFound => reject("unknown_order").await?,
+        PaymentOutcome::AmountMismatch { .. } => reject("amount_mismatch").await?,
+        PaymentOutcome::PaidWithAnotherTransaction { .. } => reject("second_transaction").await?,
+        PaymentOutcome::Closed => reject("paid_after_close").await?,
     }
+    Ok(())
 }

@@ -10,6 +10,7 @@ mod openapi;
 mod orders;
 mod payment;
 mod products;
+mod rate_limit;
 
 use std::time::Duration;
 
@@ -21,6 +22,7 @@ use tower_http::trace::TraceLayer;
 use crate::context::ApiContext;
 
 pub use error::ApiError;
+pub use rate_limit::RateLimiter;
 
 /// No route takes more than a few hundred bytes; this bounds what a client can make us read.
 const MAX_BODY_BYTES: usize = 64 * 1024;

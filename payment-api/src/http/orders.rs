@@ -15,6 +15,7 @@ use super::error::ApiError;
 use super::identity::CurrentUser;
 use super::products::{parse_msisdn, unitel_error};
 use crate::context::ApiContext;
+use crate::reconcile::{self, QueryResult};
 use crate::store::orders::{self, ListFilter, NewOrder, OrderRow};
 use crate::store::rates;
 
@@ -200,6 +201,11 @@ async fn create(
     user: CurrentUser,
     Json(request): Json<CreateOrderRequest>,
 ) -> Result<Envelope<OrderView>, ApiError> {
+    ctx.limiter.check(
+        "POST /orders",
+        user.openid.as_str(),
+        ctx.config.payments.orders_per_minute,
+    )?;
     let msisdn = parse_msisdn(&request.phone_number, "phoneNumber")?;
     let operator = Operator::parse(&request.product_operator)
         .map_err(|e| ApiError::BadRequest(e.to_string()))?;
@@ -360,5 +366,20 @@ async fn one(
     let row = orders::find_owned(&ctx.db, &order_number, &user.openid)
         .await?
         .ok_or_else(|| ApiError::NotFound("Order not found".into()))?;
+    // The user is looking at an order they may just have paid: if its callback is late or
+    // lost, ask WeChat now rather than show it unpaid.
+    if row.payment_status == "unpaid" && row.prepay_id.is_some() {
+        let amount = Fen::new(row.amount_fen).map_err(anyhow::Error::from)?;
+        match reconcile::settle_by_query(&ctx, &order_number, amount).await {
+            Ok(QueryResult::Paid(_)) => {
+                let row = orders::find_owned(&ctx.db, &order_number, &user.openid)
+                    .await?
+                    .ok_or_else(|| ApiError::NotFound("Order not found".into()))?;
+                return Ok(Envelope(row.into()));
+            }
+            Ok(QueryResult::NotPaid(_)) => {}
+            Err(error) => tracing::warn!(%error, "payment query on read failed"),
+        }
+    }
     Ok(Envelope(row.into()))
 }

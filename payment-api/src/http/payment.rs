@@ -62,6 +62,11 @@ async fn create(
     user: CurrentUser,
     Json(request): Json<CreatePaymentRequest>,
 ) -> Result<Envelope<serde_json::Value>, ApiError> {
+    ctx.limiter.check(
+        "POST /payment/create",
+        user.openid.as_str(),
+        ctx.config.payments.payments_per_minute,
+    )?;
     let order_number = parse_order_number(&request.order_number)?;
     tracing::Span::current().record("order_number", order_number.as_str());
     let order = orders::find_owned(&ctx.db, &order_number, &user.openid)
@@ -79,6 +84,13 @@ async fn create(
                 "This order is closed; please place a new one".into(),
             ))
         }
+    }
+    let window =
+        chrono::Duration::from_std(ctx.config.payments.window).map_err(anyhow::Error::from)?;
+    if order.created_at + window <= chrono::Utc::now() {
+        return Err(ApiError::Conflict(
+            "The payment window of this order is over; please place a new one".into(),
+        ));
     }
     let amount = Fen::new(order.amount_fen).map_err(anyhow::Error::from)?;
     let description = format!(

@@ -176,3 +176,72 @@ pub async fn list_for_user(
     let rows = page.build_query_as().fetch_all(db).await?;
     Ok((rows, total))
 }
+
+/// `unpaid → closed`: the order can no longer be paid.
+pub async fn close_unpaid(
+    db: &PgPool,
+    order_number: &str,
+    reason: &str,
+) -> Result<bool, sqlx::Error> {
+    let closed: Option<String> = sqlx::query_scalar(
+        "WITH closed AS (
+            UPDATE orders SET payment_status = 'closed', closed_at = now(), updated_at = now()
+             WHERE order_number = $1 AND payment_status = 'unpaid'
+            RETURNING order_number
+         ), event AS (
+            INSERT INTO order_events (order_number, event, actor, detail)
+            SELECT order_number, 'closed', 'payment-sweep', jsonb_build_object('reason', $2::text)
+            FROM closed
+         )
+         SELECT order_number FROM closed",
+    )
+    .bind(order_number)
+    .bind(reason)
+    .fetch_optional(db)
+    .await?;
+    Ok(closed.is_some())
+}
+
+pub async fn mark_payment_checked(db: &PgPool, order_number: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE orders SET payment_checked_at = now() WHERE order_number = $1")
+        .bind(order_number)
+        .execute(db)
+        .await?;
+    Ok(())
+}
+
+/// Unpaid orders with a payment started at least `after` ago and not asked about since.
+pub async fn unpaid_to_query(
+    db: &PgPool,
+    after: std::time::Duration,
+    limit: i64,
+) -> Result<Vec<(String, i64)>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT order_number, amount_fen FROM orders
+          WHERE payment_status = 'unpaid' AND prepay_id IS NOT NULL
+            AND prepay_at < now() - make_interval(secs => $1)
+            AND (payment_checked_at IS NULL OR payment_checked_at < now() - make_interval(secs => $1))
+          ORDER BY prepay_at LIMIT $2",
+    )
+    .bind(after.as_secs_f64())
+    .bind(limit)
+    .fetch_all(db)
+    .await
+}
+
+/// Unpaid orders created more than `age` ago, with whether a payment was started.
+pub async fn unpaid_older_than(
+    db: &PgPool,
+    age: std::time::Duration,
+    limit: i64,
+) -> Result<Vec<(String, i64, bool)>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT order_number, amount_fen, prepay_id IS NOT NULL FROM orders
+          WHERE payment_status = 'unpaid' AND created_at < now() - make_interval(secs => $1)
+          ORDER BY created_at LIMIT $2",
+    )
+    .bind(age.as_secs_f64())
+    .bind(limit)
+    .fetch_all(db)
+    .await
+}

@@ -37,6 +37,13 @@ pub struct PrepaidOrder {
     pub payment: Value,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseOutcome {
+    Closed,
+    /// Paid after all: the order must become paid, not closed.
+    AlreadyPaid,
+}
+
 #[derive(Debug, Clone, Deserialize)]
 pub struct QueriedOrder {
     pub trade_state: String,
@@ -46,6 +53,13 @@ pub struct QueriedOrder {
     pub transaction_id: Option<String>,
     #[serde(default)]
     pub time_end: Option<String>,
+}
+
+impl QueriedOrder {
+    /// Paid, for this amount: what fulfilment requires of a query.
+    pub fn confirms(&self, amount: Fen) -> bool {
+        self.trade_state == "SUCCESS" && self.total_fee == Some(amount.get())
+    }
 }
 
 impl WechatPay {
@@ -109,6 +123,29 @@ impl WechatPay {
             &json!({"out_trade_no": order_number.as_str(), "sub_mch_id": self.config.mch_id}),
         )
         .await
+    }
+
+    /// Closes an unpaid order at WeChat so that it can no longer be paid.
+    pub async fn close_order(
+        &self,
+        order_number: &OrderNumber,
+    ) -> Result<CloseOutcome, WechatError> {
+        let closed: Result<Value, WechatError> = self
+            .call(
+                "closeorder",
+                &json!({"out_trade_no": order_number.as_str(), "sub_mch_id": self.config.mch_id}),
+            )
+            .await;
+        match closed {
+            Ok(_) => Ok(CloseOutcome::Closed),
+            Err(WechatError::Business { code, .. }) if code == "ORDERCLOSED" => {
+                Ok(CloseOutcome::Closed)
+            }
+            Err(WechatError::Business { code, .. }) if code == "ORDERPAID" => {
+                Ok(CloseOutcome::AlreadyPaid)
+            }
+            Err(other) => Err(other),
+        }
     }
 
     async fn call<T: DeserializeOwned>(&self, name: &str, body: &Value) -> Result<T, WechatError> {
