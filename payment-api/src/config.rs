@@ -26,6 +26,9 @@ pub struct PaymentPolicy {
     pub confirm_callbacks: bool,
     /// How long an order can be paid; after it the order is closed at WeChat and here.
     pub window: Duration,
+    /// Closing waits this much past the window, so that a payment started at its very end
+    /// is not closed while the user is paying.
+    pub close_grace: Duration,
     /// How often the sweep looks for lost callbacks and expired orders.
     pub sweep_every: Duration,
     /// How long after starting a payment the sweep first asks WeChat about it, and how
@@ -91,6 +94,7 @@ impl ApiConfig {
             payments: PaymentPolicy {
                 confirm_callbacks: s.parsed("WECHAT_CONFIRM_CALLBACKS", true)?,
                 window: s.millis("PAYMENT_WINDOW_MS", 30 * 60 * 1000)?,
+                close_grace: s.millis("PAYMENT_CLOSE_GRACE_MS", 60_000)?,
                 sweep_every: s.millis("PAYMENT_SWEEP_INTERVAL_MS", 30_000)?,
                 query_after: s.millis("PAYMENT_QUERY_AFTER_MS", 60_000)?,
                 orders_per_minute: s.parsed("RATE_LIMIT_ORDERS_PER_MINUTE", 10)?,

@@ -4,8 +4,6 @@
 //! (`closeorder`) so that they can no longer be paid. A payment found this way is recorded
 //! through the same single statement as a callback: one transition, one message.
 
-use std::time::Duration;
-
 use chrono::Utc;
 use serde_json::json;
 use shared::money::Fen;
@@ -19,9 +17,6 @@ use crate::wechat::{CloseOutcome, WechatError};
 
 /// Keeps a single payment-api instance sweeping at a time.
 const SWEEP_LOCK: i64 = 0x656c_6966_6501;
-/// Past the payment window, closing waits this much longer, so that a payment started at
-/// the very end of the window is not closed while the user is paying.
-const CLOSE_GRACE: Duration = Duration::from_secs(60);
 const BATCH: i64 = 200;
 
 #[derive(Debug, thiserror::Error)]
@@ -119,7 +114,7 @@ pub async fn sweep_once(ctx: &ApiContext) -> Result<SweepReport, ReconcileError>
     }
 
     for (number, amount, has_prepay) in
-        orders::unpaid_older_than(&ctx.db, policy.window + CLOSE_GRACE, BATCH).await?
+        orders::unpaid_older_than(&ctx.db, policy.window + policy.close_grace, BATCH).await?
     {
         let (Ok(order_number), Ok(amount)) = (OrderNumber::parse(&number), Fen::new(amount)) else {
             continue;

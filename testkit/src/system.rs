@@ -23,6 +23,8 @@ pub struct SystemOptions {
     pub retry_for_ms: u64,
     pub concurrency: u16,
     pub claim_stale_ms: u64,
+    /// Settings to change from the harness's defaults, e.g. `("PAYMENT_WINDOW_MS", "500")`.
+    pub overrides: Vec<(&'static str, String)>,
 }
 
 impl Default for SystemOptions {
@@ -34,6 +36,7 @@ impl Default for SystemOptions {
             retry_for_ms: 10_000,
             concurrency: 8,
             claim_stale_ms: 60_000,
+            overrides: Vec::new(),
         }
     }
 }
@@ -97,6 +100,7 @@ impl System {
             ("ADMIN_TOKEN", "test-admin-token-0123456789".into()),
         ]
         .into_iter()
+        .chain(options.overrides)
         .map(|(k, v)| (k.to_owned(), v))
         .collect();
 
