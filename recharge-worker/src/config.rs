@@ -18,6 +18,10 @@ pub struct WorkerConfig {
     /// How long a top-up that provably never reached Unitel is retried before the order
     /// is released for a later attempt.
     pub retry_for: Duration,
+    /// How often the sweep runs (one worker at a time).
+    pub sweep_every: Duration,
+    /// A paid order still pending this long after payment goes back on the queue.
+    pub requeue_after: Duration,
     /// How long SIGTERM waits for in-flight orders.
     pub shutdown_grace: Duration,
     pub db_pool_size: u32,
@@ -45,6 +49,8 @@ impl WorkerConfig {
             claim_stale_after: s.millis("RECHARGE_CLAIM_STALE_MS", 10 * 60 * 1000)?,
             retry_for: s.millis("UNITEL_RETRY_FOR_MS", 30_000)?,
             shutdown_grace: s.millis("WORKER_SHUTDOWN_GRACE_MS", 30_000)?,
+            sweep_every: s.millis("RECHARGE_SWEEP_INTERVAL_MS", 30_000)?,
+            requeue_after: s.millis("RECHARGE_REQUEUE_AFTER_MS", 120_000)?,
             db_pool_size: s.parsed("DATABASE_POOL_SIZE", u32::from(concurrency).max(2) + 2)?,
         })
     }

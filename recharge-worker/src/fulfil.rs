@@ -13,6 +13,7 @@ use shared::money::Mnt;
 use shared::order::{Msisdn, OrderNumber, RechargeType};
 use shared::unitel::{TopUp, TopUpReceipt, UnitelClient, UnitelError};
 use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
 
 use crate::store::{self, ClaimedOrder, Outcome};
 
@@ -33,6 +34,8 @@ pub enum Disposition {
 }
 
 pub struct Fulfiller {
+    /// Cancelled on SIGTERM: waiting to retry stops, and the order is released.
+    pub shutdown: CancellationToken,
     pub db: PgPool,
     pub unitel: Arc<UnitelClient>,
     pub worker_id: String,
@@ -53,6 +56,9 @@ enum AttemptError {
 impl Fulfiller {
     pub async fn process(&self, message: &OrderPaid) -> Result<Disposition, sqlx::Error> {
         let order_number = &message.order_number;
+        if self.shutdown.is_cancelled() {
+            return Ok(Disposition::Requeue);
+        }
         let Some(order) = store::claim(
             &self.db,
             order_number,
@@ -90,7 +96,13 @@ impl Fulfiller {
             Err(AttemptError::Unitel(UnitelError::Rejected { code, message })) => {
                 Outcome::Failed { code, message }
             }
-            Err(AttemptError::Unitel(UnitelError::Unknown(reason))) => Outcome::Unknown { reason },
+            Err(AttemptError::Unitel(UnitelError::Unknown(reason))) => {
+                Outcome::Unknown { reason, seq: None }
+            }
+            Err(AttemptError::Unitel(UnitelError::Pending { seq })) => Outcome::Unknown {
+                reason: "Unitel accepted the top-up without finishing it",
+                seq: seq.as_deref(),
+            },
             Err(AttemptError::Unitel(UnitelError::NotSent(reason))) => {
                 tracing::warn!(order_number = %order_number, %reason, "Unitel unreachable; order released");
                 store::release(&self.db, &order.order_number, &self.worker_id, reason).await?;
@@ -114,7 +126,7 @@ impl Fulfiller {
             Outcome::Failed { code, message } => {
                 tracing::warn!(order_number = %order_number, %code, %message, "Unitel refused the top-up")
             }
-            Outcome::Unknown { reason } => {
+            Outcome::Unknown { reason, .. } => {
                 // A person must reconcile this one with Unitel.
                 tracing::error!(order_number = %order_number, %reason, alert = true, "top-up outcome unknown")
             }
@@ -202,6 +214,7 @@ impl Fulfiller {
                 other => other.map_err(AttemptError::from),
             }
         };
+        let shutdown = self.shutdown.clone();
         attempt
             .retry(
                 ExponentialBuilder::default()
@@ -211,8 +224,19 @@ impl Fulfiller {
                     .with_total_delay(Some(self.retry_for))
                     .with_jitter(),
             )
-            .sleep(tokio::time::sleep)
-            .when(|e| matches!(e, AttemptError::Unitel(UnitelError::NotSent(_))))
+            .sleep(move |delay| {
+                let shutdown = shutdown.clone();
+                async move {
+                    tokio::select! {
+                        _ = tokio::time::sleep(delay) => {}
+                        _ = shutdown.cancelled() => {}
+                    }
+                }
+            })
+            .when(|e| {
+                matches!(e, AttemptError::Unitel(UnitelError::NotSent(_)))
+                    && !self.shutdown.is_cancelled()
+            })
             .notify(|e, after| {
                 tracing::warn!(order_number = %order.order_number, error = %e, retry_in = ?after, "Unitel not reached; retrying");
             })

@@ -5,6 +5,7 @@ pub mod config;
 pub mod consumer;
 pub mod fulfil;
 pub mod store;
+pub mod sweep;
 
 use std::sync::Arc;
 
@@ -24,9 +25,20 @@ pub async fn run(config: WorkerConfig, shutdown: CancellationToken) -> anyhow::R
         .connect(config.infra.database_url.expose())
         .await
         .context("cannot connect to PostgreSQL (DATABASE_URL)")?;
-    let fulfiller = fulfil::Fulfiller {
+    let unitel = Arc::new(UnitelClient::new(&config.unitel)?);
+    let sweeper = sweep::Sweeper {
         db: db.clone(),
-        unitel: Arc::new(UnitelClient::new(&config.unitel)?),
+        unitel: unitel.clone(),
+        worker_id: config.worker_id.clone(),
+        every: config.sweep_every,
+        claim_stale_after: config.claim_stale_after,
+        requeue_after: config.requeue_after,
+    };
+    let sweeping = tokio::spawn(sweeper.run(shutdown.clone()));
+    let fulfiller = fulfil::Fulfiller {
+        shutdown: shutdown.clone(),
+        db: db.clone(),
+        unitel,
         worker_id: config.worker_id.clone(),
         claim_stale_after: config.claim_stale_after,
         retry_for: config.retry_for,
@@ -41,6 +53,7 @@ pub async fn run(config: WorkerConfig, shutdown: CancellationToken) -> anyhow::R
     };
     tracing::info!(worker = %config.worker_id, concurrency = config.concurrency, "recharge-worker starting");
     consumer.run(shutdown).await;
+    let _ = sweeping.await;
     db.close().await;
     tracing::info!("recharge-worker stopped");
     Ok(())

@@ -130,8 +130,15 @@ pub async fn release(
 
 pub enum Outcome<'a> {
     Success(&'a TopUpReceipt),
-    Failed { code: &'a str, message: &'a str },
-    Unknown { reason: &'a str },
+    Failed {
+        code: &'a str,
+        message: &'a str,
+    },
+    /// `seq` when Unitel accepted without finishing: reconciliation can ask about it.
+    Unknown {
+        reason: &'a str,
+        seq: Option<&'a str>,
+    },
 }
 
 /// Records how the top-up ended. False if the order was not ours to finish any more.
@@ -153,7 +160,7 @@ pub async fn record(
         Outcome::Failed { code, message } => {
             ("failed", None, None, None, Some(code), Some(message))
         }
-        Outcome::Unknown { reason } => ("unknown", None, None, None, None, Some(reason)),
+        Outcome::Unknown { reason, seq } => ("unknown", seq, None, None, None, Some(reason)),
     };
     let recorded: Option<String> = sqlx::query_scalar(
         "WITH finished AS (

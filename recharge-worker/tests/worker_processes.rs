@@ -119,3 +119,63 @@ fn the_binary_refuses_to_start_without_its_configuration() {
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("UNITEL_USERNAME"));
 }
+
+#[tokio::test]
+async fn sigterm_releases_an_order_waiting_to_retry_and_exits_promptly() {
+    let system = System::start(SystemOptions {
+        workers: 0,
+        retry_for_ms: 120_000,
+        ..Default::default()
+    })
+    .await;
+    let order = system
+        .order_awaiting_payment("o-sigterm", "88616600", "voice", "SD5000")
+        .await;
+    system.sandbox.set_faults(sandbox::Faults {
+        unitel: sandbox::UnitelFaults {
+            refuse_connections_for_ms: 600_000,
+            ..Default::default()
+        },
+        ..Default::default()
+    });
+    let worker = spawn_worker(&system, "process-sigterm");
+    system.sandbox.pay(&order).await.unwrap();
+    system
+        .wait_for_count(
+            &format!("SELECT count(*) FROM orders WHERE order_number = '{order}' AND recharge_status = 'processing'"),
+            1,
+            Duration::from_secs(20),
+        )
+        .await;
+    tokio::time::sleep(Duration::from_millis(300)).await; // inside the retry backoff
+
+    let asked = std::time::Instant::now();
+    let status = tokio::task::spawn_blocking(move || terminate(worker))
+        .await
+        .unwrap();
+    assert!(status.success(), "clean exit: {status:?}");
+    assert!(
+        asked.elapsed() < Duration::from_secs(4),
+        "exited in {:?}",
+        asked.elapsed()
+    );
+    assert_eq!(
+        system.statuses(&order).await.1,
+        "pending",
+        "released for another worker"
+    );
+    let released: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM order_events WHERE order_number = $1 AND event = 'released'",
+    )
+    .bind(&order)
+    .fetch_one(&system.db.pool)
+    .await
+    .unwrap();
+    assert_eq!(released, 1);
+    assert_eq!(
+        system.queued_messages().await,
+        1,
+        "its message went back to the queue"
+    );
+    system.shutdown().await;
+}

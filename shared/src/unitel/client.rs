@@ -84,10 +84,9 @@ impl UnitelClient {
         match result_of(&answer) {
             "success" => Ok(TopUpReceipt::from_response(&answer)),
             // Assumed by the integration's authors, never seen: accepted, not yet done.
-            "pending" => Err(UnitelError::Unknown(format!(
-                "Unitel answered pending (seq {})",
-                TopUpReceipt::from_response(&answer).seq.unwrap_or_default()
-            ))),
+            "pending" => Err(UnitelError::Pending {
+                seq: TopUpReceipt::from_response(&answer).seq,
+            }),
             _ => Err(rejection(&answer)),
         }
     }

@@ -26,4 +26,8 @@ pub enum UnitelError {
     /// server error, unreadable answer): the outcome is unknown and it must not be re-sent.
     #[error("Unitel outcome unknown: {0}")]
     Unknown(String),
+    /// Unitel accepted the top-up and has not finished it; `seq` lets
+    /// `check_transaction_result` tell the outcome later.
+    #[error("Unitel accepted the top-up without finishing it (seq {seq:?})")]
+    Pending { seq: Option<String> },
 }

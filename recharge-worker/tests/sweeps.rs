@@ -1,0 +1,256 @@
+//! The sweep: whatever crashed, every paid order ends credited once, failed, or `unknown`
+//! for a person — and nothing that may have reached Unitel is sent again.
+
+use std::time::Duration;
+
+use lapin::options::QueuePurgeOptions;
+use testkit::{System, SystemOptions};
+
+fn sweeping(workers: usize) -> SystemOptions {
+    SystemOptions {
+        workers,
+        claim_stale_ms: 500,
+        overrides: vec![
+            ("RECHARGE_SWEEP_INTERVAL_MS", "100".into()),
+            ("RECHARGE_REQUEUE_AFTER_MS", "300".into()),
+        ],
+        ..Default::default()
+    }
+}
+
+/// Pays an order with no worker running and throws its message away, as if it had been
+/// lost; returns once the payment is recorded.
+async fn paid_without_a_message(system: &System, openid: &str) -> String {
+    let order = system
+        .order_and_pay(openid, "88616600", "voice", "SD5000")
+        .await;
+    system
+        .wait_for_count(
+            "SELECT count(*) FROM outbox WHERE published_at IS NULL AND order_number IS NOT NULL",
+            0,
+            Duration::from_secs(10),
+        )
+        .await;
+    system
+        .wait_for_count(
+            &format!("SELECT count(*) FROM outbox WHERE order_number = '{order}' AND published_at IS NOT NULL"),
+            1,
+            Duration::from_secs(10),
+        )
+        .await;
+    let connection = shared::amqp::connect(&testkit::amqp_url(), "test")
+        .await
+        .unwrap();
+    let channel = connection.create_channel().await.unwrap();
+    channel
+        .queue_purge(
+            system.topology.queue.as_str().into(),
+            QueuePurgeOptions::default(),
+        )
+        .await
+        .unwrap();
+    let _ = connection.close(200, "".into()).await;
+    order
+}
+
+async fn set(system: &System, order: &str, assignments: &str) {
+    sqlx::query(&format!(
+        "UPDATE orders SET {assignments} WHERE order_number = $1"
+    ))
+    .bind(order)
+    .execute(&system.db.pool)
+    .await
+    .unwrap();
+}
+
+fn credits_for(system: &System, order: &str) -> usize {
+    system
+        .sandbox
+        .ledger()
+        .iter()
+        .filter(|c| c.journal_id == order)
+        .count()
+}
+
+async fn events(system: &System, order: &str) -> Vec<String> {
+    sqlx::query_scalar("SELECT event FROM order_events WHERE order_number = $1 ORDER BY id")
+        .bind(order)
+        .fetch_all(&system.db.pool)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_paid_order_whose_message_was_lost_is_requeued_and_credited_once() {
+    let mut system = System::start(sweeping(0)).await;
+    let order = paid_without_a_message(&system, "o-lost-message").await;
+    system.start_worker().await;
+    assert_eq!(
+        system
+            .wait_for_outcome(&order, Duration::from_secs(20))
+            .await,
+        "success"
+    );
+    assert_eq!(credits_for(&system, &order), 1);
+    assert!(events(&system, &order)
+        .await
+        .contains(&"requeued".to_owned()));
+    system.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_claim_abandoned_before_sending_is_released_and_completed() {
+    let mut system = System::start(sweeping(0)).await;
+    let order = paid_without_a_message(&system, "o-dead-claim").await;
+    // A worker claimed it and died before sending anything.
+    set(&system, &order, "recharge_status = 'processing', recharge_at = now() - interval '1 hour', recharge_worker = 'dead'").await;
+    system.start_worker().await;
+    assert_eq!(
+        system
+            .wait_for_outcome(&order, Duration::from_secs(20))
+            .await,
+        "success"
+    );
+    assert_eq!(credits_for(&system, &order), 1);
+    let history = events(&system, &order).await;
+    assert!(history.contains(&"released".to_owned()), "{history:?}");
+    system.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_claim_abandoned_after_sending_becomes_unknown_and_is_never_resent() {
+    let mut system = System::start(sweeping(0)).await;
+    let order = paid_without_a_message(&system, "o-dead-sender").await;
+    // A worker claimed it, wrote "sent", and died: Unitel may have credited it.
+    set(
+        &system,
+        &order,
+        "recharge_status = 'processing', recharge_at = now() - interval '1 hour', recharge_worker = 'dead', recharge_sent_at = now() - interval '1 hour'",
+    )
+    .await;
+    system.start_worker().await;
+    assert_eq!(
+        system
+            .wait_for_outcome(&order, Duration::from_secs(20))
+            .await,
+        "unknown"
+    );
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(credits_for(&system, &order), 0, "not sent again");
+    assert_eq!(system.statuses(&order).await.1, "unknown");
+    system.shutdown().await;
+}
+
+#[tokio::test]
+async fn unknown_orders_with_a_seq_are_settled_with_unitel() {
+    let system = System::start(sweeping(1)).await;
+    let credited = system
+        .order_and_pay("o-seq", "88616600", "voice", "SD5000")
+        .await;
+    let missing = system
+        .order_and_pay("o-seq", "88616600", "voice", "SD5000")
+        .await;
+    for order in [&credited, &missing] {
+        assert_eq!(
+            system
+                .wait_for_outcome(order, Duration::from_secs(20))
+                .await,
+            "success"
+        );
+    }
+    // As if Unitel had answered "pending" with these seqs.
+    set(&system, &credited, "recharge_status = 'unknown'").await;
+    set(
+        &system,
+        &missing,
+        "recharge_status = 'unknown', seq_id = '9999999999999'",
+    )
+    .await;
+    system
+        .wait_for_count(
+            "SELECT count(*) FROM orders WHERE recharge_status = 'unknown'",
+            0,
+            Duration::from_secs(10),
+        )
+        .await;
+    assert_eq!(system.statuses(&credited).await.1, "success");
+    assert_eq!(system.statuses(&missing).await.1, "failed");
+    assert_eq!(
+        system.sandbox.ledger().len(),
+        2,
+        "reconciling sends no top-up"
+    );
+    system.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_message_that_keeps_failing_is_dead_lettered_then_requeued_by_the_sweep() {
+    let mut system = System::start(SystemOptions {
+        workers: 0,
+        retry_for_ms: 50,
+        // Long enough that the sweep stays out of the way until the order is made old.
+        overrides: vec![
+            ("RECHARGE_SWEEP_INTERVAL_MS", "100".into()),
+            ("RECHARGE_REQUEUE_AFTER_MS", "600000".into()),
+        ],
+        ..Default::default()
+    })
+    .await;
+    let order = system
+        .order_awaiting_payment("o-unreachable", "88616600", "voice", "SD5000")
+        .await;
+    system.sandbox.set_faults(sandbox::Faults {
+        unitel: sandbox::UnitelFaults {
+            refuse_connections_for_ms: 600_000,
+            ..Default::default()
+        },
+        ..Default::default()
+    });
+    system.sandbox.pay(&order).await.unwrap();
+    system.start_worker().await;
+    // Released and requeued on every delivery until the queue's delivery limit.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let connection = shared::amqp::connect(&testkit::amqp_url(), "test")
+            .await
+            .unwrap();
+        let channel = connection.create_channel().await.unwrap();
+        let dead = channel
+            .queue_declare(
+                system.topology.dead_letter_queue.as_str().into(),
+                lapin::options::QueueDeclareOptions {
+                    passive: true,
+                    ..Default::default()
+                },
+                Default::default(),
+            )
+            .await
+            .unwrap()
+            .message_count();
+        let _ = connection.close(200, "".into()).await;
+        if dead == 1 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "never dead-lettered");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        system.statuses(&order).await.1,
+        "pending",
+        "released, nothing sent"
+    );
+    assert_eq!(credits_for(&system, &order), 0);
+
+    // Unitel comes back; once the order has waited past RECHARGE_REQUEUE_AFTER_MS (here:
+    // made to look an hour old), the sweep puts it back on the queue.
+    system.sandbox.reset(false);
+    set(&system, &order, "paid_at = now() - interval '1 hour'").await;
+    assert_eq!(
+        system
+            .wait_for_outcome(&order, Duration::from_secs(30))
+            .await,
+        "success"
+    );
+    assert_eq!(credits_for(&system, &order), 1);
+    system.shutdown().await;
+}
