@@ -1,5 +1,6 @@
 //! The HTTP surface: one module per resource, each exposing `router()`, merged here.
 
+mod admin;
 mod callback;
 mod envelope;
 mod error;
@@ -35,6 +36,7 @@ pub fn router(ctx: ApiContext) -> Router {
         .merge(orders::router())
         .merge(payment::router())
         .merge(callback::router())
+        .merge(admin::router())
         .with_state(ctx)
         .merge(openapi::router())
         .fallback(|| async { ApiError::NotFound("No such route".into()) })

@@ -2,7 +2,8 @@
 //! Swagger UI at `/api` (assets vendored into the binary: no CDN).
 
 use axum::Router;
-use utoipa::OpenApi;
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::{Modify, OpenApi};
 use utoipa_swagger_ui::SwaggerUi;
 
 #[derive(OpenApi)]
@@ -18,15 +19,31 @@ use utoipa_swagger_ui::SwaggerUi;
         super::orders::one,
         super::payment::create,
         super::callback::callback_for_order,
+        super::admin::order_history,
+        super::admin::resolve,
     ),
+    modifiers(&AdminTokenScheme),
     tags(
         (name = "products", description = "What a number can buy, priced in yuan"),
         (name = "orders", description = "The caller's orders (identity from the WeChat gateway)"),
         (name = "payment", description = "WeChat Pay"),
         (name = "operations", description = "Health"),
+        (name = "admin", description = "For operators: bearer ADMIN_TOKEN"),
     )
 )]
 pub struct ApiDoc;
+
+struct AdminTokenScheme;
+
+impl Modify for AdminTokenScheme {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "admin_token",
+            SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
+        );
+    }
+}
 
 pub fn router() -> Router {
     SwaggerUi::new("/api")
