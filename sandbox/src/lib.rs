@@ -27,7 +27,7 @@ pub use config::SandboxConfig;
 pub use error::SandboxError;
 pub use faults::{Faults, UnifiedOrderError, UnitelFaults, WechatFaults};
 pub use sandbox::Sandbox;
-pub use unitel::ledger::{Credit, CreditKind};
+pub use unitel::ledger::{Credit, CreditAnswer, CreditKind};
 pub use unitel::products::Tariff;
 pub use wechat::callbacks::{CallbackDelivery, CallbackKind};
 pub use wechat::orders::{RefundStatus, TradeState, WechatOrder, WechatRefund};

@@ -13,6 +13,7 @@ use serde_json::{json, Value};
 use crate::faults::CreditOutcome;
 use crate::net::ConnectionKill;
 use crate::state::AppState;
+use crate::unitel::ledger::CreditAnswer;
 use crate::unitel::ledger::{CreditKind, Entry};
 use crate::unitel::products::Tariff;
 use crate::unitel::reply::UnitelError;
@@ -107,11 +108,11 @@ async fn credit_call(
         CreditOutcome::HttpError => Err(UnitelError::ServerError),
         CreditOutcome::Fail => Err(UnitelError::failed("105", "Insufficient balance")),
         CreditOutcome::Answer => {
-            let credit = state.ledger.credit(entry);
+            let credit = state.ledger.credit(entry, CreditAnswer::Answered);
             Ok(Json(receipt::success_response(&credit)).into_response())
         }
         CreditOutcome::CreditThenDrop => {
-            state.ledger.credit(entry);
+            state.ledger.credit(entry, CreditAnswer::Dropped);
             if let Some(Extension(kill)) = kill {
                 kill.kill();
             }
@@ -119,7 +120,7 @@ async fn credit_call(
             std::future::pending().await
         }
         CreditOutcome::CreditThenHang => {
-            let credit = state.ledger.credit(entry);
+            let credit = state.ledger.credit(entry, CreditAnswer::Hung);
             // A client that gives up closes the connection, and hyper drops this future.
             tokio::time::sleep(HANG_FOR).await;
             Ok(Json(receipt::success_response(&credit)).into_response())

@@ -54,6 +54,20 @@ pub struct Credit {
     pub amount: i64,
     pub seq: String,
     pub credited_at: DateTime<Utc>,
+    /// How the call that credited ended for the caller: a load test tells from this which
+    /// credits the caller cannot have known about.
+    pub answer: CreditAnswer,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum CreditAnswer {
+    /// The caller got the success response.
+    Answered,
+    /// The call never answered (the caller timed out).
+    Hung,
+    /// The connection was closed without a response.
+    Dropped,
 }
 
 #[derive(Default)]
@@ -72,8 +86,9 @@ pub(crate) struct Entry {
 }
 
 impl Ledger {
-    pub(crate) fn credit(&self, entry: Entry) -> Credit {
+    pub(crate) fn credit(&self, entry: Entry, answer: CreditAnswer) -> Credit {
         let credit = Credit {
+            answer,
             journal_id: entry.journal_id,
             msisdn: entry.msisdn,
             kind: entry.kind,
@@ -125,13 +140,16 @@ mod tests {
         let seqs: Vec<String> = (0..100)
             .map(|n| {
                 ledger
-                    .credit(Entry {
-                        journal_id: format!("J{n}"),
-                        msisdn: "88616600".into(),
-                        kind: CreditKind::Recharge,
-                        product: Some("SD5000".into()),
-                        amount: 5000,
-                    })
+                    .credit(
+                        Entry {
+                            journal_id: format!("J{n}"),
+                            msisdn: "88616600".into(),
+                            kind: CreditKind::Recharge,
+                            product: Some("SD5000".into()),
+                            amount: 5000,
+                        },
+                        CreditAnswer::Answered,
+                    )
                     .seq
             })
             .collect();

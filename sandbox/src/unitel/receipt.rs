@@ -93,6 +93,7 @@ mod tests {
             amount: 3500,
             seq: "1760754538548".into(),
             credited_at: Utc::now(),
+            answer: crate::unitel::ledger::CreditAnswer::Answered,
         };
         let response = success_response(&credit);
         assert_eq!(response["seq"], "1760754538548");
