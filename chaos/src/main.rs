@@ -1,0 +1,331 @@
+//! The fault-injection run: the real system (sandbox, payment-api, several workers) under
+//! load while workers are SIGKILLed, RabbitMQ and PostgreSQL restart, Unitel misbehaves and
+//! forgers send callbacks. Then the books are checked and the figures printed.
+//!
+//!   chaos [--orders N] [--workers N] [--concurrency N] [--no-restarts] [--keep-database]
+//!
+//! Run it through `scripts/fault-run.sh`, which builds the binaries first.
+
+mod load;
+mod processes;
+mod verdict;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use futures::StreamExt;
+use serde_json::json;
+use sqlx::{Connection, PgConnection};
+
+use load::Client;
+use processes::{free_port, Ports, Processes};
+
+const MERCHANT: &str = "1712734762";
+const ADMIN_DB: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+
+struct Options {
+    orders: usize,
+    workers: usize,
+    concurrency: usize,
+    restarts: bool,
+    keep_database: bool,
+}
+
+fn options() -> anyhow::Result<Options> {
+    let mut options = Options {
+        orders: 1000,
+        workers: 3,
+        concurrency: 32,
+        restarts: true,
+        keep_database: false,
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        let mut number = |name: &str| -> anyhow::Result<usize> {
+            args.next()
+                .with_context(|| format!("{name} needs a number"))?
+                .parse()
+                .with_context(|| format!("{name} needs a number"))
+        };
+        match arg.as_str() {
+            "--orders" => options.orders = number("--orders")?,
+            "--workers" => options.workers = number("--workers")?.max(1),
+            "--concurrency" => options.concurrency = number("--concurrency")?.max(1),
+            "--no-restarts" => options.restarts = false,
+            "--keep-database" => options.keep_database = true,
+            other => anyhow::bail!(
+                "unknown argument {other:?}; see the comment at the top of chaos/src/main.rs"
+            ),
+        }
+    }
+    Ok(options)
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let options = options()?;
+    let started = Instant::now();
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_millis();
+    let database = format!("elife_chaos_{stamp}");
+    let mut admin = PgConnection::connect(ADMIN_DB)
+        .await
+        .context("PostgreSQL must be running")?;
+    sqlx::query(&format!("CREATE DATABASE {database}"))
+        .execute(&mut admin)
+        .await?;
+    admin.close().await?;
+    let database_url = format!("postgres://postgres@127.0.0.1:5432/{database}");
+    let prefix = format!("chaos-{stamp}");
+
+    let ports = Ports {
+        api: free_port()?,
+        wechat: free_port()?,
+        unitel: free_port()?,
+    };
+    let env: HashMap<String, String> = [
+        ("APP_ENV", "production".to_owned()),
+        ("RUST_LOG", "error".into()),
+        ("HOST", "127.0.0.1".into()),
+        ("PORT", ports.api.to_string()),
+        ("DATABASE_URL", database_url.clone()),
+        ("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2f".into()),
+        ("AMQP_PREFIX", prefix.clone()),
+        ("AMQP_QUEUE_EXPIRES_MS", "3600000".into()),
+        (
+            "WECHAT_API_BASE",
+            format!("http://127.0.0.1:{}", ports.wechat),
+        ),
+        ("WECHAT_MCH_ID", MERCHANT.into()),
+        ("WECHAT_ENV_ID", "chaos".into()),
+        ("WECHAT_PAYMENT_CALLBACK_SERVICE", "elife-backend".into()),
+        (
+            "UNITEL_API_URL",
+            format!("http://127.0.0.1:{}/api/v1", ports.unitel),
+        ),
+        ("UNITEL_USERNAME", "elife".into()),
+        ("UNITEL_PASSWORD", "elife-secret".into()),
+        ("UNITEL_TIMEOUT_MS", "1000".into()),
+        ("UNITEL_RETRY_FOR_MS", "3000".into()),
+        ("RATE_LIMIT_ORDERS_PER_MINUTE", "1000000".into()),
+        ("RATE_LIMIT_PAYMENTS_PER_MINUTE", "1000000".into()),
+        ("PAYMENT_SWEEP_INTERVAL_MS", "1000".into()),
+        ("PAYMENT_QUERY_AFTER_MS", "5000".into()),
+        ("RECHARGE_CONCURRENCY", "16".into()),
+        ("RECHARGE_SWEEP_INTERVAL_MS", "1000".into()),
+        ("RECHARGE_REQUEUE_AFTER_MS", "5000".into()),
+        ("RECHARGE_CLAIM_STALE_MS", "5000".into()),
+        ("WORKER_SHUTDOWN_GRACE_MS", "2000".into()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+
+    println!(
+        "fault run: {} orders, {} workers, concurrency {}, restarts {}",
+        options.orders,
+        options.workers,
+        options.concurrency,
+        if options.restarts { "on" } else { "off" }
+    );
+    let processes = Processes::start(env, &ports, options.workers)?;
+    let client = Client {
+        http: reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()?,
+        api: format!("http://127.0.0.1:{}", ports.api),
+        control: format!("http://127.0.0.1:{}", ports.wechat),
+    };
+    let outcome = run(
+        &options,
+        &client,
+        processes,
+        &database_url,
+        &prefix,
+        started,
+    )
+    .await;
+
+    if !options.keep_database {
+        let mut admin = PgConnection::connect(ADMIN_DB).await?;
+        sqlx::query(&format!("DROP DATABASE IF EXISTS {database} WITH (FORCE)"))
+            .execute(&mut admin)
+            .await?;
+    }
+    verdict::delete_queues(&prefix).await;
+    let passed = outcome?;
+    if !passed {
+        std::process::exit(1);
+    }
+    Ok(())
+}
+
+async fn run(
+    options: &Options,
+    client: &Client,
+    mut processes: Processes,
+    database_url: &str,
+    prefix: &str,
+    started: Instant,
+) -> anyhow::Result<bool> {
+    wait_for_health(client).await?;
+    // Unitel misbehaves at set rates throughout; each platform callback comes three times.
+    let faults = json!({
+        "wechat": {"callbackDuplicates": 2},
+        "unitel": {"failRate": 0.05, "timeoutAfterCreditRate": 0.02, "dropAfterCreditRate": 0.02},
+    });
+    client.set_faults(&faults).await?;
+
+    let paid = Arc::new(AtomicUsize::new(0));
+    let orders = Arc::new(tokio::sync::Mutex::new(Vec::new()));
+    let load = {
+        let paid = paid.clone();
+        let orders = orders.clone();
+        futures::stream::iter(0..options.orders)
+            .map(move |n| {
+                let paid = paid.clone();
+                let orders = orders.clone();
+                async move {
+                    let order = client.place_order(n).await?;
+                    client.pay(&order).await?;
+                    paid.fetch_add(1, Ordering::Relaxed);
+                    orders.lock().await.push(order);
+                    anyhow::Ok(())
+                }
+            })
+            .buffer_unordered(options.concurrency)
+            .collect::<Vec<_>>()
+    };
+
+    let mut disruptions = Disruptions::default();
+    let mut load = std::pin::pin!(load);
+    let mut tick = tokio::time::interval(Duration::from_millis(1000));
+    let results = loop {
+        tokio::select! {
+            results = &mut load => break results,
+            _ = tick.tick() => {
+                let done = paid.load(Ordering::Relaxed);
+                disruptions.step(options, &mut processes, client, &faults, done).await?;
+            }
+        }
+    };
+    let failures: Vec<String> = results
+        .into_iter()
+        .filter_map(|r| r.err().map(|e| e.to_string()))
+        .collect();
+    for failure in failures.iter().take(5) {
+        eprintln!("load error: {failure}");
+    }
+    // Whatever restarts the load finished before, they happen in every run.
+    disruptions
+        .finish(options, &mut processes, client, &faults)
+        .await?;
+    let load_seconds = started.elapsed().as_secs_f64();
+
+    let forged = verdict::forge(client).await?;
+    client.set_faults(&json!({})).await?;
+    let settled = verdict::settle(database_url, prefix, Duration::from_secs(180)).await;
+    let report = verdict::check(
+        client,
+        database_url,
+        prefix,
+        &orders.lock().await,
+        &forged,
+        failures.len(),
+    )
+    .await?;
+    processes.stop();
+    println!("\nload phase {load_seconds:.1} s, whole run {:.1} s; workers SIGKILLed {}, RabbitMQ restarts {}, PostgreSQL restarts {}, Unitel refusal windows {}",
+        started.elapsed().as_secs_f64(), disruptions.kills, disruptions.rabbit_restarts, disruptions.postgres_restarts, disruptions.refusals);
+    if let Err(error) = settled {
+        println!("settling: {error}");
+    }
+    report.print();
+    Ok(report.passed())
+}
+
+async fn wait_for_health(client: &Client) -> anyhow::Result<()> {
+    for _ in 0..200 {
+        if let Ok(response) = client
+            .http
+            .get(format!("{}/health", client.api))
+            .send()
+            .await
+        {
+            if response.status().is_success() {
+                return Ok(());
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    anyhow::bail!("payment-api did not become healthy")
+}
+
+#[derive(Default)]
+struct Disruptions {
+    ticks: usize,
+    kills: usize,
+    refusals: usize,
+    rabbit_restarts: usize,
+    postgres_restarts: usize,
+}
+
+impl Disruptions {
+    /// Every tick: SIGKILL a worker; every other tick: Unitel refuses connections for a
+    /// moment; once a quarter of the orders are paid, restart RabbitMQ; at half, PostgreSQL.
+    async fn step(
+        &mut self,
+        options: &Options,
+        processes: &mut Processes,
+        client: &Client,
+        faults: &serde_json::Value,
+        paid: usize,
+    ) -> anyhow::Result<()> {
+        self.ticks += 1;
+        processes.kill_a_worker(self.ticks)?;
+        self.kills += 1;
+        if self.ticks.is_multiple_of(2) {
+            let mut refusing = faults.clone();
+            refusing["unitel"]["refuseConnectionsForMs"] = json!(400);
+            if client.set_faults(&refusing).await.is_ok() {
+                self.refusals += 1;
+            }
+        }
+        if options.restarts && self.rabbit_restarts == 0 && paid * 4 >= options.orders {
+            println!("restarting RabbitMQ ({paid} orders paid)");
+            tokio::task::spawn_blocking(processes::restart_rabbitmq).await??;
+            self.rabbit_restarts += 1;
+        }
+        if options.restarts && self.postgres_restarts == 0 && paid * 2 >= options.orders {
+            println!("restarting PostgreSQL ({paid} orders paid)");
+            tokio::task::spawn_blocking(processes::restart_postgres).await??;
+            self.postgres_restarts += 1;
+        }
+        Ok(())
+    }
+
+    async fn finish(
+        &mut self,
+        options: &Options,
+        processes: &mut Processes,
+        client: &Client,
+        faults: &serde_json::Value,
+    ) -> anyhow::Result<()> {
+        if self.kills == 0 {
+            processes.kill_a_worker(0)?;
+            self.kills += 1;
+        }
+        if options.restarts {
+            let everything = options.orders;
+            while self.rabbit_restarts == 0 || self.postgres_restarts == 0 {
+                self.step(options, processes, client, faults, everything)
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+}

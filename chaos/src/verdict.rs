@@ -1,0 +1,357 @@
+//! After the storm: forged callbacks, waiting for the system to settle, and the checks.
+
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+use lapin::options::{QueueDeclareOptions, QueueDeleteOptions};
+use serde_json::Value;
+use sqlx::PgPool;
+
+use crate::load::{callback_body, Client};
+use crate::MERCHANT;
+
+pub struct Forged {
+    /// Orders that were never paid and received only forged callbacks.
+    pub bait: Vec<String>,
+    pub sent: usize,
+    pub acknowledged: usize,
+}
+
+/// For a few unpaid orders: a callback with the wrong amount, one from another merchant,
+/// one for an order WeChat calls unpaid, one without the gateway's X-WX-SOURCE; and one for
+/// an order that does not exist.
+pub async fn forge(client: &Client) -> anyhow::Result<Forged> {
+    let mut forged = Forged {
+        bait: Vec::new(),
+        sent: 0,
+        acknowledged: 0,
+    };
+    for n in 0..5 {
+        let order = client.place_order(1_000_000 + n).await?;
+        let at_wechat = client
+            .control_get(&format!("/sandbox/wechat/orders/{order}"))
+            .await?;
+        let amount = at_wechat["totalFee"].as_i64().unwrap_or(0);
+        let attempts = [
+            (callback_body(&order, amount + 1, MERCHANT), true),
+            (callback_body(&order, amount, "9999999999"), true),
+            (callback_body(&order, amount, MERCHANT), true),
+            (callback_body(&order, amount, MERCHANT), false),
+        ];
+        for (body, with_source) in attempts {
+            forged.sent += 1;
+            if client.forge(&order, body, with_source).await? == 0 {
+                forged.acknowledged += 1;
+            }
+        }
+        forged.bait.push(order);
+    }
+    let ghost = "ORD1700000000000FORGED01";
+    forged.sent += 1;
+    if client
+        .forge(ghost, callback_body(ghost, 1136, MERCHANT), true)
+        .await?
+        == 0
+    {
+        forged.acknowledged += 1;
+    }
+    Ok(forged)
+}
+
+async fn queue_sizes(prefix: &str) -> anyhow::Result<(u32, u32)> {
+    let connection =
+        shared::amqp::connect("amqp://guest:guest@127.0.0.1:5672/%2f", "fault run").await?;
+    let channel = connection.create_channel().await?;
+    let passive = QueueDeclareOptions {
+        passive: true,
+        ..Default::default()
+    };
+    let main = channel
+        .queue_declare(
+            format!("{prefix}.recharge").as_str().into(),
+            passive,
+            Default::default(),
+        )
+        .await?
+        .message_count();
+    let dead = channel
+        .queue_declare(
+            format!("{prefix}.recharge.dead").as_str().into(),
+            passive,
+            Default::default(),
+        )
+        .await?
+        .message_count();
+    let _ = connection.close(200, "".into()).await;
+    Ok((main, dead))
+}
+
+pub async fn delete_queues(prefix: &str) {
+    if let Ok(connection) =
+        shared::amqp::connect("amqp://guest:guest@127.0.0.1:5672/%2f", "fault run").await
+    {
+        if let Ok(channel) = connection.create_channel().await {
+            for queue in [
+                format!("{prefix}.recharge"),
+                format!("{prefix}.recharge.dead"),
+            ] {
+                let _ = channel
+                    .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
+                    .await;
+            }
+        }
+        let _ = connection.close(200, "".into()).await;
+    }
+}
+
+/// Waits until no paid order is left without an outcome, nothing waits in the outbox and
+/// the queue is empty.
+pub async fn settle(database_url: &str, prefix: &str, within: Duration) -> anyhow::Result<()> {
+    let db = PgPool::connect(database_url).await?;
+    let deadline = Instant::now() + within;
+    loop {
+        let open: i64 = sqlx::query_scalar(
+            "SELECT (SELECT count(*) FROM orders WHERE payment_status = 'paid'
+                       AND recharge_status IN ('pending', 'processing'))
+                  + (SELECT count(*) FROM outbox WHERE published_at IS NULL)",
+        )
+        .fetch_one(&db)
+        .await
+        .unwrap_or(i64::MAX);
+        let (queued, _) = queue_sizes(prefix).await.unwrap_or((u32::MAX, 0));
+        if open == 0 && queued == 0 {
+            // One more sweep period, for payments the query sweep may still find.
+            tokio::time::sleep(Duration::from_secs(7)).await;
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            anyhow::bail!(
+                "not settled after {within:?}: {open} open orders or outbox rows, {queued} queued"
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+pub struct Check {
+    name: &'static str,
+    passed: bool,
+    detail: String,
+}
+
+pub struct Report {
+    figures: Vec<(String, String)>,
+    checks: Vec<Check>,
+}
+
+impl Report {
+    pub fn passed(&self) -> bool {
+        self.checks.iter().all(|c| c.passed)
+    }
+
+    pub fn print(&self) {
+        println!("\n| figure | value |\n|---|---|");
+        for (name, value) in &self.figures {
+            println!("| {name} | {value} |");
+        }
+        println!("\n| check | result | detail |\n|---|---|---|");
+        for check in &self.checks {
+            println!(
+                "| {} | {} | {} |",
+                check.name,
+                if check.passed { "PASS" } else { "FAIL" },
+                check.detail
+            );
+        }
+        let failed = self.checks.iter().filter(|c| !c.passed).count();
+        println!(
+            "\nfault run: {} passed, {} failed",
+            self.checks.len() - failed,
+            failed
+        );
+    }
+}
+
+pub async fn check(
+    client: &Client,
+    database_url: &str,
+    prefix: &str,
+    placed: &[String],
+    forged: &Forged,
+    load_errors: usize,
+) -> anyhow::Result<Report> {
+    let db = PgPool::connect(database_url).await?;
+    let wechat: Vec<Value> =
+        serde_json::from_value(client.control_get("/sandbox/wechat/orders").await?)?;
+    let ledger: Vec<Value> =
+        serde_json::from_value(client.control_get("/sandbox/unitel/ledger").await?)?;
+    let callbacks: Vec<Value> =
+        serde_json::from_value(client.control_get("/sandbox/wechat/callbacks").await?)?;
+    let rows: Vec<(String, String, String, bool)> = sqlx::query_as(
+        "SELECT order_number, payment_status, recharge_status, recharge_sent_at IS NOT NULL FROM orders",
+    )
+    .fetch_all(&db)
+    .await?;
+    let anomalies: Vec<(String, i64)> =
+        sqlx::query_as("SELECT kind, count(*) FROM payment_anomalies GROUP BY kind ORDER BY kind")
+            .fetch_all(&db)
+            .await?;
+    let unpublished: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM outbox WHERE published_at IS NULL")
+            .fetch_one(&db)
+            .await?;
+    let (queued, dead) = queue_sizes(prefix).await?;
+
+    let paid_at_wechat: HashSet<&str> = wechat
+        .iter()
+        .filter(|o| matches!(o["tradeState"].as_str(), Some("SUCCESS" | "REFUND")))
+        .filter_map(|o| o["outTradeNo"].as_str())
+        .collect();
+    let paid_here: HashSet<&str> = rows
+        .iter()
+        .filter(|r| r.1 == "paid")
+        .map(|r| r.0.as_str())
+        .collect();
+    let mut credits: HashMap<&str, Vec<&str>> = HashMap::new();
+    for credit in &ledger {
+        credits
+            .entry(credit["journalId"].as_str().unwrap_or(""))
+            .or_default()
+            .push(credit["answer"].as_str().unwrap_or(""));
+    }
+    let with_status = |status: &str| {
+        rows.iter()
+            .filter(|r| r.1 == "paid" && r.2 == status)
+            .collect::<Vec<_>>()
+    };
+    let (success, failed, unknown) = (
+        with_status("success"),
+        with_status("failed"),
+        with_status("unknown"),
+    );
+    let open = rows
+        .iter()
+        .filter(|r| r.1 == "paid" && (r.2 == "pending" || r.2 == "processing"))
+        .count();
+    let twice = credits.values().filter(|c| c.len() > 1).count();
+    let success_not_once = success
+        .iter()
+        .filter(|r| credits.get(r.0.as_str()).map_or(0, Vec::len) != 1)
+        .count();
+    let failed_credited = failed
+        .iter()
+        .filter(|r| credits.contains_key(r.0.as_str()))
+        .count();
+    let unknown_unsent = unknown.iter().filter(|r| !r.3).count();
+    let unknown_by_answer = |answer: Option<&str>| {
+        unknown
+            .iter()
+            .filter(|r| credits.get(r.0.as_str()).and_then(|c| c.first().copied()) == answer)
+            .count()
+    };
+    let bait_paid = forged
+        .bait
+        .iter()
+        .filter(|o| paid_here.contains(o.as_str()))
+        .count();
+    let deliveries = callbacks.iter().filter(|c| c["kind"] == "payment").count();
+    let accepted = callbacks
+        .iter()
+        .filter(|c| c["kind"] == "payment" && c["accepted"] == true)
+        .count();
+
+    let figures = vec![
+        ("orders placed and paid by customers".to_owned(), placed.len().to_string()),
+        ("paid at WeChat / recorded paid here".into(), format!("{} / {}", paid_at_wechat.len(), paid_here.len())),
+        ("recharge success / failed / unknown".into(), format!("{} / {} / {}", success.len(), failed.len(), unknown.len())),
+        ("unknown: hung after credit / dropped after credit / answered (worker killed) / no credit".into(),
+            format!("{} / {} / {} / {}", unknown_by_answer(Some("hung")), unknown_by_answer(Some("dropped")), unknown_by_answer(Some("answered")), unknown_by_answer(None))),
+        ("Unitel credits in the ledger".into(), ledger.len().to_string()),
+        ("payment callback deliveries (accepted / refused for retry)".into(), format!("{deliveries} ({accepted} / {})", deliveries - accepted)),
+        ("forged callbacks sent (answered errcode 0)".into(), format!("{} ({})", forged.sent, forged.acknowledged)),
+        ("anomalies recorded".into(), anomalies.iter().map(|(k, n)| format!("{k} {n}")).collect::<Vec<_>>().join(", ")),
+        ("dead-lettered messages".into(), dead.to_string()),
+        ("load errors".into(), load_errors.to_string()),
+    ];
+    let check = |name, passed, detail: String| Check {
+        name,
+        passed,
+        detail,
+    };
+    let checks = vec![
+        check(
+            "every customer's order was placed and paid",
+            load_errors == 0 && !placed.is_empty(),
+            format!("{} orders, {load_errors} errors", placed.len()),
+        ),
+        check(
+            "every payment WeChat took is recorded here",
+            paid_at_wechat.iter().all(|o| paid_here.contains(o)),
+            format!(
+                "{} missing",
+                paid_at_wechat
+                    .iter()
+                    .filter(|o| !paid_here.contains(*o))
+                    .count()
+            ),
+        ),
+        check(
+            "nothing is paid here that WeChat did not take",
+            paid_here.iter().all(|o| paid_at_wechat.contains(o)),
+            format!(
+                "{} extra",
+                paid_here
+                    .iter()
+                    .filter(|o| !paid_at_wechat.contains(*o))
+                    .count()
+            ),
+        ),
+        check(
+            "every paid order ended success, failed or unknown",
+            open == 0,
+            format!("{open} still pending or processing"),
+        ),
+        check(
+            "no number was credited twice",
+            twice == 0,
+            format!("{twice} orders credited more than once"),
+        ),
+        check(
+            "every success was credited exactly once",
+            success_not_once == 0,
+            format!("{success_not_once} of {}", success.len()),
+        ),
+        check(
+            "no failed order was credited",
+            failed_credited == 0,
+            format!("{failed_credited} of {}", failed.len()),
+        ),
+        check(
+            "every unknown order's request may have reached Unitel",
+            unknown_unsent == 0,
+            format!("{unknown_unsent} unknown without a sent request"),
+        ),
+        check(
+            "no forged callback fulfilled anything",
+            bait_paid == 0 && forged.acknowledged == forged.sent,
+            format!(
+                "{bait_paid} forged orders paid; {} of {} answered errcode 0",
+                forged.acknowledged, forged.sent
+            ),
+        ),
+        check(
+            "the outbox is empty",
+            unpublished == 0,
+            format!("{unpublished} unpublished"),
+        ),
+        check(
+            "no message is stuck in the queue",
+            queued == 0,
+            format!("{queued} in {prefix}.recharge"),
+        ),
+    ];
+    Ok(Report {
+        figures: figures.into_iter().collect(),
+        checks,
+    })
+}
