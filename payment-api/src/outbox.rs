@@ -83,7 +83,8 @@ impl OutboxRelay {
     }
 
     async fn connect(&self) -> Result<(Connection, Channel), lapin::Error> {
-        let connection = amqp::connect(&self.amqp_url, "payment-api outbox relay").await?;
+        let name = format!("payment-api outbox relay ({})", self.topology.exchange);
+        let connection = amqp::connect(&self.amqp_url, &name).await?;
         let channel = connection.create_channel().await?;
         channel
             .confirm_select(ConfirmSelectOptions::default())

@@ -167,7 +167,11 @@ impl System {
         let mut settings = self.settings.clone();
         settings.insert(
             "WORKER_ID".into(),
-            format!("in-process-{}", self.workers.len() + 1),
+            format!(
+                "{}-worker-{}",
+                self.settings["AMQP_PREFIX"],
+                self.workers.len() + 1
+            ),
         );
         let config = recharge_worker::WorkerConfig::from_settings(&Settings::from_map(settings))
             .expect("worker configuration is valid");
@@ -318,6 +322,34 @@ impl System {
             .expect("queue exists");
         let _ = connection.close(200, "".into()).await;
         queue.message_count()
+    }
+
+    /// Has RabbitMQ close every connection whose name contains `name` (as a broker restart
+    /// or a network cut would), through `rabbitmqctl`. Returns how many it closed.
+    pub fn close_broker_connections(&self, name: &str) -> usize {
+        let listed = std::process::Command::new("rabbitmqctl")
+            .args([
+                "list_connections",
+                "-q",
+                "--no-table-headers",
+                "pid",
+                "client_properties",
+            ])
+            .output()
+            .expect("rabbitmqctl runs");
+        let text = String::from_utf8_lossy(&listed.stdout);
+        let mut closed = 0;
+        for line in text.lines().filter(|l| l.contains(name)) {
+            let pid = line.split_whitespace().next().unwrap_or_default();
+            let status = std::process::Command::new("rabbitmqctl")
+                .args(["close_connection", pid, "closed by a test"])
+                .output()
+                .expect("rabbitmqctl runs");
+            if status.status.success() {
+                closed += 1;
+            }
+        }
+        closed
     }
 
     /// Stops everything and removes this test's queues and exchanges.
