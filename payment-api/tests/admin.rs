@@ -100,6 +100,7 @@ async fn a_person_settles_an_unknown_top_up_with_a_note() {
     let resolve = format!("/admin/orders/{order}/resolve");
 
     for bad in [
+        json!({"outcome": "success", "note": "nul \u{0} inside"}),
         json!({"outcome": "refunded", "note": "x"}),
         json!({"outcome": "success", "note": "  "}),
         json!({"outcome": "success"}),

@@ -257,6 +257,28 @@ async fn callbacks_that_disagree_with_the_order_are_recorded_and_never_fulfilled
         1
     );
 
+    // Bodies that are not a callback at all are refused with a non-zero errcode.
+    for (path, body) in [
+        (path.clone(), "[null, null]".to_owned()),
+        (
+            path.clone(),
+            genuine(&order, 1136)
+                .to_string()
+                .replace("SUCCESS", "SUC\\u0000CESS"),
+        ),
+        (
+            "/payment/callback/not%20an%20order".to_owned(),
+            genuine(&order, 1136).to_string(),
+        ),
+    ] {
+        let (status, answer) = system
+            .anonymous()
+            .post_raw(&path, &[("content-type", "application/json")], body.clone())
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+        assert_ne!(answer["errcode"], 0, "{body}");
+    }
+
     // Unreadable bodies are not acknowledged, so a genuine one we failed to read is retried.
     let (status, answer) = system
         .anonymous()

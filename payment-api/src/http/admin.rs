@@ -5,14 +5,15 @@
 use axum::extract::{FromRequestParts, Path, State};
 use axum::http::request::Parts;
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Router;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::envelope::Envelope;
 use super::error::ApiError;
-use super::orders::{parse_order_number, OrderView};
+use super::json::ApiJson;
+use super::orders::{parse_order_number, OrderNumberParam, OrderView};
 use crate::context::ApiContext;
 use crate::store::orders;
 
@@ -116,7 +117,7 @@ async fn history(ctx: &ApiContext, order_number: &str) -> Result<OrderHistory, A
 
 /// An order with every transition (who, when, why) and every anomaly reported about it.
 #[utoipa::path(get, path = "/admin/orders/{orderNumber}", tag = "admin",
-    params(("orderNumber" = String, Path)), security(("admin_token" = [])),
+    params(OrderNumberParam), security(("admin_token" = [])),
     responses((status = 200, body = OrderHistory), (status = 401, description = "Missing or wrong admin token"),
               (status = 404, description = "No such order")))]
 async fn order_history(
@@ -131,19 +132,24 @@ async fn order_history(
 #[serde(rename_all = "camelCase")]
 pub struct ResolveRequest {
     /// What Unitel confirmed: `success` (the number was credited) or `failed` (it was not).
-    #[schema(example = "success")]
+    #[schema(example = "success", pattern = r"^(success|failed)$")]
     outcome: String,
     /// Why: what was checked, with whom. Kept in the order's history.
-    #[schema(example = "Unitel support confirmed seq 1760754386127 on 2026-11-24")]
+    #[schema(
+        example = "Unitel support confirmed seq 1760754386127 on 2026-11-24",
+        pattern = r"\S",
+        max_length = 1000
+    )]
     note: String,
     /// Who decided (default `admin`).
     #[serde(default)]
+    #[schema(max_length = 100)]
     resolved_by: Option<String>,
 }
 
 /// Settles an `unknown` top-up as credited or failed, with a note.
 #[utoipa::path(post, path = "/admin/orders/{orderNumber}/resolve", tag = "admin",
-    params(("orderNumber" = String, Path)), request_body = ResolveRequest, security(("admin_token" = [])),
+    params(OrderNumberParam), request_body = ResolveRequest, security(("admin_token" = [])),
     responses((status = 200, body = OrderHistory), (status = 400, description = "Invalid outcome or note"),
               (status = 401, description = "Missing or wrong admin token"), (status = 404, description = "No such order"),
               (status = 409, description = "The order is not unknown")))]
@@ -151,7 +157,7 @@ async fn resolve(
     State(ctx): State<ApiContext>,
     _admin: Admin,
     Path(order_number): Path<String>,
-    Json(request): Json<ResolveRequest>,
+    ApiJson(request): ApiJson<ResolveRequest>,
 ) -> Result<Envelope<OrderHistory>, ApiError> {
     let parsed = parse_order_number(&order_number)?;
     if !matches!(request.outcome.as_str(), "success" | "failed") {

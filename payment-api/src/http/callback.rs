@@ -19,6 +19,8 @@ use shared::config::AppEnv;
 use shared::money::Fen;
 use shared::order::OrderNumber;
 
+use super::json::contains_nul;
+use super::orders::OrderNumberParam;
 use crate::context::ApiContext;
 use crate::store::payments::{self, ConfirmedPayment, PaymentOutcome};
 use crate::store::{anomalies, orders};
@@ -46,9 +48,9 @@ fn retry_later(why: &str) -> Response {
 
 /// WeChat Pay's result for one order.
 #[utoipa::path(post, path = "/payment/callback/{orderNumber}", tag = "payment",
-    params(("orderNumber" = String, Path)), request_body = Object,
+    params(OrderNumberParam), request_body = Object,
     responses((status = 200, description = "`{\"errcode\":0,\"errmsg\":\"\"}` once recorded"),
-              (status = 400, description = "Unreadable body: `errcode` ≠ 0"),
+              (status = 400, description = "Unreadable body or invalid order number: `errcode` ≠ 0"),
               (status = 500, description = "Not recorded, send again: `errcode` ≠ 0")))]
 async fn callback_for_order(
     State(ctx): State<ApiContext>,
@@ -69,7 +71,30 @@ async fn handle(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let notification: PaymentNotification = match serde_json::from_slice(&body) {
+    // Our own path carries an order number we generated: anything else did not come from
+    // a payment we started.
+    if let Some(path_order) = path_order.as_deref() {
+        if OrderNumber::parse(path_order).is_err() {
+            return (
+                StatusCode::BAD_REQUEST,
+                Json(json!({"errcode": 400, "errmsg": "invalid order number in the path"})),
+            )
+                .into_response();
+        }
+    }
+    // An object, and only an object: serde would also read a struct from a JSON array.
+    let parsed = serde_json::from_slice::<serde_json::Value>(&body)
+        .map_err(|e| e.to_string())
+        .and_then(|value| match value {
+            serde_json::Value::Object(_) if contains_nul(&value) => {
+                Err("the body contains NUL characters".to_owned())
+            }
+            serde_json::Value::Object(_) => {
+                serde_json::from_value::<PaymentNotification>(value).map_err(|e| e.to_string())
+            }
+            _ => Err("the body is not a JSON object".to_owned()),
+        });
+    let notification = match parsed {
         Ok(n) => n,
         Err(error) => {
             tracing::warn!(%error, "unreadable payment callback");

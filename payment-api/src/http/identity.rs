@@ -51,8 +51,10 @@ impl FromRequestParts<ApiContext> for CurrentUser {
         };
         let openid =
             OpenId::parse(raw_openid).map_err(|e| ApiError::Unauthorized(e.to_string()))?;
-        let unionid = header(headers, &["x-wx-unionid", "x-wx-from-unionid"]);
-        let appid = header(headers, &["x-wx-appid", "x-wx-from-appid"]);
+        // Recorded as the gateway sends them; anything that is not a plausible id is dropped.
+        let plausible = |v: &&str| v.len() <= 128 && v.chars().all(|c| c.is_ascii_graphic());
+        let unionid = header(headers, &["x-wx-unionid", "x-wx-from-unionid"]).filter(plausible);
+        let appid = header(headers, &["x-wx-appid", "x-wx-from-appid"]).filter(plausible);
         let id = users::upsert(&ctx.db, &openid, unionid, appid).await?;
         Ok(CurrentUser { id, openid })
     }

@@ -7,6 +7,7 @@ mod error;
 mod exchange_rate;
 mod health;
 mod identity;
+mod json;
 mod openapi;
 mod orders;
 mod payment;

@@ -2,8 +2,10 @@
 //! Swagger UI at `/api` (assets vendored into the binary: no CDN).
 
 use axum::Router;
+use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
-use utoipa::{Modify, OpenApi};
+use utoipa::openapi::{Content, Ref, RefOr, Response};
+use utoipa::{Modify, OpenApi, PartialSchema, ToSchema};
 use utoipa_swagger_ui::SwaggerUi;
 
 #[derive(OpenApi)]
@@ -22,7 +24,7 @@ use utoipa_swagger_ui::SwaggerUi;
         super::admin::order_history,
         super::admin::resolve,
     ),
-    modifiers(&AdminTokenScheme),
+    modifiers(&AdminTokenScheme, &ResponseEnvelopes),
     tags(
         (name = "products", description = "What a number can buy, priced in yuan"),
         (name = "orders", description = "The caller's orders (identity from the WeChat gateway)"),
@@ -43,6 +45,107 @@ impl Modify for AdminTokenScheme {
             SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
         );
     }
+}
+
+/// The error body of every route but the WeChat callback.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+struct ErrorBody {
+    /// The HTTP status again.
+    #[schema(example = 400)]
+    code: u16,
+    #[schema(example = "phoneNumber: phone number must be 8 digits, not starting with 0")]
+    message: String,
+    #[schema(value_type = Option<Object>)]
+    data: Option<()>,
+    timestamp: String,
+    path: String,
+}
+
+/// Documents the response envelope once, for every route, instead of in each annotation:
+/// success bodies are wrapped in `{code, data, message, timestamp}`, error statuses get the
+/// error body, and every route documents the 400 (and, with a body, the 413) any input
+/// can earn. The WeChat callback answers in WeChat's own format and is left alone.
+struct ResponseEnvelopes;
+
+impl Modify for ResponseEnvelopes {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components
+            .schemas
+            .insert("ErrorBody".to_owned(), ErrorBody::schema());
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            if path.starts_with("/payment/callback") {
+                continue;
+            }
+            let operations = [
+                &mut item.get,
+                &mut item.post,
+                &mut item.put,
+                &mut item.delete,
+            ];
+            for operation in operations.into_iter().flatten() {
+                let has_body = operation.request_body.is_some();
+                let responses = &mut operation.responses.responses;
+                for (status, response) in responses.iter_mut() {
+                    let RefOr::T(response) = response else {
+                        continue;
+                    };
+                    if status.starts_with('2') || path == "/health" {
+                        for content in response.content.values_mut() {
+                            if let Some(data) = content.schema.take() {
+                                content.schema = Some(enveloped(data));
+                            }
+                        }
+                    } else {
+                        set_error_content(response);
+                    }
+                }
+                let mut ensure = |status: &str, description: &str| {
+                    responses.entry(status.to_owned()).or_insert_with(|| {
+                        let mut response = Response::new(description);
+                        set_error_content(&mut response);
+                        RefOr::T(response)
+                    });
+                };
+                ensure("400", "Invalid input");
+                if has_body {
+                    ensure("413", "Request body too large");
+                }
+            }
+        }
+    }
+}
+
+fn enveloped(data: RefOr<Schema>) -> RefOr<Schema> {
+    ObjectBuilder::new()
+        .property(
+            "code",
+            ObjectBuilder::new()
+                .schema_type(Type::Integer)
+                .examples([200]),
+        )
+        .required("code")
+        .property("data", data)
+        .required("data")
+        .property(
+            "message",
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .examples(["success"]),
+        )
+        .required("message")
+        .property("timestamp", ObjectBuilder::new().schema_type(Type::String))
+        .required("timestamp")
+        .into()
+}
+
+fn set_error_content(response: &mut Response) {
+    response.content.clear();
+    response.content.insert(
+        "application/json".to_owned(),
+        Content::new(Some(Ref::from_schema_name("ErrorBody"))),
+    );
 }
 
 pub fn router() -> Router {

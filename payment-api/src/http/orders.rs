@@ -2,7 +2,7 @@
 
 use axum::extract::{Path, Query, State};
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Router;
 use chrono::{DateTime, FixedOffset, NaiveDate, TimeZone, Utc};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
@@ -13,6 +13,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::envelope::Envelope;
 use super::error::ApiError;
 use super::identity::CurrentUser;
+use super::json::ApiJson;
 use super::products::{parse_msisdn, unitel_error};
 use crate::context::ApiContext;
 use crate::reconcile::{self, QueryResult};
@@ -29,12 +30,12 @@ pub fn router() -> Router<ApiContext> {
 #[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CreateOrderRequest {
-    #[schema(example = "88616609")]
+    #[schema(example = "88616609", pattern = r"^[1-9][0-9]{7}$")]
     phone_number: String,
-    #[schema(example = "unitel")]
+    #[schema(example = "unitel", pattern = r"^[Uu][Nn][Ii][Tt][Ee][Ll]$")]
     product_operator: String,
     /// `voice`, `data` or `postpaid`.
-    #[schema(example = "voice")]
+    #[schema(example = "voice", pattern = r"^(voice|data|postpaid)$")]
     recharge_type: String,
     /// The card or package code from the product list; ignored for `postpaid`, which pays
     /// the whole unpaid bill.
@@ -118,6 +119,18 @@ impl From<OrderRow> for OrderView {
     }
 }
 
+/// An order number in a path.
+#[derive(IntoParams)]
+#[into_params(names("orderNumber"), parameter_in = Path)]
+#[allow(dead_code)]
+pub struct OrderNumberParam(
+    #[param(
+        pattern = r"^[0-9A-Za-z_|*-]{6,32}$",
+        example = "ORD1795562423906XQ68VSFX"
+    )]
+    String,
+);
+
 pub fn parse_order_number(value: &str) -> Result<OrderNumber, ApiError> {
     OrderNumber::parse(value).map_err(|e| ApiError::BadRequest(format!("orderNumber: {e}")))
 }
@@ -195,11 +208,12 @@ async fn price_product(
 #[utoipa::path(post, path = "/orders", tag = "orders", request_body = CreateOrderRequest,
     params(("X-WX-OPENID" = String, Header, description = "Injected by the cloud-hosting gateway")),
     responses((status = 200, body = OrderView), (status = 400, description = "Invalid input"),
-              (status = 401, description = "No WeChat identity"), (status = 502, description = "Unitel unavailable")))]
+              (status = 401, description = "No WeChat identity"), (status = 429, description = "Too many orders this minute"),
+              (status = 502, description = "Unitel unavailable")))]
 async fn create(
     State(ctx): State<ApiContext>,
     user: CurrentUser,
-    Json(request): Json<CreateOrderRequest>,
+    ApiJson(request): ApiJson<CreateOrderRequest>,
 ) -> Result<Envelope<OrderView>, ApiError> {
     ctx.limiter.check(
         "POST /orders",
@@ -245,16 +259,23 @@ async fn create(
 pub struct MyOrdersQuery {
     /// A payment status (`unpaid`, `paid`, `closed`) or a recharge status (`pending`,
     /// `processing`, `success`, `failed`, `unknown`).
+    #[param(pattern = r"^(unpaid|paid|closed|pending|processing|success|failed|unknown)$")]
     status: Option<String>,
+    #[param(pattern = r"^(unpaid|paid|closed)$")]
     payment_status: Option<String>,
+    #[param(pattern = r"^(pending|processing|success|failed|unknown)$")]
     recharge_status: Option<String>,
     /// First day, `YYYY-MM-DD`, China time.
+    #[param(value_type = Option<String>, format = Date)]
     start_date: Option<String>,
     /// Last day (inclusive), `YYYY-MM-DD`, China time.
+    #[param(value_type = Option<String>, format = Date)]
     end_date: Option<String>,
     /// From 1.
+    #[param(minimum = 1, maximum = 100000)]
     page: Option<i64>,
     /// 1 to 100, default 10.
+    #[param(minimum = 1, maximum = 100)]
     limit: Option<i64>,
 }
 
@@ -353,7 +374,7 @@ async fn mine(
 
 /// One of the caller's orders, with its VAT receipt once credited.
 #[utoipa::path(get, path = "/orders/{orderNumber}", tag = "orders",
-    params(("orderNumber" = String, Path)),
+    params(OrderNumberParam),
     responses((status = 200, body = OrderView), (status = 404, description = "No such order for this user"),
               (status = 401, description = "No WeChat identity")))]
 async fn one(

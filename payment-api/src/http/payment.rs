@@ -3,7 +3,7 @@
 
 use axum::extract::State;
 use axum::routing::post;
-use axum::{Json, Router};
+use axum::Router;
 use serde::Deserialize;
 use shared::money::Fen;
 use shared::order::PaymentStatus;
@@ -12,6 +12,7 @@ use utoipa::ToSchema;
 use super::envelope::Envelope;
 use super::error::ApiError;
 use super::identity::CurrentUser;
+use super::json::ApiJson;
 use super::orders::parse_order_number;
 use crate::context::ApiContext;
 use crate::store::orders;
@@ -24,8 +25,24 @@ pub fn router() -> Router<ApiContext> {
 #[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CreatePaymentRequest {
-    #[schema(example = "ORD1728546789123ABCDEFGH")]
+    #[schema(
+        example = "ORD1728546789123ABCDEFGH",
+        pattern = r"^[0-9A-Za-z_|*-]{6,32}$"
+    )]
     order_number: String,
+}
+
+/// What `wx.requestPayment` takes, as WeChat returned it.
+#[derive(ToSchema)]
+#[allow(dead_code, non_snake_case)]
+pub struct WxPayment {
+    appId: String,
+    timeStamp: String,
+    nonceStr: String,
+    /// `prepay_id=...`
+    package: String,
+    signType: String,
+    paySign: String,
 }
 
 fn wechat_error(error: WechatError) -> ApiError {
@@ -53,14 +70,14 @@ fn wechat_error(error: WechatError) -> ApiError {
 /// Starts WeChat Pay for one of the caller's unpaid orders. `data` is the argument of
 /// `wx.requestPayment` (`appId`, `timeStamp`, `nonceStr`, `package`, `signType`, `paySign`).
 #[utoipa::path(post, path = "/payment/create", tag = "payment", request_body = CreatePaymentRequest,
-    responses((status = 200, description = "wx.requestPayment argument", body = Object),
+    responses((status = 200, description = "wx.requestPayment argument", body = WxPayment),
               (status = 400, description = "Invalid order number"), (status = 401, description = "No WeChat identity"),
               (status = 404, description = "No such order for this user"),
-              (status = 409, description = "Already paid or closed"), (status = 502, description = "WeChat Pay refused or unreachable")))]
+              (status = 409, description = "Already paid or closed"), (status = 429, description = "Too many payments this minute"), (status = 502, description = "WeChat Pay refused or unreachable")))]
 async fn create(
     State(ctx): State<ApiContext>,
     user: CurrentUser,
-    Json(request): Json<CreatePaymentRequest>,
+    ApiJson(request): ApiJson<CreatePaymentRequest>,
 ) -> Result<Envelope<serde_json::Value>, ApiError> {
     ctx.limiter.check(
         "POST /payment/create",

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use axum::extract::State;
 use axum::routing::post;
-use axum::{Json, Router};
+use axum::Router;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use shared::money::{price_in_fen, Mnt, MntPerYuan};
@@ -15,6 +15,7 @@ use utoipa::ToSchema;
 
 use super::envelope::Envelope;
 use super::error::ApiError;
+use super::json::ApiJson;
 use crate::context::ApiContext;
 use crate::store::rates;
 
@@ -27,7 +28,7 @@ pub fn router() -> Router<ApiContext> {
 #[derive(Deserialize, ToSchema)]
 pub struct ServicesRequest {
     /// 8-digit Unitel number.
-    #[schema(example = "88616609")]
+    #[schema(example = "88616609", pattern = r"^[1-9][0-9]{7}$")]
     msisdn: String,
     #[serde(default)]
     #[allow(dead_code)]
@@ -118,7 +119,7 @@ fn views(groups: &ProductGroup, rate: MntPerYuan) -> BTreeMap<String, Vec<Produc
               (status = 502, description = "Unitel unavailable")))]
 async fn services(
     State(ctx): State<ApiContext>,
-    Json(request): Json<ServicesRequest>,
+    ApiJson(request): ApiJson<ServicesRequest>,
 ) -> Result<Envelope<ServicesView>, ApiError> {
     let msisdn = parse_msisdn(&request.msisdn, "msisdn")?;
     let rate = rates::current(&ctx.db).await?.rate;
@@ -141,9 +142,9 @@ async fn services(
 
 #[derive(Deserialize, ToSchema)]
 pub struct PostpaidBillRequest {
-    #[schema(example = "88616609")]
+    #[schema(example = "88616609", pattern = r"^[1-9][0-9]{7}$")]
     owner: String,
-    #[schema(example = "88616609")]
+    #[schema(example = "88616609", pattern = r"^[1-9][0-9]{7}$")]
     msisdn: String,
 }
 
@@ -171,7 +172,7 @@ pub struct PostpaidBillView {
               (status = 502, description = "Unitel unavailable")))]
 async fn postpaid_bill(
     State(ctx): State<ApiContext>,
-    Json(request): Json<PostpaidBillRequest>,
+    ApiJson(request): ApiJson<PostpaidBillRequest>,
 ) -> Result<Envelope<PostpaidBillView>, ApiError> {
     parse_msisdn(&request.owner, "owner")?;
     let msisdn = parse_msisdn(&request.msisdn, "msisdn")?;
