@@ -148,8 +148,13 @@ async fn close_expired(
             }
         }
     }
-    let closed =
-        orders::close_unpaid(&ctx.db, order_number.as_str(), "payment window over").await?;
+    let closed = orders::close_unpaid(
+        &ctx.db,
+        order_number.as_str(),
+        "payment window over",
+        !has_prepay,
+    )
+    .await?;
     if closed {
         tracing::info!(order_number = %order_number, "expired order closed");
     }

@@ -189,7 +189,10 @@ async fn callbacks_that_disagree_with_the_order_are_recorded_and_never_fulfilled
     failed["resultCode"] = "FAIL".into();
     let mut fraction = genuine(&order, 1136);
     fraction["totalFee"] = json!(11.36);
+    // Everything right but the transaction: WeChat's queryorder names another one.
+    let other_transaction = genuine(&order, 1136);
     let cases = [
+        (other_transaction, "not_paid_at_wechat"),
         (wrong_amount, "amount_mismatch"),
         (wrong_merchant, "merchant_mismatch"),
         (mismatched, "order_number_mismatch"),

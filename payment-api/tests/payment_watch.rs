@@ -262,3 +262,48 @@ async fn order_and_payment_creation_are_rate_limited_per_user() {
     assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
     system.shutdown().await;
 }
+
+#[tokio::test]
+async fn an_order_closed_while_its_payment_was_being_prepared_gets_no_payment_sheet() {
+    let system = System::start(SystemOptions {
+        workers: 0,
+        ..Default::default()
+    })
+    .await;
+    let order = system
+        .create_order("o-race", "88616600", "voice", "SD5000")
+        .await;
+    system.sandbox.set_faults(sandbox::Faults {
+        wechat: sandbox::WechatFaults {
+            latency_ms: 600,
+            ..Default::default()
+        },
+        ..Default::default()
+    });
+    let client = system.client("o-race");
+    let body = json!({"orderNumber": order});
+    let create = tokio::spawn(async move { client.post("/payment/create", body).await });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // The close sweep gets there first (the order had no payment yet).
+    sqlx::query(
+        "UPDATE orders SET payment_status = 'closed', closed_at = now() WHERE order_number = $1",
+    )
+    .bind(&order)
+    .execute(&system.db.pool)
+    .await
+    .unwrap();
+    let (status, answer) = create.await.unwrap();
+    assert_eq!(status, StatusCode::CONFLICT, "{answer}");
+    assert_eq!(answer["data"], serde_json::Value::Null, "no payment sheet");
+    system.sandbox.set_faults(sandbox::Faults::default());
+    let at_wechat = system
+        .sandbox
+        .wechat_order(&order)
+        .expect("prepared at WeChat");
+    assert_eq!(
+        at_wechat.trade_state.as_str(),
+        "CLOSED",
+        "and closed there too"
+    );
+    system.shutdown().await;
+}

@@ -40,13 +40,22 @@ impl WorkerConfig {
                 reason: "must be at least 1".into(),
             });
         }
+        let unitel = UnitelConfig::from_settings(s)?;
+        let claim_stale_after = s.millis("RECHARGE_CLAIM_STALE_MS", 10 * 60 * 1000)?;
+        // A claim must not look abandoned while its Unitel call can still be running.
+        if claim_stale_after < unitel.timeout * 3 {
+            return Err(ConfigError::Invalid {
+                name: "RECHARGE_CLAIM_STALE_MS",
+                reason: "must be at least three times UNITEL_TIMEOUT_MS".into(),
+            });
+        }
         Ok(WorkerConfig {
             app_env: AppEnv::from_settings(s)?,
             infra: InfraConfig::from_settings(s)?,
-            unitel: UnitelConfig::from_settings(s)?,
+            unitel,
             concurrency,
             worker_id: s.optional("WORKER_ID").unwrap_or_else(default_worker_id),
-            claim_stale_after: s.millis("RECHARGE_CLAIM_STALE_MS", 10 * 60 * 1000)?,
+            claim_stale_after,
             retry_for: s.millis("UNITEL_RETRY_FOR_MS", 30_000)?,
             shutdown_grace: s.millis("WORKER_SHUTDOWN_GRACE_MS", 30_000)?,
             sweep_every: s.millis("RECHARGE_SWEEP_INTERVAL_MS", 30_000)?,

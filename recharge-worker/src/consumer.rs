@@ -90,8 +90,19 @@ impl Consumer {
             }
         };
 
-        // Stop taking messages, let those in flight finish within the grace period; any
-        // still unacked when the connection closes go back to the queue.
+        if outcome.is_err() {
+            // The broker went away, not the work: orders in flight only need PostgreSQL to
+            // record their outcome. Let them finish on their own; their messages come back
+            // and are skipped as finished.
+            tracing::warn!(
+                left = in_flight.len(),
+                "broker lost; in-flight orders finish detached"
+            );
+            in_flight.detach_all();
+            return outcome;
+        }
+        // Shutdown: stop taking messages, let those in flight finish within the grace
+        // period; any still unacked when the connection closes go back to the queue.
         let _ = channel
             .basic_cancel(
                 self.consumer_tag.as_str().into(),

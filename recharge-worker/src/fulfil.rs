@@ -199,6 +199,8 @@ impl Fulfiller {
         (top_up, msisdn, journal_id, amount): &(TopUp, Msisdn, OrderNumber, Mnt),
     ) -> Result<TopUpReceipt, AttemptError> {
         let attempt = || async {
+            // Authentication first: a slow /auth must not count as time after sending.
+            self.unitel.ensure_token().await?;
             if !store::mark_sent(&self.db, &order.order_number, &self.worker_id).await? {
                 return Err(AttemptError::ClaimLost);
             }

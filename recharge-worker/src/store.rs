@@ -75,8 +75,8 @@ pub async fn state(
 /// will never be sent again automatically. False if the claim is no longer ours.
 pub async fn mark_sent(db: &PgPool, order_number: &str, worker: &str) -> Result<bool, sqlx::Error> {
     let updated = sqlx::query(
-        "UPDATE orders SET recharge_sent_at = now(), recharge_attempts = recharge_attempts + 1,
-                updated_at = now()
+        "UPDATE orders SET recharge_sent_at = now(), recharge_at = now(),
+                recharge_attempts = recharge_attempts + 1, updated_at = now()
           WHERE order_number = $1 AND recharge_worker = $2
             AND recharge_status = 'processing' AND recharge_sent_at IS NULL",
     )
@@ -168,7 +168,9 @@ pub async fn record(
                SET recharge_status = $3, recharged_at = now(), seq_id = $4, sv_id = $5,
                    vat_receipt = $6, recharge_error_code = $7, recharge_error_message = $8,
                    updated_at = now()
-             WHERE order_number = $1 AND recharge_worker = $2 AND recharge_status = 'processing'
+             WHERE order_number = $1 AND recharge_worker = $2
+               -- 'unknown': the sweep gave up on this worker, which has the real answer now.
+               AND recharge_status IN ('processing', 'unknown')
             RETURNING order_number
          ), event AS (
             INSERT INTO order_events (order_number, event, actor, detail)

@@ -96,8 +96,7 @@ impl Sweeper {
                    SET recharge_status = 'unknown', recharged_at = now(), updated_at = now(),
                        recharge_error_message = 'the worker stopped after sending; outcome unknown'
                  WHERE payment_status = 'paid' AND recharge_status = 'processing'
-                   AND recharge_sent_at IS NOT NULL
-                   AND recharge_at < now() - make_interval(secs => $1)
+                   AND recharge_sent_at < now() - make_interval(secs => $1)
                 RETURNING order_number
              ), event AS (
                 INSERT INTO order_events (order_number, event, actor, detail)
@@ -175,6 +174,10 @@ impl Sweeper {
                 Ok(TransactionStatus::Success) => ("success", None),
                 Ok(TransactionStatus::Failed { message }) => ("failed", Some(message)),
                 Ok(TransactionStatus::Pending) => continue,
+                Ok(TransactionStatus::Unrecognised(status)) => {
+                    tracing::warn!(%order_number, %status, "check_transaction_result gave no verdict");
+                    continue;
+                }
                 Err(error) => {
                     tracing::warn!(%order_number, %error, "check_transaction_result failed");
                     continue;

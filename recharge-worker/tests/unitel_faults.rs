@@ -132,6 +132,17 @@ async fn a_server_error_is_not_taken_for_a_refusal() {
 #[tokio::test]
 async fn a_refused_connection_is_retried_and_succeeds() {
     let system = System::start(SystemOptions::default()).await;
+    // A first top-up leaves the worker with a token, so that the refusal below hits the
+    // top-up request itself rather than /auth.
+    let warm_up = system
+        .order_and_pay("o-refused", "88616600", "voice", "SD5000")
+        .await;
+    assert_eq!(
+        system
+            .wait_for_outcome(&warm_up, Duration::from_secs(20))
+            .await,
+        "success"
+    );
     let order = system
         .order_awaiting_payment("o-refused", "88616600", "voice", "SD5000")
         .await;

@@ -211,10 +211,7 @@ async fn verify_and_record(
     if ctx.config.payments.confirm_callbacks {
         let confirmed = match ctx.wechat.query_order(&order_number).await {
             Ok(queried) => {
-                let same_transaction = queried
-                    .transaction_id
-                    .as_deref()
-                    .is_none_or(|t| t == transaction_id);
+                let same_transaction = queried.transaction_id.as_deref() == Some(transaction_id);
                 queried.confirms(amount) && same_transaction
             }
             // WeChat has no such order: nobody paid it.

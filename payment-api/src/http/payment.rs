@@ -122,7 +122,16 @@ async fn create(
         .unified_order(&order_number, &user.openid, amount, &description)
         .await
         .map_err(wechat_error)?;
-    orders::record_prepay(&ctx.db, &order_number, &prepaid.prepay_id).await?;
+    if !orders::record_prepay(&ctx.db, &order_number, &prepaid.prepay_id).await? {
+        // Closed (or paid) while WeChat was preparing the payment: the sheet must not reach
+        // the user. Close it at WeChat too, best effort; the sweep retries otherwise.
+        if let Err(error) = ctx.wechat.close_order(&order_number).await {
+            tracing::warn!(%error, "closing a just-prepared payment failed");
+        }
+        return Err(ApiError::Conflict(
+            "This order can no longer be paid; please place a new one".into(),
+        ));
+    }
     tracing::info!(order_number = %order_number, "payment started");
     Ok(Envelope(prepaid.payment))
 }

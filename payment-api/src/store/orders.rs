@@ -117,12 +117,13 @@ pub async fn find_owned(
     .await
 }
 
+/// False if the order stopped being unpaid meanwhile (closed by the sweep, or paid).
 pub async fn record_prepay(
     db: &PgPool,
     order_number: &OrderNumber,
     prepay_id: &str,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(
+) -> Result<bool, sqlx::Error> {
+    let updated = sqlx::query(
         "UPDATE orders SET prepay_id = $2, prepay_at = now(), updated_at = now()
          WHERE order_number = $1 AND payment_status = 'unpaid'",
     )
@@ -130,7 +131,7 @@ pub async fn record_prepay(
     .bind(prepay_id)
     .execute(db)
     .await?;
-    Ok(())
+    Ok(updated.rows_affected() == 1)
 }
 
 #[derive(Debug, Default)]
@@ -177,16 +178,19 @@ pub async fn list_for_user(
     Ok((rows, total))
 }
 
-/// `unpaid → closed`: the order can no longer be paid.
+/// `unpaid → closed`: the order can no longer be paid. With `only_without_prepay`, an
+/// order whose payment started meanwhile is left for a close at WeChat first.
 pub async fn close_unpaid(
     db: &PgPool,
     order_number: &str,
     reason: &str,
+    only_without_prepay: bool,
 ) -> Result<bool, sqlx::Error> {
     let closed: Option<String> = sqlx::query_scalar(
         "WITH closed AS (
             UPDATE orders SET payment_status = 'closed', closed_at = now(), updated_at = now()
              WHERE order_number = $1 AND payment_status = 'unpaid'
+               AND (NOT $3 OR prepay_id IS NULL)
             RETURNING order_number
          ), event AS (
             INSERT INTO order_events (order_number, event, actor, detail)
@@ -197,6 +201,7 @@ pub async fn close_unpaid(
     )
     .bind(order_number)
     .bind(reason)
+    .bind(only_without_prepay)
     .fetch_optional(db)
     .await?;
     Ok(closed.is_some())

@@ -87,6 +87,11 @@ impl UnitelClient {
             "pending" => Err(UnitelError::Pending {
                 seq: TopUpReceipt::from_response(&answer).seq,
             }),
+            // An answer without a verdict says nothing about the credit.
+            "" => Err(UnitelError::Unknown(format!(
+                "answer without a result: {}",
+                answer.to_string().chars().take(200).collect::<String>()
+            ))),
             _ => Err(rejection(&answer)),
         }
     }
@@ -99,13 +104,15 @@ impl UnitelClient {
         Ok(match status {
             "success" => TransactionStatus::Success,
             "pending" => TransactionStatus::Pending,
-            _ => TransactionStatus::Failed {
+            "failed" => TransactionStatus::Failed {
                 message: body
                     .get("msg")
                     .and_then(Value::as_str)
                     .unwrap_or(status)
                     .to_owned(),
             },
+            // Anything else is not a verdict: the order stays unknown for a person.
+            other => TransactionStatus::Unrecognised(other.to_owned()),
         })
     }
 
@@ -153,6 +160,12 @@ impl UnitelClient {
             }
             return answer;
         }
+    }
+
+    /// Makes sure a usable token is cached, so that the top-up that follows does not wait
+    /// on `/auth` after it has been marked as sent.
+    pub async fn ensure_token(&self) -> Result<(), UnitelError> {
+        self.token().await.map(|_| ())
     }
 
     async fn token(&self) -> Result<Secret, UnitelError> {
@@ -250,8 +263,9 @@ fn classify_answer(status: StatusCode, text: &str) -> Result<Value, UnitelError>
     match status.as_u16() {
         200..=299 => parsed
             .ok_or_else(|| UnitelError::Unknown(format!("HTTP {status} with an unreadable body"))),
-        // Rejected before processing: too many requests, or the request never arrived whole.
-        408 | 429 => Err(UnitelError::NotSent(format!("HTTP {status}"))),
+        // 408 and 429 may come from a proxy that gave up after forwarding the request:
+        // only Unitel's own answer is a definitive refusal.
+        408 | 429 => Err(UnitelError::Unknown(format!("HTTP {status}"))),
         400..=499 => Err(match parsed {
             Some(answer) if answer.is_object() => rejection(&answer),
             _ => UnitelError::Rejected {
@@ -280,7 +294,11 @@ mod tests {
         ));
         assert!(matches!(
             classify_answer(StatusCode::TOO_MANY_REQUESTS, ""),
-            Err(UnitelError::NotSent(_))
+            Err(UnitelError::Unknown(_))
+        ));
+        assert!(matches!(
+            classify_answer(StatusCode::REQUEST_TIMEOUT, ""),
+            Err(UnitelError::Unknown(_))
         ));
         assert_eq!(
             classify_answer(

@@ -92,5 +92,9 @@ impl TopUpReceipt {
 pub enum TransactionStatus {
     Success,
     Pending,
-    Failed { message: String },
+    Failed {
+        message: String,
+    },
+    /// A status we do not know: no verdict.
+    Unrecognised(String),
 }
