@@ -38,6 +38,10 @@ pub struct PaymentPolicy {
     pub orders_per_minute: u32,
     /// Payments started per openid per minute (`POST /payment/create`).
     pub payments_per_minute: u32,
+    /// Refund every order whose top-up failed definitively, without waiting for a person.
+    pub auto_refund_failed: bool,
+    /// How often requested and accepted refunds are pushed and checked.
+    pub refund_sweep_every: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -50,6 +54,8 @@ pub struct WechatConfig {
     /// The cloud-hosting service name and path the platform posts payment results to.
     pub callback_service: String,
     pub callback_path: String,
+    /// Where the platform posts refund results (the order number is appended).
+    pub refund_callback_path: String,
     pub server_ip: String,
     pub timeout: Duration,
 }
@@ -86,6 +92,7 @@ impl ApiConfig {
                 env_id: s.required("WECHAT_ENV_ID")?,
                 callback_service: s.required("WECHAT_PAYMENT_CALLBACK_SERVICE")?,
                 callback_path: callback_path.trim_end_matches('/').to_owned(),
+                refund_callback_path: "/payment/refund-callback".to_owned(),
                 server_ip: s.or("WECHAT_PAYMENT_SERVER_IP", "127.0.0.1"),
                 timeout: s.millis("WECHAT_TIMEOUT_MS", 10_000)?,
             },
@@ -99,6 +106,8 @@ impl ApiConfig {
                 query_after: s.millis("PAYMENT_QUERY_AFTER_MS", 60_000)?,
                 orders_per_minute: s.parsed("RATE_LIMIT_ORDERS_PER_MINUTE", 10)?,
                 payments_per_minute: s.parsed("RATE_LIMIT_PAYMENTS_PER_MINUTE", 20)?,
+                auto_refund_failed: s.parsed("AUTO_REFUND_FAILED", true)?,
+                refund_sweep_every: s.millis("REFUND_SWEEP_INTERVAL_MS", 10_000)?,
             },
         })
     }

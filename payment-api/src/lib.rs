@@ -6,6 +6,7 @@ pub mod context;
 pub mod http;
 pub mod outbox;
 pub mod reconcile;
+pub mod refunds;
 pub mod startup;
 pub mod store;
 pub mod wechat;

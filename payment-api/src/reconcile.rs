@@ -151,6 +151,7 @@ async fn close_expired(
     let closed = orders::close_unpaid(
         &ctx.db,
         order_number.as_str(),
+        "payment-sweep",
         "payment window over",
         !has_prepay,
     )

@@ -82,6 +82,7 @@ impl Application {
         let stop = CancellationToken::new();
         let relay = tokio::spawn(self.relay.run(stop.clone()));
         let sweeps = tokio::spawn(crate::reconcile::run_sweeps(self.ctx.clone(), stop.clone()));
+        let refunds = tokio::spawn(crate::refunds::run_sweeps(self.ctx.clone(), stop.clone()));
         let stop_server = stop.clone();
         let served = axum::serve(self.listener, crate::http::router(self.ctx))
             .with_graceful_shutdown(async move {
@@ -94,6 +95,7 @@ impl Application {
         stop.cancel();
         let _ = relay.await;
         let _ = sweeps.await;
+        let _ = refunds.await;
         self.db.close().await;
         served.context("HTTP server failed")
     }

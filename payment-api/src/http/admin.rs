@@ -106,8 +106,10 @@ async fn history(ctx: &ApiContext, order_number: &str) -> Result<OrderHistory, A
     .bind(order_number.as_str())
     .fetch_all(&ctx.db)
     .await?;
+    let mut order = OrderView::from(row);
+    order.refund = crate::refunds::find(&ctx.db, order_number.as_str()).await?;
     Ok(OrderHistory {
-        order: row.into(),
+        order,
         openid,
         anomaly,
         events,

@@ -13,6 +13,7 @@ mod orders;
 mod payment;
 mod products;
 mod rate_limit;
+mod refund;
 
 use std::time::Duration;
 
@@ -38,6 +39,7 @@ pub fn router(ctx: ApiContext) -> Router {
         .merge(payment::router())
         .merge(callback::router())
         .merge(admin::router())
+        .merge(refund::router())
         .with_state(ctx)
         .merge(openapi::router())
         .fallback(|| async { ApiError::NotFound("No such route".into()) })

@@ -23,6 +23,9 @@ use utoipa_swagger_ui::SwaggerUi;
         super::callback::callback_for_order,
         super::admin::order_history,
         super::admin::resolve,
+        super::orders::cancel,
+        super::refund::request_refund,
+        super::refund::refund_callback,
     ),
     modifiers(&AdminTokenScheme, &ResponseEnvelopes),
     tags(
@@ -75,7 +78,8 @@ impl Modify for ResponseEnvelopes {
             .schemas
             .insert("ErrorBody".to_owned(), ErrorBody::schema());
         for (path, item) in openapi.paths.paths.iter_mut() {
-            if path.starts_with("/payment/callback") {
+            if path.starts_with("/payment/callback") || path.starts_with("/payment/refund-callback")
+            {
                 continue;
             }
             let operations = [

@@ -17,6 +17,7 @@ use super::json::ApiJson;
 use super::products::{parse_msisdn, unitel_error};
 use crate::context::ApiContext;
 use crate::reconcile::{self, QueryResult};
+use crate::refunds::{self, Refund};
 use crate::store::orders::{self, ListFilter, NewOrder, OrderRow};
 use crate::store::rates;
 
@@ -25,6 +26,7 @@ pub fn router() -> Router<ApiContext> {
         .route("/orders", post(create))
         .route("/orders/my", get(mine))
         .route("/orders/{order_number}", get(one))
+        .route("/orders/{order_number}/cancel", post(cancel))
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -81,6 +83,8 @@ pub struct OrderView {
     #[schema(value_type = Option<Object>)]
     vat_receipt: Option<serde_json::Value>,
     recharge_error: Option<RechargeErrorView>,
+    /// The refund, once one was requested.
+    pub refund: Option<Refund>,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
 }
@@ -113,6 +117,7 @@ impl From<OrderRow> for OrderView {
             seq_id: row.seq_id,
             vat_receipt: row.vat_receipt,
             recharge_error,
+            refund: None,
             created_at: row.created_at,
             updated_at: row.updated_at,
         }
@@ -396,11 +401,83 @@ async fn one(
                 let row = orders::find_owned(&ctx.db, &order_number, &user.openid)
                     .await?
                     .ok_or_else(|| ApiError::NotFound("Order not found".into()))?;
-                return Ok(Envelope(row.into()));
+                return Ok(Envelope(OrderView::from(row)));
             }
             Ok(QueryResult::NotPaid(_)) => {}
             Err(error) => tracing::warn!(%error, "payment query on read failed"),
         }
     }
-    Ok(Envelope(row.into()))
+    let mut view = OrderView::from(row);
+    view.refund = refunds::find(&ctx.db, order_number.as_str()).await?;
+    Ok(Envelope(view))
+}
+
+/// Cancels one of the caller's unpaid orders: closed at WeChat first (so it can no longer
+/// be paid there), then here.
+#[utoipa::path(post, path = "/orders/{orderNumber}/cancel", tag = "orders",
+    params(OrderNumberParam),
+    responses((status = 200, body = OrderView), (status = 401, description = "No WeChat identity"),
+              (status = 404, description = "No such order for this user"),
+              (status = 409, description = "Already paid, or WeChat cannot close it yet"),
+              (status = 502, description = "WeChat Pay unreachable")))]
+async fn cancel(
+    State(ctx): State<ApiContext>,
+    user: CurrentUser,
+    Path(order_number): Path<String>,
+) -> Result<Envelope<OrderView>, ApiError> {
+    let order_number = parse_order_number(&order_number)?;
+    tracing::Span::current().record("order_number", order_number.as_str());
+    let row = orders::find_owned(&ctx.db, &order_number, &user.openid)
+        .await?
+        .ok_or_else(|| ApiError::NotFound("Order not found".into()))?;
+    match row.payment_status.as_str() {
+        "unpaid" => {}
+        "closed" => return Ok(Envelope(OrderView::from(row))),
+        _ => {
+            return Err(ApiError::Conflict(
+                "A paid order cannot be cancelled".into(),
+            ))
+        }
+    }
+    if row.prepay_id.is_some() {
+        match ctx.wechat.close_order(&order_number).await {
+            Ok(crate::wechat::CloseOutcome::Closed) => {}
+            Ok(crate::wechat::CloseOutcome::AlreadyPaid) => {
+                let amount = Fen::new(row.amount_fen).map_err(anyhow::Error::from)?;
+                if let Err(error) = reconcile::settle_by_query(&ctx, &order_number, amount).await {
+                    tracing::warn!(%error, "recording a payment found while cancelling failed");
+                }
+                return Err(ApiError::Conflict("This order has already been paid".into()));
+            }
+            Err(crate::wechat::WechatError::Business { code, description }) => {
+                return Err(ApiError::Conflict(format!(
+                    "WeChat cannot close this order yet ({code}: {description}); try again in a few minutes"
+                )))
+            }
+            Err(error) => {
+                tracing::warn!(%error, "closeorder failed");
+                return Err(ApiError::Upstream("WeChat Pay is unavailable, please try again".into()));
+            }
+        }
+    }
+    let actor = format!("user:{}", user.openid.as_str());
+    orders::close_unpaid(
+        &ctx.db,
+        order_number.as_str(),
+        &actor,
+        "cancelled by the user",
+        row.prepay_id.is_none(),
+    )
+    .await?;
+    let row = orders::find_owned(&ctx.db, &order_number, &user.openid)
+        .await?
+        .ok_or_else(|| ApiError::NotFound("Order not found".into()))?;
+    if row.payment_status != "closed" {
+        // A payment started meanwhile: the sweep closes it at WeChat first.
+        return Err(ApiError::Conflict(
+            "The order changed meanwhile; please look at it again".into(),
+        ));
+    }
+    tracing::info!(order_number = %order_number, "order cancelled");
+    Ok(Envelope(OrderView::from(row)))
 }

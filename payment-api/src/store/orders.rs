@@ -183,6 +183,7 @@ pub async fn list_for_user(
 pub async fn close_unpaid(
     db: &PgPool,
     order_number: &str,
+    actor: &str,
     reason: &str,
     only_without_prepay: bool,
 ) -> Result<bool, sqlx::Error> {
@@ -194,7 +195,7 @@ pub async fn close_unpaid(
             RETURNING order_number
          ), event AS (
             INSERT INTO order_events (order_number, event, actor, detail)
-            SELECT order_number, 'closed', 'payment-sweep', jsonb_build_object('reason', $2::text)
+            SELECT order_number, 'closed', $4, jsonb_build_object('reason', $2::text)
             FROM closed
          )
          SELECT order_number FROM closed",
@@ -202,6 +203,7 @@ pub async fn close_unpaid(
     .bind(order_number)
     .bind(reason)
     .bind(only_without_prepay)
+    .bind(actor)
     .fetch_optional(db)
     .await?;
     Ok(closed.is_some())

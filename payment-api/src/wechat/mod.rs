@@ -37,6 +37,51 @@ pub struct PrepaidOrder {
     pub payment: Value,
 }
 
+#[derive(Debug, Clone, Deserialize)]
+pub struct AcceptedRefund {
+    #[serde(default)]
+    pub refund_id: Option<String>,
+}
+
+/// One refund as `queryrefund` reports it: SUCCESS, PROCESSING, REFUNDCLOSE or CHANGE.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefundState {
+    pub out_refund_no: String,
+    pub refund_id: Option<String>,
+    pub status: String,
+}
+
+impl RefundState {
+    /// Reads the parallel `*_list` arrays, or v2's numbered fields (`out_refund_no_0`...).
+    fn from_respdata(respdata: &Value) -> Vec<RefundState> {
+        let text = |v: Option<&Value>| match v {
+            Some(Value::String(s)) => Some(s.clone()),
+            Some(Value::Number(n)) => Some(n.to_string()),
+            _ => None,
+        };
+        let list = |key: &str, i: usize| {
+            text(respdata.get(format!("{key}_list")).and_then(|l| l.get(i)))
+                .or_else(|| text(respdata.get(format!("{key}_{i}"))))
+        };
+        let count = respdata
+            .get("refund_count")
+            .and_then(|c| {
+                c.as_u64()
+                    .or_else(|| c.as_str().and_then(|s| s.parse().ok()))
+            })
+            .unwrap_or(0) as usize;
+        (0..count.min(50))
+            .filter_map(|i| {
+                Some(RefundState {
+                    out_refund_no: list("out_refund_no", i)?,
+                    refund_id: list("refund_id", i),
+                    status: list("refund_status", i)?,
+                })
+            })
+            .collect()
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CloseOutcome {
     Closed,
@@ -146,6 +191,52 @@ impl WechatPay {
             }
             Err(other) => Err(other),
         }
+    }
+
+    /// Asks WeChat to return `refund_fee` of the order's `total_fee`. Idempotent per
+    /// `out_refund_no`: sending it again never refunds twice. Success means *accepted*.
+    pub async fn refund(
+        &self,
+        order_number: &OrderNumber,
+        out_refund_no: &str,
+        total_fee: Fen,
+        refund_fee: Fen,
+        reason: &str,
+    ) -> Result<AcceptedRefund, WechatError> {
+        let reason: String = reason.chars().take(80).collect();
+        self.call(
+            "refund",
+            &json!({
+                "body": "境外话费充值退款",
+                "out_trade_no": order_number.as_str(),
+                "out_refund_no": out_refund_no,
+                "env_id": self.config.env_id,
+                "sub_mch_id": self.config.mch_id,
+                "total_fee": total_fee.get(),
+                "refund_fee": refund_fee.get(),
+                "refund_desc": reason,
+                "callback_type": 2,
+                "container": {
+                    "service": self.config.callback_service,
+                    "path": format!("{}/{}", self.config.refund_callback_path, order_number),
+                },
+            }),
+        )
+        .await
+    }
+
+    /// The refunds of an order and their states.
+    pub async fn query_refunds(
+        &self,
+        order_number: &OrderNumber,
+    ) -> Result<Vec<RefundState>, WechatError> {
+        let respdata: Value = self
+            .call(
+                "queryrefund",
+                &json!({"out_trade_no": order_number.as_str(), "sub_mch_id": self.config.mch_id}),
+            )
+            .await?;
+        Ok(RefundState::from_respdata(&respdata))
     }
 
     async fn call<T: DeserializeOwned>(&self, name: &str, body: &Value) -> Result<T, WechatError> {

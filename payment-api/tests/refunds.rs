@@ -1,0 +1,288 @@
+//! Money back: automatic for failed top-ups, by a person otherwise, never twice, settled
+//! only once WeChat confirms it; and cancelling an unpaid order.
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use testkit::{System, SystemOptions};
+
+const TOKEN: &str = "test-admin-token-0123456789";
+
+fn refunding(auto: bool) -> SystemOptions {
+    SystemOptions {
+        overrides: vec![
+            ("REFUND_SWEEP_INTERVAL_MS", "100".into()),
+            ("AUTO_REFUND_FAILED", auto.to_string()),
+        ],
+        ..Default::default()
+    }
+}
+
+async fn refund_status(system: &System, order: &str) -> Option<String> {
+    sqlx::query_scalar("SELECT status FROM refunds WHERE order_number = $1")
+        .bind(order)
+        .fetch_optional(&system.db.pool)
+        .await
+        .unwrap()
+}
+
+async fn wait_for_refund(system: &System, order: &str, status: &str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let current = refund_status(system, order).await;
+        if current.as_deref() == Some(status) {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "refund of {order} is {current:?}, not {status}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn admin_refund(system: &System, body: Value) -> (StatusCode, Value) {
+    let response = system
+        .http
+        .post(format!("{}/payment/refund", system.api_url))
+        .bearer_auth(TOKEN)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+fn failing_once() -> sandbox::Faults {
+    sandbox::Faults {
+        unitel: sandbox::UnitelFaults {
+            fail_next: 1,
+            ..Default::default()
+        },
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn a_failed_top_up_is_refunded_automatically_once_confirmed_by_wechat() {
+    let system = System::start(refunding(true)).await;
+    let order = system
+        .order_awaiting_payment("o-refund", "88616600", "voice", "SD5000")
+        .await;
+    system.sandbox.set_faults(failing_once());
+    system.sandbox.pay(&order).await.unwrap();
+    assert_eq!(
+        system
+            .wait_for_outcome(&order, Duration::from_secs(20))
+            .await,
+        "failed"
+    );
+    wait_for_refund(&system, &order, "success").await;
+
+    let at_wechat = system.sandbox.wechat_order(&order).unwrap();
+    assert_eq!(at_wechat.refunds.len(), 1, "refunded once");
+    assert_eq!(at_wechat.refunds[0].out_refund_no, format!("RF{order}"));
+    assert_eq!(at_wechat.refunds[0].refund_fee, 1136, "in full");
+
+    let (status, body) = system
+        .client("o-refund")
+        .get(&format!("/orders/{order}"))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["data"]["refund"]["status"], "success", "{body}");
+    assert_eq!(body["data"]["refund"]["requestedBy"], "auto");
+    let events: Vec<String> =
+        sqlx::query_scalar("SELECT event FROM order_events WHERE order_number = $1 ORDER BY id")
+            .bind(&order)
+            .fetch_all(&system.db.pool)
+            .await
+            .unwrap();
+    for expected in [
+        "failed",
+        "refund_requested",
+        "refund_accepted",
+        "refund_success",
+    ] {
+        assert!(
+            events.contains(&expected.to_owned()),
+            "{expected} in {events:?}"
+        );
+    }
+    // More sweeps and a second request change nothing.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let (status, _) = admin_refund(&system, json!({"orderNumber": order, "reason": "again"})).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_eq!(
+        system.sandbox.wechat_order(&order).unwrap().refunds.len(),
+        1
+    );
+    system.shutdown().await;
+}
+
+#[tokio::test]
+async fn refunds_by_a_person_follow_the_rules() {
+    let system = System::start(SystemOptions {
+        unitel_timeout_ms: 500,
+        ..refunding(false)
+    })
+    .await;
+    // Failed, with automatic refunds off: nothing happens by itself.
+    let failed = system
+        .order_awaiting_payment("o-admin-refund", "88616600", "voice", "SD5000")
+        .await;
+    system.sandbox.set_faults(failing_once());
+    system.sandbox.pay(&failed).await.unwrap();
+    assert_eq!(
+        system
+            .wait_for_outcome(&failed, Duration::from_secs(20))
+            .await,
+        "failed"
+    );
+    // Credited.
+    let credited = system
+        .order_and_pay("o-admin-refund", "88616600", "voice", "SD5000")
+        .await;
+    assert_eq!(
+        system
+            .wait_for_outcome(&credited, Duration::from_secs(20))
+            .await,
+        "success"
+    );
+    // Unknown: Unitel credited and hung.
+    let unknown = system
+        .order_awaiting_payment("o-admin-refund", "88616600", "voice", "SD5000")
+        .await;
+    system.sandbox.set_faults(sandbox::Faults {
+        unitel: sandbox::UnitelFaults {
+            timeout_after_credit: 1,
+            ..Default::default()
+        },
+        ..Default::default()
+    });
+    system.sandbox.pay(&unknown).await.unwrap();
+    assert_eq!(
+        system
+            .wait_for_outcome(&unknown, Duration::from_secs(20))
+            .await,
+        "unknown"
+    );
+    let unpaid = system
+        .create_order("o-admin-refund", "88616600", "voice", "SD5000")
+        .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        refund_status(&system, &failed).await,
+        None,
+        "automatic refunds are off"
+    );
+
+    let (status, _) = system
+        .anonymous()
+        .post(
+            "/payment/refund",
+            json!({"orderNumber": failed, "reason": "x"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    for (order, extra, expected) in [
+        (&unknown, json!({}), StatusCode::CONFLICT),
+        (&credited, json!({}), StatusCode::CONFLICT),
+        (&unpaid, json!({}), StatusCode::CONFLICT),
+        (
+            &"ORD1700000000000NOSUCH01".to_owned(),
+            json!({}),
+            StatusCode::NOT_FOUND,
+        ),
+    ] {
+        let mut body = json!({"orderNumber": order, "reason": "customer asked"});
+        body.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        let (status, answer) = admin_refund(&system, body).await;
+        assert_eq!(status, expected, "{order}: {answer}");
+    }
+    let (status, answer) =
+        admin_refund(&system, json!({"orderNumber": failed, "reason": "  "})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+
+    let (status, answer) = admin_refund(
+        &system,
+        json!({"orderNumber": failed, "reason": "top-up failed", "requestedBy": "ops-li"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["data"]["requestedBy"], "admin:ops-li");
+    let (status, answer) = admin_refund(
+        &system,
+        json!({"orderNumber": credited, "reason": "goodwill: customer topped up the wrong number", "includeCredited": true}),
+    )
+    .await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "a credited order only with includeCredited: {answer}"
+    );
+    wait_for_refund(&system, &failed, "success").await;
+    wait_for_refund(&system, &credited, "success").await;
+    assert_eq!(
+        refund_status(&system, &unknown).await,
+        None,
+        "never for an unknown order"
+    );
+    system.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_owner_cancels_an_unpaid_order_here_and_at_wechat() {
+    let system = System::start(SystemOptions {
+        workers: 0,
+        ..Default::default()
+    })
+    .await;
+    let order = system
+        .order_awaiting_payment("o-cancel", "88616600", "voice", "SD5000")
+        .await;
+    let (status, _) = system
+        .client("o-stranger")
+        .post(&format!("/orders/{order}/cancel"), json!({}))
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, body) = system
+        .client("o-cancel")
+        .post(&format!("/orders/{order}/cancel"), json!({}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["data"]["paymentStatus"], "closed");
+    assert_eq!(
+        system
+            .sandbox
+            .wechat_order(&order)
+            .unwrap()
+            .trade_state
+            .as_str(),
+        "CLOSED"
+    );
+    assert!(
+        system.sandbox.pay(&order).await.is_err(),
+        "cannot be paid any more"
+    );
+
+    let paid = system
+        .order_and_pay("o-cancel", "88616600", "voice", "SD5000")
+        .await;
+    system
+        .wait_for_count(
+            &format!("SELECT count(*) FROM orders WHERE order_number = '{paid}' AND payment_status = 'paid'"),
+            1,
+            Duration::from_secs(10),
+        )
+        .await;
+    let (status, _) = system
+        .client("o-cancel")
+        .post(&format!("/orders/{paid}/cancel"), json!({}))
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    system.shutdown().await;
+}
