@@ -16,6 +16,24 @@ pub struct ApiConfig {
     /// Bearer token for the admin routes; without it they answer 401 to everyone.
     pub admin_token: Option<Secret>,
     pub payments: PaymentPolicy,
+    pub alerts: AlertConfig,
+}
+
+/// Where alerts go and when health figures become alerts.
+#[derive(Debug, Clone)]
+pub struct AlertConfig {
+    /// WeCom group robot: `https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=...`.
+    pub wecom_webhook_url: Option<Secret>,
+    /// `smtps://user:pass@host:465` (or `smtp://...?tls=required`).
+    pub smtp_url: Option<Secret>,
+    pub email_from: String,
+    pub email_to: Vec<String>,
+    pub max_per_minute: u32,
+    pub every: Duration,
+    pub outbox_backlog: i64,
+    pub queue_depth: u32,
+    /// Records are turned into alerts once this old (see `alerts::produce`).
+    pub settle: Duration,
 }
 
 /// How payment-api watches over payments that WeChat may not tell it about.
@@ -98,6 +116,7 @@ impl ApiConfig {
             },
             unitel: UnitelConfig::from_settings(s)?,
             admin_token: s.optional("ADMIN_TOKEN").map(Secret::new),
+            alerts: AlertConfig::from_settings(s)?,
             payments: PaymentPolicy {
                 confirm_callbacks: s.parsed("WECHAT_CONFIRM_CALLBACKS", true)?,
                 window: s.millis("PAYMENT_WINDOW_MS", 30 * 60 * 1000)?,
@@ -109,6 +128,35 @@ impl ApiConfig {
                 auto_refund_failed: s.parsed("AUTO_REFUND_FAILED", true)?,
                 refund_sweep_every: s.millis("REFUND_SWEEP_INTERVAL_MS", 10_000)?,
             },
+        })
+    }
+}
+
+impl AlertConfig {
+    fn from_settings(s: &Settings) -> Result<Self, ConfigError> {
+        let smtp_url = s.optional("ALERT_SMTP_URL").map(Secret::new);
+        let email_to: Vec<String> = s
+            .optional("ALERT_EMAIL_TO")
+            .map(|v| {
+                v.split(',')
+                    .map(|a| a.trim().to_owned())
+                    .filter(|a| !a.is_empty())
+                    .collect()
+            })
+            .unwrap_or_default();
+        if smtp_url.is_some() && email_to.is_empty() {
+            return Err(ConfigError::Missing("ALERT_EMAIL_TO"));
+        }
+        Ok(AlertConfig {
+            wecom_webhook_url: s.optional("ALERT_WECOM_WEBHOOK_URL").map(Secret::new),
+            smtp_url,
+            email_from: s.or("ALERT_EMAIL_FROM", "eLife alerts <alerts@elife.invalid>"),
+            email_to,
+            max_per_minute: s.parsed("ALERT_MAX_PER_MINUTE", 20)?,
+            every: s.millis("ALERT_INTERVAL_MS", 5_000)?,
+            outbox_backlog: s.parsed("ALERT_OUTBOX_BACKLOG", 100)?,
+            queue_depth: s.parsed("ALERT_QUEUE_DEPTH", 1_000)?,
+            settle: s.millis("ALERT_SETTLE_MS", 10_000)?,
         })
     }
 }

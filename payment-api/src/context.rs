@@ -5,6 +5,7 @@ use std::sync::Arc;
 use shared::unitel::UnitelClient;
 use sqlx::PgPool;
 
+use crate::alerts::Channels;
 use crate::config::ApiConfig;
 use crate::http::RateLimiter;
 use crate::outbox::OutboxSignal;
@@ -18,4 +19,5 @@ pub struct ApiContext {
     pub unitel: Arc<UnitelClient>,
     pub outbox: OutboxSignal,
     pub limiter: Arc<RateLimiter>,
+    pub alerts: Arc<Channels>,
 }

@@ -1,6 +1,7 @@
 //! payment-api: the mini-program's HTTP API, WeChat Pay, the payment callback and the
 //! outbox relay that turns recorded payments into `OrderPaid` messages.
 
+pub mod alerts;
 pub mod config;
 pub mod context;
 pub mod http;

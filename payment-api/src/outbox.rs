@@ -5,12 +5,13 @@
 //! A message may be published twice (crash between confirm and mark): consumers are
 //! idempotent by design, through the claim on the order.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::join_all;
-use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
+use lapin::options::{BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions};
+use lapin::types::FieldTable;
 use lapin::{BasicProperties, Channel, Connection};
 use shared::amqp::{self, Topology};
 use sqlx::PgPool;
@@ -21,6 +22,7 @@ const BATCH: i64 = 200;
 /// Also polled on this period, in case a wake-up was missed or another instance wrote.
 const POLL: Duration = Duration::from_secs(1);
 const RECONNECT_DELAY_MAX: Duration = Duration::from_secs(10);
+const DEPTH_EVERY: Duration = Duration::from_secs(30);
 
 /// Handlers use this to wake the relay right after committing a message, and `/health`
 /// to tell whether the broker is reachable.
@@ -28,6 +30,11 @@ const RECONNECT_DELAY_MAX: Duration = Duration::from_secs(10);
 pub struct OutboxSignal {
     wake: Arc<Notify>,
     broker_up: Arc<AtomicBool>,
+    /// Messages in the recharge queue and its dead-letter queue, as last seen (0 until
+    /// measured once: `depths_known` tells).
+    queued: Arc<AtomicU64>,
+    dead: Arc<AtomicU64>,
+    depths_known: Arc<AtomicBool>,
 }
 
 impl OutboxSignal {
@@ -37,6 +44,21 @@ impl OutboxSignal {
 
     pub fn broker_up(&self) -> bool {
         self.broker_up.load(Ordering::Relaxed)
+    }
+
+    /// (recharge queue, dead-letter queue) depths, when known.
+    pub fn queue_depths(&self) -> (Option<u32>, Option<u32>) {
+        if !self.depths_known.load(Ordering::Relaxed) {
+            return (None, None);
+        }
+        let read = |v: &AtomicU64| u32::try_from(v.load(Ordering::Relaxed)).ok();
+        (read(&self.queued), read(&self.dead))
+    }
+
+    fn record_depths(&self, queued: u32, dead: u32) {
+        self.queued.store(u64::from(queued), Ordering::Relaxed);
+        self.dead.store(u64::from(dead), Ordering::Relaxed);
+        self.depths_known.store(true, Ordering::Relaxed);
     }
 }
 
@@ -98,7 +120,12 @@ impl OutboxRelay {
         channel: &Channel,
         shutdown: &CancellationToken,
     ) -> Result<(), RelayError> {
+        let mut depths_measured: Option<std::time::Instant> = None;
         loop {
+            if depths_measured.is_none_or(|at| at.elapsed() >= DEPTH_EVERY) {
+                self.measure_depths(channel).await;
+                depths_measured = Some(std::time::Instant::now());
+            }
             let published = self.publish_batch(channel).await?;
             if published as i64 == BATCH {
                 continue;
@@ -109,6 +136,25 @@ impl OutboxRelay {
                 _ = tokio::time::sleep(POLL) => {}
             }
         }
+    }
+
+    /// Reads the queue depths (a passive declare changes nothing), for health alerts.
+    async fn measure_depths(&self, channel: &Channel) {
+        let passive = QueueDeclareOptions {
+            passive: true,
+            ..Default::default()
+        };
+        let mut depths = Vec::with_capacity(2);
+        for name in [&self.topology.queue, &self.topology.dead_letter_queue] {
+            match channel
+                .queue_declare(name.as_str().into(), passive, FieldTable::default())
+                .await
+            {
+                Ok(queue) => depths.push(queue.message_count()),
+                Err(_) => return,
+            }
+        }
+        self.signal.record_depths(depths[0], depths[1]);
     }
 
     /// Publishes up to a batch of unpublished rows, all confirms awaited together.

@@ -14,6 +14,7 @@ use sqlx::PgPool;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::alerts::Channels;
 use crate::config::ApiConfig;
 use crate::context::ApiContext;
 use crate::http::RateLimiter;
@@ -54,7 +55,9 @@ impl Application {
             topology: Topology::from_config(&config.infra),
             signal: signal.clone(),
         };
+        let alerts = Arc::new(Channels::new(&config.alerts).context("alert channels (ALERT_*)")?);
         let ctx = ApiContext {
+            alerts,
             wechat: Arc::new(WechatPay::new(config.wechat.clone())?),
             unitel: Arc::new(UnitelClient::new(&config.unitel)?),
             config: Arc::new(config),
@@ -83,6 +86,11 @@ impl Application {
         let relay = tokio::spawn(self.relay.run(stop.clone()));
         let sweeps = tokio::spawn(crate::reconcile::run_sweeps(self.ctx.clone(), stop.clone()));
         let refunds = tokio::spawn(crate::refunds::run_sweeps(self.ctx.clone(), stop.clone()));
+        let alerting = tokio::spawn(crate::alerts::run(
+            self.ctx.clone(),
+            self.ctx.config.alerts.every,
+            stop.clone(),
+        ));
         let stop_server = stop.clone();
         let served = axum::serve(self.listener, crate::http::router(self.ctx))
             .with_graceful_shutdown(async move {
@@ -96,6 +104,7 @@ impl Application {
         let _ = relay.await;
         let _ = sweeps.await;
         let _ = refunds.await;
+        let _ = alerting.await;
         self.db.close().await;
         served.context("HTTP server failed")
     }

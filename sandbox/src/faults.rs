@@ -8,6 +8,15 @@ use serde::{Deserialize, Serialize};
 pub struct Faults {
     pub wechat: WechatFaults,
     pub unitel: UnitelFaults,
+    pub wecom: WecomFaults,
+}
+
+/// The WeCom robot webhook.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct WecomFaults {
+    /// Answers 503 to everything while true.
+    pub down: bool,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

@@ -3,6 +3,8 @@
 //! - **WeChat Pay through WeChat Cloud Hosting's open interface service** (`/_/pay/*` on
 //!   the WeChat port), including the payment and refund callbacks the platform POSTs to
 //!   the service, retried until the service answers `{"errcode": 0}`.
+//! - **A WeCom group robot webhook** (`/cgi-bin/webhook/send` on the WeChat port), where
+//!   the service's alerts arrive.
 //! - **Unitel's partner API** (`/api/v1/auth`, `/api/v1/service/*` on the Unitel port),
 //!   with the recorded product lists and responses, and a ledger of every credit.
 //!
@@ -22,12 +24,14 @@ mod state;
 mod sync;
 pub mod unitel;
 mod wechat;
+mod wecom;
 
 pub use config::SandboxConfig;
 pub use error::SandboxError;
-pub use faults::{Faults, UnifiedOrderError, UnitelFaults, WechatFaults};
+pub use faults::{Faults, UnifiedOrderError, UnitelFaults, WechatFaults, WecomFaults};
 pub use sandbox::Sandbox;
 pub use unitel::ledger::{Credit, CreditAnswer, CreditKind};
 pub use unitel::products::Tariff;
 pub use wechat::callbacks::{CallbackDelivery, CallbackKind};
 pub use wechat::orders::{RefundStatus, TradeState, WechatOrder, WechatRefund};
+pub use wecom::WecomMessage;

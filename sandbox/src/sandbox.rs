@@ -124,6 +124,12 @@ impl Sandbox {
         self.state.orders.all()
     }
 
+    /// Every WeCom robot message accepted so far; the webhook URL is
+    /// `{wechat_url}/cgi-bin/webhook/send?key=<any>`.
+    pub fn wecom_messages(&self) -> Vec<crate::WecomMessage> {
+        self.state.wecom.all()
+    }
+
     /// Every callback attempt so far, in the order they finished.
     pub fn callback_log(&self) -> Vec<CallbackDelivery> {
         self.state.callbacks.all()

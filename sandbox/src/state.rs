@@ -25,6 +25,7 @@ pub(crate) struct Inner {
     pub callbacks: CallbackLog,
     pub ledger: Ledger,
     pub tokens: Tokens,
+    pub wecom: crate::wecom::WecomInbox,
     /// Delivers the platform's callbacks to the service under test.
     pub http: reqwest::Client,
     pub unitel_listener: Arc<ClosableListener>,
@@ -57,6 +58,7 @@ impl AppState {
             callbacks: CallbackLog::default(),
             ledger: Ledger::default(),
             tokens: Tokens::default(),
+            wecom: Default::default(),
             http,
             unitel_listener,
             shutdown,

@@ -3,9 +3,11 @@
 //! workers started in-process (or as processes) against them. Nothing of ours is mocked.
 
 mod db;
+mod smtp_sink;
 mod system;
 
 pub use db::TestDb;
+pub use smtp_sink::{ReceivedMail, SmtpSink};
 pub use system::{ApiClient, System, SystemOptions};
 
 /// The broker tests use: `TEST_AMQP_URL`, else the machine's local RabbitMQ.

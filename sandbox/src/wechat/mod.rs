@@ -27,6 +27,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/_/pay/closeorder", post(query::close_order))
         .route("/_/pay/refund", post(refund::refund))
         .route("/_/pay/queryrefund", post(query::query_refund))
+        .route("/cgi-bin/webhook/send", post(crate::wecom::send))
         .route_layer(middleware::from_fn_with_state(state.clone(), add_latency))
         .with_state(state)
 }

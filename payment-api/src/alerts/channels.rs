@@ -1,0 +1,184 @@
+//! Delivering alerts: a WeCom group robot (webhook) and e-mail (SMTP), each optional.
+
+use std::time::Duration;
+
+use lettre::message::Mailbox;
+use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use serde_json::{json, Value};
+use sqlx::PgPool;
+
+use crate::config::AlertConfig;
+
+pub struct Channels {
+    http: reqwest::Client,
+    wecom_url: Option<String>,
+    email: Option<Email>,
+    max_per_minute: i64,
+}
+
+struct Email {
+    transport: AsyncSmtpTransport<Tokio1Executor>,
+    from: Mailbox,
+    to: Vec<Mailbox>,
+}
+
+#[derive(sqlx::FromRow)]
+struct Due {
+    id: i64,
+    kind: String,
+    order_number: Option<String>,
+    message: String,
+    occurrences: i32,
+    wecom_status: String,
+    email_status: String,
+}
+
+impl Channels {
+    pub fn new(config: &AlertConfig) -> anyhow::Result<Self> {
+        let email = match &config.smtp_url {
+            None => None,
+            Some(url) => Some(Email {
+                transport: AsyncSmtpTransport::<Tokio1Executor>::from_url(url.expose())?
+                    .timeout(Some(Duration::from_secs(10)))
+                    .build(),
+                from: config.email_from.parse()?,
+                to: config
+                    .email_to
+                    .iter()
+                    .map(|a| a.parse())
+                    .collect::<Result<_, _>>()?,
+            }),
+        };
+        Ok(Channels {
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(10))
+                .build()?,
+            wecom_url: config
+                .wecom_webhook_url
+                .as_ref()
+                .map(|u| u.expose().to_owned()),
+            email,
+            max_per_minute: i64::from(config.max_per_minute),
+        })
+    }
+
+    /// Sends what is due, within the per-minute budget; failures are retried with backoff.
+    pub async fn deliver_due(&self, db: &PgPool) -> Result<usize, sqlx::Error> {
+        // Channels that are not configured are switched off, so their alerts do not wait.
+        sqlx::query(
+            "UPDATE alerts SET wecom_status = CASE WHEN $1 THEN wecom_status ELSE 'off' END,
+                               email_status = CASE WHEN $2 THEN email_status ELSE 'off' END
+              WHERE (wecom_status = 'pending' AND NOT $1) OR (email_status = 'pending' AND NOT $2)",
+        )
+        .bind(self.wecom_url.is_some())
+        .bind(self.email.is_some())
+        .execute(db)
+        .await?;
+        let sent_last_minute: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM alerts WHERE delivered_at > now() - interval '1 minute'",
+        )
+        .fetch_one(db)
+        .await?;
+        let budget = (self.max_per_minute - sent_last_minute).max(0);
+        if budget == 0 {
+            return Ok(0);
+        }
+        let due: Vec<Due> = sqlx::query_as(
+            "SELECT id, kind, order_number, message, occurrences, wecom_status, email_status
+               FROM alerts
+              WHERE (wecom_status = 'pending' OR email_status = 'pending') AND next_attempt_at <= now()
+              ORDER BY id LIMIT $1",
+        )
+        .bind(budget)
+        .fetch_all(db)
+        .await?;
+        let mut delivered = 0;
+        for alert in &due {
+            let text = format!(
+                "[eLife top-up] {}{}: {}{}",
+                alert.kind,
+                alert
+                    .order_number
+                    .as_deref()
+                    .map(|o| format!(" {o}"))
+                    .unwrap_or_default(),
+                alert.message,
+                if alert.occurrences > 1 {
+                    format!(" (×{})", alert.occurrences)
+                } else {
+                    String::new()
+                }
+            );
+            let mut wecom = alert.wecom_status.clone();
+            let mut email = alert.email_status.clone();
+            let mut errors = Vec::new();
+            if wecom == "pending" {
+                match self.send_wecom(&text).await {
+                    Ok(()) => wecom = "sent".into(),
+                    Err(e) => errors.push(format!("wecom: {e}")),
+                }
+            }
+            if email == "pending" {
+                match self.send_email(&alert.kind, &text).await {
+                    Ok(()) => email = "sent".into(),
+                    Err(e) => errors.push(format!("email: {e}")),
+                }
+            }
+            let done = wecom != "pending" && email != "pending";
+            let delivered_now = wecom != alert.wecom_status || email != alert.email_status;
+            sqlx::query(
+                "UPDATE alerts SET wecom_status = $2, email_status = $3, last_error = $4,
+                        attempts = attempts + 1,
+                        sent_at = CASE WHEN $5 THEN now() ELSE sent_at END,
+                        delivered_at = CASE WHEN $6 THEN now() ELSE delivered_at END,
+                        next_attempt_at = now() + make_interval(secs => LEAST(600, 5 * power(2, LEAST(attempts, 7))))
+                  WHERE id = $1",
+            )
+            .bind(alert.id)
+            .bind(&wecom)
+            .bind(&email)
+            .bind((!errors.is_empty()).then(|| errors.join("; ")))
+            .bind(done)
+            .bind(delivered_now)
+            .execute(db)
+            .await?;
+            if done {
+                delivered += 1;
+            } else {
+                tracing::warn!(alert = alert.id, errors = ?errors, "alert not delivered yet");
+            }
+        }
+        Ok(delivered)
+    }
+
+    async fn send_wecom(&self, text: &str) -> anyhow::Result<()> {
+        let Some(url) = &self.wecom_url else {
+            return Ok(());
+        };
+        let answer: Value = self
+            .http
+            .post(url)
+            .json(&json!({"msgtype": "text", "text": {"content": text}}))
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        anyhow::ensure!(answer["errcode"] == 0, "WeCom answered {answer}");
+        Ok(())
+    }
+
+    async fn send_email(&self, kind: &str, text: &str) -> anyhow::Result<()> {
+        let Some(email) = &self.email else {
+            return Ok(());
+        };
+        let mut message = Message::builder()
+            .from(email.from.clone())
+            .subject(format!("[eLife top-up] {kind}"));
+        for to in &email.to {
+            message = message.to(to.clone());
+        }
+        email.transport.send(message.body(text.to_owned())?).await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,163 @@
+//! Turning records into alerts, idempotently: each source is read past a cursor moved in
+//! the same statement, and each alert has a dedupe key (a repeat only counts an occurrence).
+
+use crate::context::ApiContext;
+
+// Events are read only once they are `ALERT_SETTLE_MS` old, so that a row whose
+// transaction committed after a later id's is never skipped by the cursor.
+
+pub async fn produce_once(ctx: &ApiContext) -> Result<usize, sqlx::Error> {
+    let mut raised = 0;
+    raised += from_order_events(ctx).await?;
+    raised += from_anomalies(ctx).await?;
+    raised += stuck_refunds(ctx).await?;
+    raised += health(ctx).await?;
+    Ok(raised)
+}
+
+async fn from_order_events(ctx: &ApiContext) -> Result<usize, sqlx::Error> {
+    let read: i64 = sqlx::query_scalar(
+        "WITH cursor AS (
+            SELECT last_id FROM alert_cursors WHERE source = 'order_events' FOR UPDATE
+         ), batch AS (
+            SELECT e.id, e.order_number, e.event, e.actor, e.detail
+              FROM order_events e, cursor
+             WHERE e.id > cursor.last_id AND e.created_at < now() - make_interval(secs => $1)
+             ORDER BY e.id LIMIT 1000
+         ), classified AS (
+            SELECT b.*, CASE
+                     WHEN b.event = 'unknown' THEN 'recharge_unknown'
+                     WHEN b.event = 'failed' AND b.actor LIKE 'worker:%' THEN 'recharge_failed'
+                     WHEN b.event = 'refund_failed' THEN 'refund_failed'
+                     WHEN b.event = 'paid' AND b.actor = 'wechat-query' THEN 'payment_without_callback'
+                   END AS kind
+              FROM batch b
+         ), raised AS (
+            -- Grouped: one row per alert, however many times the batch repeats it.
+            INSERT INTO alerts (kind, dedupe_key, order_number, message, occurrences)
+            SELECT kind, kind || ':' || order_number, order_number,
+                   CASE kind
+                     WHEN 'recharge_unknown' THEN 'Top-up outcome unknown: check with Unitel, then resolve the order'
+                     WHEN 'recharge_failed' THEN 'Top-up failed'
+                     WHEN 'refund_failed' THEN 'Refund failed: return the money by hand'
+                     ELSE 'Payment found by query: its callback never came'
+                   END || coalesce(' (' || min(coalesce(detail->>'message', detail->>'reason', detail->>'error')) || ')', ''),
+                   count(*)
+              FROM classified WHERE kind IS NOT NULL
+             GROUP BY kind, order_number
+            ON CONFLICT (dedupe_key) DO UPDATE
+               SET occurrences = alerts.occurrences + EXCLUDED.occurrences, last_seen_at = now()
+         ), moved AS (
+            UPDATE alert_cursors SET last_id = (SELECT max(id) FROM batch)
+             WHERE source = 'order_events' AND EXISTS (SELECT 1 FROM batch)
+         )
+         SELECT count(*) FROM classified WHERE kind IS NOT NULL",
+    )
+    .bind(ctx.config.alerts.settle.as_secs_f64())
+    .fetch_one(&ctx.db)
+    .await?;
+    Ok(read as usize)
+}
+
+async fn from_anomalies(ctx: &ApiContext) -> Result<usize, sqlx::Error> {
+    let read: i64 = sqlx::query_scalar(
+        "WITH cursor AS (
+            SELECT last_id FROM alert_cursors WHERE source = 'payment_anomalies' FOR UPDATE
+         ), batch AS (
+            SELECT a.id, a.order_number, a.kind FROM payment_anomalies a, cursor
+             WHERE a.id > cursor.last_id AND a.created_at < now() - make_interval(secs => $1)
+             ORDER BY a.id LIMIT 1000
+         ), keyed AS (
+            SELECT CASE WHEN kind IN ('paid_after_close', 'second_transaction')
+                        THEN 'money_taken_unfulfilled' ELSE 'callback_anomaly' END AS alert_kind,
+                   -- forgeries for made-up orders: one alert per kind and hour
+                   'anomaly:' || kind || ':' || coalesce(order_number, to_char(now(), 'YYYY-MM-DD-HH24')) AS dedupe_key,
+                   order_number,
+                   CASE WHEN kind IN ('paid_after_close', 'second_transaction')
+                        THEN 'Money taken for an order that will not be fulfilled (' || kind || '): refund it'
+                        ELSE 'Callback not fulfilled (' || kind || '): forged or mismatched' END AS message
+              FROM batch
+         ), raised AS (
+            INSERT INTO alerts (kind, dedupe_key, order_number, message, occurrences)
+            SELECT alert_kind, dedupe_key, min(order_number), min(message), count(*)
+              FROM keyed GROUP BY alert_kind, dedupe_key
+            ON CONFLICT (dedupe_key) DO UPDATE
+               SET occurrences = alerts.occurrences + EXCLUDED.occurrences, last_seen_at = now()
+         ), moved AS (
+            UPDATE alert_cursors SET last_id = (SELECT max(id) FROM batch)
+             WHERE source = 'payment_anomalies' AND EXISTS (SELECT 1 FROM batch)
+         )
+         SELECT count(*) FROM batch",
+    )
+    .bind(ctx.config.alerts.settle.as_secs_f64())
+    .fetch_one(&ctx.db)
+    .await?;
+    Ok(read as usize)
+}
+
+async fn stuck_refunds(ctx: &ApiContext) -> Result<usize, sqlx::Error> {
+    let raised = sqlx::query(
+        "INSERT INTO alerts (kind, dedupe_key, order_number, message)
+         SELECT 'refund_stuck', 'refund_stuck:' || order_number, order_number,
+                'Refund not settled after an hour (' || status || coalesce(', ' || last_error, '') || ')'
+           FROM refunds
+          WHERE status IN ('requested', 'accepted') AND created_at < now() - interval '1 hour'
+         ON CONFLICT (dedupe_key) DO NOTHING",
+    )
+    .execute(&ctx.db)
+    .await?
+    .rows_affected();
+    Ok(raised as usize)
+}
+
+/// Backlogs: at most one alert per kind and hour.
+async fn health(ctx: &ApiContext) -> Result<usize, sqlx::Error> {
+    let thresholds = &ctx.config.alerts;
+    let (backlog, oldest_secs): (i64, Option<f64>) = sqlx::query_as(
+        "SELECT count(*), extract(epoch FROM now() - min(created_at))::float8
+           FROM outbox WHERE published_at IS NULL",
+    )
+    .fetch_one(&ctx.db)
+    .await?;
+    let (queued, dead) = ctx.outbox.queue_depths();
+    let mut raised = Vec::new();
+    if backlog > thresholds.outbox_backlog || oldest_secs.unwrap_or(0.0) > 300.0 {
+        raised.push((
+            "outbox_backlog",
+            format!(
+                "{backlog} paid orders not yet handed to RabbitMQ (oldest {:.0} s)",
+                oldest_secs.unwrap_or(0.0)
+            ),
+        ));
+    }
+    if queued.is_some_and(|q| q > thresholds.queue_depth) {
+        raised.push((
+            "queue_depth",
+            format!(
+                "{} OrderPaid messages waiting for workers",
+                queued.unwrap_or(0)
+            ),
+        ));
+    }
+    if dead.is_some_and(|d| d > 0) {
+        raised.push((
+            "dead_letters",
+            format!("{} messages in the dead-letter queue", dead.unwrap_or(0)),
+        ));
+    }
+    let mut count = 0;
+    for (kind, message) in raised {
+        count += sqlx::query(
+            "INSERT INTO alerts (kind, dedupe_key, message)
+             VALUES ($1, $1 || ':' || to_char(now(), 'YYYY-MM-DD-HH24'), $2)
+             ON CONFLICT (dedupe_key) DO UPDATE
+                SET occurrences = alerts.occurrences + 1, last_seen_at = now(), message = $2",
+        )
+        .bind(kind)
+        .bind(message)
+        .execute(&ctx.db)
+        .await?
+        .rows_affected() as usize;
+    }
+    Ok(count)
+}

@@ -1,0 +1,221 @@
+//! Alerts reach a person through WeCom and e-mail, deduplicated and rate-limited, and a
+//! channel that is down never holds up the money path.
+
+use std::time::Duration;
+
+use serde_json::json;
+use testkit::{SmtpSink, System, SystemOptions};
+
+fn alerting(max_per_minute: u32) -> SystemOptions {
+    SystemOptions {
+        unitel_timeout_ms: 500,
+        overrides: vec![
+            ("ALERT_INTERVAL_MS", "100".into()),
+            ("ALERT_SETTLE_MS", "200".into()),
+            ("ALERT_MAX_PER_MINUTE", max_per_minute.to_string()),
+            ("AUTO_REFUND_FAILED", "false".into()),
+        ],
+        ..Default::default()
+    }
+}
+
+async fn with_channels(system: &mut System, sink: &SmtpSink) {
+    let wecom = format!(
+        "{}/cgi-bin/webhook/send?key=ops-group",
+        system.sandbox.wechat_url()
+    );
+    system
+        .restart_api(&[
+            ("ALERT_WECOM_WEBHOOK_URL", wecom.as_str()),
+            ("ALERT_SMTP_URL", sink.url().as_str()),
+            ("ALERT_EMAIL_TO", "ops@elife.test, oncall@elife.test"),
+        ])
+        .await;
+}
+
+async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !check() {
+        assert!(std::time::Instant::now() < deadline, "{what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn unknown_and_failed_top_ups_and_forgeries_reach_wecom_and_email() {
+    let mut system = System::start(alerting(100)).await;
+    let sink = SmtpSink::start().await;
+    with_channels(&mut system, &sink).await;
+
+    let unknown = system
+        .order_awaiting_payment("o-alert", "88616600", "voice", "SD5000")
+        .await;
+    system.sandbox.set_faults(sandbox::Faults {
+        unitel: sandbox::UnitelFaults {
+            timeout_after_credit: 1,
+            ..Default::default()
+        },
+        ..Default::default()
+    });
+    system.sandbox.pay(&unknown).await.unwrap();
+    assert_eq!(
+        system
+            .wait_for_outcome(&unknown, Duration::from_secs(20))
+            .await,
+        "unknown"
+    );
+    let failed = system
+        .order_awaiting_payment("o-alert", "88616600", "voice", "SD5000")
+        .await;
+    system.sandbox.set_faults(sandbox::Faults {
+        unitel: sandbox::UnitelFaults {
+            fail_next: 1,
+            ..Default::default()
+        },
+        ..Default::default()
+    });
+    system.sandbox.pay(&failed).await.unwrap();
+    assert_eq!(
+        system
+            .wait_for_outcome(&failed, Duration::from_secs(20))
+            .await,
+        "failed"
+    );
+    // A forged callback, twice: one alert, two occurrences.
+    let forged = json!({"returnCode": "SUCCESS", "resultCode": "SUCCESS", "subMchId": "9999999999",
+                        "totalFee": 1136, "transactionId": "4200000000000000000000000000", "outTradeNo": unknown});
+    for _ in 0..2 {
+        system
+            .anonymous()
+            .post_raw(
+                &format!("/payment/callback/{unknown}"),
+                &[("content-type", "application/json")],
+                forged.to_string(),
+            )
+            .await;
+    }
+
+    let wecom_has = |text: &str| {
+        system
+            .sandbox
+            .wecom_messages()
+            .iter()
+            .any(|m| m.content.contains(text))
+    };
+    eventually("unknown top-up on WeCom", || {
+        wecom_has(&format!("recharge_unknown {unknown}"))
+    })
+    .await;
+    eventually("failed top-up on WeCom", || {
+        wecom_has(&format!("recharge_failed {failed}"))
+    })
+    .await;
+    eventually("forged callback on WeCom", || wecom_has("callback_anomaly")).await;
+    eventually("e-mails", || sink.received().len() >= 3).await;
+    let mail = sink
+        .received()
+        .into_iter()
+        .find(|m| m.data.contains(&unknown))
+        .expect("mail about the unknown order");
+    assert!(
+        mail.data
+            .contains("Subject: [eLife top-up] recharge_unknown"),
+        "{}",
+        mail.data
+    );
+    assert_eq!(mail.to.len(), 2);
+    assert!(system
+        .sandbox
+        .wecom_messages()
+        .iter()
+        .all(|m| m.key == "ops-group"));
+
+    let anomaly_alerts: Vec<(i32,)> =
+        sqlx::query_as("SELECT occurrences FROM alerts WHERE kind = 'callback_anomaly'")
+            .fetch_all(&system.db.pool)
+            .await
+            .unwrap();
+    assert_eq!(anomaly_alerts, [(2,)], "deduplicated");
+    system.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_dead_channel_delays_alerts_never_top_ups_and_the_rate_is_limited() {
+    let mut system = System::start(alerting(2)).await;
+    let sink = SmtpSink::start().await;
+    with_channels(&mut system, &sink).await;
+    system.sandbox.set_faults(sandbox::Faults {
+        wecom: sandbox::WecomFaults { down: true },
+        unitel: sandbox::UnitelFaults {
+            fail_next: 3,
+            ..Default::default()
+        },
+        ..Default::default()
+    });
+    let mut orders = Vec::new();
+    for _ in 0..3 {
+        orders.push(
+            system
+                .order_and_pay("o-dead-channel", "88616600", "voice", "SD5000")
+                .await,
+        );
+    }
+    for order in &orders {
+        assert_eq!(
+            system
+                .wait_for_outcome(order, Duration::from_secs(20))
+                .await,
+            "failed"
+        );
+    }
+    // Top-ups were not held up. E-mail went out for two alerts — the minute's budget —
+    // and WeCom, being down, for none.
+    eventually("two e-mails", || sink.received().len() == 2).await;
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert_eq!(
+        sink.received().len(),
+        2,
+        "at most ALERT_MAX_PER_MINUTE alerts a minute"
+    );
+    assert!(system.sandbox.wecom_messages().is_empty());
+    let errors: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM alerts WHERE last_error LIKE 'wecom:%'")
+            .fetch_one(&system.db.pool)
+            .await
+            .unwrap();
+    assert!(errors >= 1, "the failure is recorded for a person");
+
+    // WeCom comes back. Each minute (made to pass here) delivers two more: nothing is lost.
+    system.sandbox.set_faults(sandbox::Faults::default());
+    let a_minute_passes = || async {
+        sqlx::query("UPDATE alerts SET delivered_at = delivered_at - interval '2 minutes', next_attempt_at = now()")
+            .execute(&system.db.pool)
+            .await
+            .unwrap();
+    };
+    a_minute_passes().await;
+    eventually("two on WeCom", || {
+        system.sandbox.wecom_messages().len() == 2
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        system.sandbox.wecom_messages().len(),
+        2,
+        "the limit holds after an outage too"
+    );
+    a_minute_passes().await;
+    eventually("all three on WeCom", || {
+        system.sandbox.wecom_messages().len() == 3
+    })
+    .await;
+    eventually("all three by e-mail", || sink.received().len() == 3).await;
+    for order in &orders {
+        assert!(system
+            .sandbox
+            .wecom_messages()
+            .iter()
+            .any(|m| m.content.contains(order.as_str())));
+    }
+    system.shutdown().await;
+}
