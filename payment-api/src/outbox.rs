@@ -56,6 +56,8 @@ impl OutboxSignal {
     }
 
     fn record_depths(&self, queued: u32, dead: u32) {
+        metrics::gauge!("rabbitmq_queue_messages", "queue" => "recharge").set(f64::from(queued));
+        metrics::gauge!("rabbitmq_queue_messages", "queue" => "dead-letter").set(f64::from(dead));
         self.queued.store(u64::from(queued), Ordering::Relaxed);
         self.dead.store(u64::from(dead), Ordering::Relaxed);
         self.depths_known.store(true, Ordering::Relaxed);
@@ -70,9 +72,11 @@ pub struct OutboxRelay {
 }
 
 pub async fn backlog(db: &PgPool) -> Result<i64, sqlx::Error> {
-    sqlx::query_scalar("SELECT count(*) FROM outbox WHERE published_at IS NULL")
+    let backlog: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox WHERE published_at IS NULL")
         .fetch_one(db)
-        .await
+        .await?;
+    metrics::gauge!("outbox_backlog").set(backlog as f64);
+    Ok(backlog)
 }
 
 impl OutboxRelay {
@@ -222,6 +226,7 @@ impl OutboxRelay {
             );
             return Err(RelayError::Refused);
         }
+        metrics::counter!("outbox_published_total").increment(confirmed.len() as u64);
         tracing::debug!(count = confirmed.len(), "outbox messages published");
         Ok(confirmed.len())
     }

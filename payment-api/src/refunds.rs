@@ -188,6 +188,9 @@ async fn transition(
     .bind(error)
     .fetch_optional(db)
     .await?;
+    if changed.is_some() {
+        metrics::counter!("refunds_total", "status" => to.to_owned()).increment(1);
+    }
     Ok(changed.is_some())
 }
 

@@ -42,6 +42,8 @@ pub async fn connect_database(url: &str, max_connections: u32) -> anyhow::Result
 impl Application {
     /// Connects to PostgreSQL, applies pending migrations and binds the port.
     pub async fn build(config: ApiConfig) -> anyhow::Result<Self> {
+        // Installed before anything records a metric.
+        shared::metrics::recorder();
         let db = connect_database(config.infra.database_url.expose(), config.db_pool_size).await?;
         MIGRATOR.run(&db).await.context("applying migrations")?;
         let addr = SocketAddr::new(config.host, config.port);

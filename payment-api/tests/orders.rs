@@ -391,6 +391,20 @@ async fn health_and_the_openapi_document_are_served() {
     ] {
         assert!(doc["paths"][path].is_object(), "{path} documented");
     }
+    let metrics = system
+        .http
+        .get(format!("{}/metrics", system.api_url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("http_requests_total{route=\"/api-json\",method=\"GET\",status=\"200\"}"),
+        "requests by route: {metrics}"
+    );
+    assert!(metrics.contains("http_request_duration_seconds_bucket{route=\"/health\""));
     let page = system
         .http
         .get(format!("{}/api/", system.api_url))

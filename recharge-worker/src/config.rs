@@ -25,6 +25,9 @@ pub struct WorkerConfig {
     /// How long SIGTERM waits for in-flight orders.
     pub shutdown_grace: Duration,
     pub db_pool_size: u32,
+    /// Where to serve Prometheus `/metrics` (`METRICS_ADDR`, e.g. `0.0.0.0:9100`); unset:
+    /// not served (several workers on one host need one port each).
+    pub metrics_addr: Option<std::net::SocketAddr>,
 }
 
 impl WorkerConfig {
@@ -60,6 +63,13 @@ impl WorkerConfig {
             shutdown_grace: s.millis("WORKER_SHUTDOWN_GRACE_MS", 30_000)?,
             sweep_every: s.millis("RECHARGE_SWEEP_INTERVAL_MS", 30_000)?,
             requeue_after: s.millis("RECHARGE_REQUEUE_AFTER_MS", 120_000)?,
+            metrics_addr: match s.optional("METRICS_ADDR") {
+                None => None,
+                Some(_) => Some(s.parsed(
+                    "METRICS_ADDR",
+                    std::net::SocketAddr::from(([0, 0, 0, 0], 9100)),
+                )?),
+            },
             db_pool_size: s.parsed("DATABASE_POOL_SIZE", u32::from(concurrency).max(2) + 2)?,
         })
     }

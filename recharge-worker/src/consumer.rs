@@ -126,9 +126,12 @@ impl Consumer {
 }
 
 async fn handle(fulfiller: Arc<Fulfiller>, delivery: Delivery) {
+    metrics::counter!("messages_consumed_total").increment(1);
     let message = match OrderPaid::decode(&delivery.data) {
         Ok(message) => message,
         Err(error) => {
+            metrics::counter!("messages_settled_total", "disposition" => "dead_letter")
+                .increment(1);
             tracing::error!(%error, "undecodable message; dead-lettering");
             let _ = delivery.reject(BasicRejectOptions { requeue: false }).await;
             return;
@@ -145,6 +148,12 @@ async fn handle(fulfiller: Arc<Fulfiller>, delivery: Delivery) {
                 Disposition::Requeue
             }
         };
+        let label = match disposition {
+            Disposition::Ack => "ack",
+            Disposition::Requeue => "requeue",
+            Disposition::DeadLetter => "dead_letter",
+        };
+        metrics::counter!("messages_settled_total", "disposition" => label).increment(1);
         let acked = match disposition {
             Disposition::Ack => delivery.ack(BasicAckOptions::default()).await,
             Disposition::Requeue => {

@@ -119,6 +119,12 @@ impl Fulfiller {
                 return Ok(Disposition::Requeue);
             }
         };
+        let label = match &outcome {
+            Outcome::Success(_) => "success",
+            Outcome::Failed { .. } => "failed",
+            Outcome::Unknown { .. } => "unknown",
+        };
+        metrics::counter!("recharges_total", "outcome" => label).increment(1);
         match &outcome {
             Outcome::Success(receipt) => {
                 tracing::info!(order_number = %order_number, seq = ?receipt.seq, "credited")
@@ -204,11 +210,22 @@ impl Fulfiller {
             if !store::mark_sent(&self.db, &order.order_number, &self.worker_id).await? {
                 return Err(AttemptError::ClaimLost);
             }
-            match self
+            let started = std::time::Instant::now();
+            let result = self
                 .unitel
                 .top_up(top_up, msisdn, journal_id, *amount)
-                .await
-            {
+                .await;
+            let outcome = match &result {
+                Ok(_) => "success",
+                Err(UnitelError::Rejected { .. }) => "rejected",
+                Err(UnitelError::NotSent(_)) => "not_sent",
+                Err(UnitelError::Unknown(_)) => "unknown",
+                Err(UnitelError::Pending { .. }) => "pending",
+            };
+            metrics::counter!("unitel_calls_total", "outcome" => outcome).increment(1);
+            metrics::histogram!("unitel_call_duration_seconds", "outcome" => outcome)
+                .record(started.elapsed().as_secs_f64());
+            match result {
                 Err(UnitelError::NotSent(reason)) => {
                     store::unmark_sent(&self.db, &order.order_number, &self.worker_id).await?;
                     Err(UnitelError::NotSent(reason).into())

@@ -19,6 +19,14 @@ pub use config::WorkerConfig;
 
 /// Runs until `shutdown` is cancelled, then drains in-flight orders and returns.
 pub async fn run(config: WorkerConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
+    shared::metrics::recorder();
+    let metrics = config.metrics_addr.map(|addr| {
+        tokio::spawn(async move {
+            if let Err(error) = shared::metrics::serve(addr).await {
+                tracing::error!(%error, "metrics endpoint failed");
+            }
+        })
+    });
     let db = PgPoolOptions::new()
         .max_connections(config.db_pool_size)
         .acquire_timeout(std::time::Duration::from_secs(5))
@@ -54,6 +62,9 @@ pub async fn run(config: WorkerConfig, shutdown: CancellationToken) -> anyhow::R
     tracing::info!(worker = %config.worker_id, concurrency = config.concurrency, "recharge-worker starting");
     consumer.run(shutdown).await;
     let _ = sweeping.await;
+    if let Some(metrics) = metrics {
+        metrics.abort();
+    }
     db.close().await;
     tracing::info!("recharge-worker stopped");
     Ok(())

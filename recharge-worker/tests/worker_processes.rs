@@ -8,7 +8,12 @@ use futures::future::join_all;
 use testkit::{System, SystemOptions};
 
 fn spawn_worker(system: &System, id: &str) -> Child {
-    let env: HashMap<String, String> = system.worker_env();
+    spawn_worker_with(system, id, &[])
+}
+
+fn spawn_worker_with(system: &System, id: &str, extra: &[(&str, String)]) -> Child {
+    let mut env: HashMap<String, String> = system.worker_env();
+    env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.clone())));
     Command::new(env!("CARGO_BIN_EXE_recharge-worker"))
         .env_clear()
         .envs(env)
@@ -18,6 +23,24 @@ fn spawn_worker(system: &System, id: &str) -> Child {
         .stderr(Stdio::inherit())
         .spawn()
         .expect("recharge-worker starts")
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The value of one sample line of the Prometheus text format (0 when absent).
+fn metric(text: &str, sample: &str) -> f64 {
+    text.lines()
+        .find_map(|line| {
+            line.strip_prefix(sample)
+                .map(|v| v.trim().parse().unwrap_or(0.0))
+        })
+        .unwrap_or(0.0)
 }
 
 fn terminate(mut child: Child) -> std::process::ExitStatus {
@@ -36,8 +59,17 @@ async fn two_worker_processes_credit_two_hundred_orders_exactly_once_each() {
         ..Default::default()
     })
     .await;
-    let first = spawn_worker(&system, "process-a");
-    let second = spawn_worker(&system, "process-b");
+    let ports = [free_port(), free_port()];
+    let first = spawn_worker_with(
+        &system,
+        "process-a",
+        &[("METRICS_ADDR", format!("127.0.0.1:{}", ports[0]))],
+    );
+    let second = spawn_worker_with(
+        &system,
+        "process-b",
+        &[("METRICS_ADDR", format!("127.0.0.1:{}", ports[1]))],
+    );
 
     let mut orders = Vec::new();
     for batch in 0..10 {
@@ -81,6 +113,27 @@ async fn two_worker_processes_credit_two_hundred_orders_exactly_once_each() {
     .await
     .unwrap();
     assert_eq!(workers.len(), 2, "both processes took orders: {workers:?}");
+
+    // Each worker's /metrics counts its own top-ups: together, the 200.
+    let mut credited = 0.0;
+    for port in ports {
+        let text = reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        credited += metric(&text, "recharges_total{outcome=\"success\"}");
+        assert!(
+            metric(&text, "unitel_calls_total{outcome=\"success\"}") > 0.0,
+            "{text}"
+        );
+        assert!(
+            text.contains("unitel_call_duration_seconds_bucket"),
+            "latency histogram"
+        );
+    }
+    assert_eq!(credited, 200.0);
 
     // SIGTERM: each worker drains and exits cleanly.
     assert!(terminate(first).success());

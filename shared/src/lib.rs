@@ -8,6 +8,7 @@
 pub mod amqp;
 pub mod config;
 pub mod message;
+pub mod metrics;
 pub mod money;
 pub mod order;
 pub mod telemetry;

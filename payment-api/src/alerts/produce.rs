@@ -119,6 +119,7 @@ async fn health(ctx: &ApiContext) -> Result<usize, sqlx::Error> {
     )
     .fetch_one(&ctx.db)
     .await?;
+    metrics::gauge!("outbox_backlog").set(backlog as f64);
     let (queued, dead) = ctx.outbox.queue_depths();
     let mut raised = Vec::new();
     if backlog > thresholds.outbox_backlog || oldest_secs.unwrap_or(0.0) > 300.0 {

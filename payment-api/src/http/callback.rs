@@ -114,6 +114,7 @@ async fn handle(
         Ok(()) => accepted(),
         Err(error) => {
             tracing::error!(%error, order_number = %order_text, "payment callback not recorded; asking for a retry");
+            metrics::counter!("payment_callbacks_total", "outcome" => "retry").increment(1);
             retry_later("temporarily unable to record the payment")
         }
     }
@@ -153,6 +154,7 @@ async fn verify_and_record(
         "errCodeDes": n.err_code_des,
     });
     let reject = |kind: &'static str| async move {
+        metrics::counter!("payment_callbacks_total", "outcome" => kind).increment(1);
         if MONEY_TAKEN_UNFULFILLED.contains(&kind) {
             // WeChat took money we will not turn into a top-up: a person must refund it.
             tracing::error!(kind, order_number = ?claimed, alert = true, "payment cannot be fulfilled");
@@ -201,6 +203,7 @@ async fn verify_and_record(
     }
     match order.payment_status.as_str() {
         "paid" if order.transaction_id.as_deref() == Some(transaction_id) => {
+            metrics::counter!("payment_callbacks_total", "outcome" => "duplicate").increment(1);
             tracing::info!(order_number = %order_number, "duplicate payment callback");
             return Ok(());
         }
@@ -236,6 +239,7 @@ async fn verify_and_record(
     .await?;
     match outcome {
         PaymentOutcome::Recorded => {
+            metrics::counter!("payment_callbacks_total", "outcome" => "recorded").increment(1);
             tracing::info!(order_number = %order_number, "payment recorded");
             ctx.outbox.wake();
         }

@@ -42,8 +42,10 @@ pub fn router(ctx: ApiContext) -> Router {
         .merge(refund::router())
         .with_state(ctx)
         .merge(openapi::router())
+        .route("/metrics", axum::routing::get(metrics_text))
         .fallback(|| async { ApiError::NotFound("No such route".into()) })
         .layer(axum::middleware::from_fn(error::envelope_errors))
+        .layer(axum::middleware::from_fn(track_requests))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(CorsLayer::permissive().max_age(Duration::from_secs(600)))
         .layer(
@@ -63,4 +65,31 @@ pub fn router(ctx: ApiContext) -> Router {
                 )
             }),
         )
+}
+
+/// Prometheus text format; no personal data, only counts and latencies.
+async fn metrics_text() -> String {
+    shared::metrics::recorder().render()
+}
+
+/// Requests and latencies by route (the route template, never the raw path, so order
+/// numbers do not become label values).
+async fn track_requests(
+    request: Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".to_owned());
+    let method = request.method().to_string();
+    let started = std::time::Instant::now();
+    let response = next.run(request).await;
+    let status = response.status().as_u16().to_string();
+    metrics::counter!("http_requests_total", "route" => route.clone(), "method" => method, "status" => status)
+        .increment(1);
+    metrics::histogram!("http_request_duration_seconds", "route" => route)
+        .record(started.elapsed().as_secs_f64());
+    response
 }
