@@ -1,6 +1,7 @@
 //! The fault-injection run: the real system (sandbox, payment-api, several workers) under
 //! load while workers are SIGKILLed, RabbitMQ and PostgreSQL restart, Unitel misbehaves and
-//! forgers send callbacks. Then the books are checked and the figures printed.
+//! forgers send callbacks. Then the books are checked and the figures printed: the top-ups
+//! against Unitel's ledger, the payments and refunds against WeChat's.
 //!
 //!   chaos [--orders N] [--workers N] [--concurrency N] [--no-restarts] [--keep-database]
 //!
@@ -120,6 +121,7 @@ async fn main() -> anyhow::Result<()> {
         ("RECHARGE_REQUEUE_AFTER_MS", "5000".into()),
         ("RECHARGE_CLAIM_STALE_MS", "5000".into()),
         ("WORKER_SHUTDOWN_GRACE_MS", "2000".into()),
+        ("REFUND_SWEEP_INTERVAL_MS", "1000".into()),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))

@@ -113,7 +113,10 @@ pub async fn settle(database_url: &str, prefix: &str, within: Duration) -> anyho
         let open: i64 = sqlx::query_scalar(
             "SELECT (SELECT count(*) FROM orders WHERE payment_status = 'paid'
                        AND recharge_status IN ('pending', 'processing'))
-                  + (SELECT count(*) FROM outbox WHERE published_at IS NULL)",
+                  + (SELECT count(*) FROM outbox WHERE published_at IS NULL)
+                  + (SELECT count(*) FROM refunds WHERE status IN ('requested', 'accepted'))
+                  + (SELECT count(*) FROM orders o WHERE o.recharge_status = 'failed'
+                       AND NOT EXISTS (SELECT 1 FROM refunds r WHERE r.order_number = o.order_number))",
         )
         .fetch_one(&db)
         .await
@@ -254,6 +257,32 @@ pub async fn check(
         .iter()
         .filter(|o| paid_here.contains(o.as_str()))
         .count();
+    // Refunds, as WeChat saw them: every failed order refunded once in full, nothing else.
+    let failed_orders: HashSet<&str> = failed.iter().map(|r| r.0.as_str()).collect();
+    let mut refunded_once_in_full = 0;
+    let mut wrongly_refunded = 0;
+    for order in &wechat {
+        let refunds = order["refunds"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or(&[]);
+        if refunds.is_empty() {
+            continue;
+        }
+        let number = order["outTradeNo"].as_str().unwrap_or("");
+        let in_full = refunds.len() == 1
+            && refunds[0]["refundFee"] == order["totalFee"]
+            && refunds[0]["status"] == "SUCCESS";
+        if failed_orders.contains(number) && in_full {
+            refunded_once_in_full += 1;
+        } else {
+            wrongly_refunded += 1;
+        }
+    }
+    let refunds_confirmed: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM refunds WHERE status = 'success'")
+            .fetch_one(&db)
+            .await?;
     let deliveries = callbacks.iter().filter(|c| c["kind"] == "payment").count();
     let accepted = callbacks
         .iter()
@@ -267,6 +296,7 @@ pub async fn check(
         ("unknown: hung after credit / dropped after credit / answered (worker killed) / no credit".into(),
             format!("{} / {} / {} / {}", unknown_by_answer(Some("hung")), unknown_by_answer(Some("dropped")), unknown_by_answer(Some("answered")), unknown_by_answer(None))),
         ("Unitel credits in the ledger".into(), ledger.len().to_string()),
+        ("refunds at WeChat / confirmed here".into(), format!("{refunded_once_in_full} / {refunds_confirmed}")),
         ("payment callback deliveries (accepted / refused for retry)".into(), format!("{deliveries} ({accepted} / {})", deliveries - accepted)),
         ("forged callbacks sent (answered errcode 0)".into(), format!("{} ({})", forged.sent, forged.acknowledged)),
         ("anomalies recorded".into(), anomalies.iter().map(|(k, n)| format!("{k} {n}")).collect::<Vec<_>>().join(", ")),
@@ -337,6 +367,16 @@ pub async fn check(
             format!(
                 "{bait_paid} forged orders paid; {} of {} answered errcode 0",
                 forged.acknowledged, forged.sent
+            ),
+        ),
+        check(
+            "every failed order was refunded once, in full, and nothing else",
+            refunded_once_in_full == failed.len()
+                && wrongly_refunded == 0
+                && refunds_confirmed as usize == failed.len(),
+            format!(
+                "{refunded_once_in_full} of {} failed orders refunded; {wrongly_refunded} wrong refunds; {refunds_confirmed} confirmed here",
+                failed.len()
             ),
         ),
         check(
