@@ -21,3 +21,11 @@ CREATE TABLE refunds (
     completed_at   TIMESTAMPTZ
 );
 CREATE INDEX refunds_open ON refunds (next_check_at) WHERE status IN ('requested', 'accepted');
+
+-- Automatic refunds apply to top-ups that fail from now on: orders that failed before this
+-- system refunded anything may have been refunded by hand already.
+CREATE TABLE app_settings (
+    name TEXT PRIMARY KEY,
+    at   TIMESTAMPTZ NOT NULL
+);
+INSERT INTO app_settings (name, at) VALUES ('auto_refunds_since', now());

@@ -24,9 +24,19 @@ CREATE TABLE alerts (
 CREATE INDEX alerts_undelivered ON alerts (next_attempt_at)
     WHERE wecom_status = 'pending' OR email_status = 'pending';
 
--- How far the alert producer has read each append-only source.
+-- The alert producer reads each append-only source by transaction id: every row written by
+-- a transaction older than the oldest one still running is final, so a cursor on that
+-- boundary never skips a row that committed late. Cursors start now: history is not news.
+ALTER TABLE order_events ADD COLUMN txid XID8 NOT NULL DEFAULT pg_current_xact_id();
+ALTER TABLE payment_anomalies ADD COLUMN txid XID8 NOT NULL DEFAULT pg_current_xact_id();
+CREATE INDEX order_events_by_txid ON order_events (txid);
+CREATE INDEX payment_anomalies_by_txid ON payment_anomalies (txid);
+
 CREATE TABLE alert_cursors (
-    source  TEXT PRIMARY KEY,
-    last_id BIGINT NOT NULL
+    source    TEXT PRIMARY KEY,
+    -- Rows with txid below this were turned into alerts.
+    next_txid XID8 NOT NULL
 );
-INSERT INTO alert_cursors (source, last_id) VALUES ('order_events', 0), ('payment_anomalies', 0);
+INSERT INTO alert_cursors (source, next_txid) VALUES
+    ('order_events', pg_snapshot_xmin(pg_current_snapshot())),
+    ('payment_anomalies', pg_snapshot_xmin(pg_current_snapshot()));

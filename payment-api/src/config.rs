@@ -32,8 +32,6 @@ pub struct AlertConfig {
     pub every: Duration,
     pub outbox_backlog: i64,
     pub queue_depth: u32,
-    /// Records are turned into alerts once this old (see `alerts::produce`).
-    pub settle: Duration,
 }
 
 /// How payment-api watches over payments that WeChat may not tell it about.
@@ -156,7 +154,6 @@ impl AlertConfig {
             every: s.millis("ALERT_INTERVAL_MS", 5_000)?,
             outbox_backlog: s.parsed("ALERT_OUTBOX_BACKLOG", 100)?,
             queue_depth: s.parsed("ALERT_QUEUE_DEPTH", 1_000)?,
-            settle: s.millis("ALERT_SETTLE_MS", 10_000)?,
         })
     }
 }

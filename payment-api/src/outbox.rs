@@ -150,12 +150,14 @@ impl OutboxRelay {
         };
         let mut depths = Vec::with_capacity(2);
         for name in [&self.topology.queue, &self.topology.dead_letter_queue] {
-            match channel
-                .queue_declare(name.as_str().into(), passive, FieldTable::default())
-                .await
-            {
-                Ok(queue) => depths.push(queue.message_count()),
-                Err(_) => return,
+            let declared = tokio::time::timeout(
+                Duration::from_secs(5),
+                channel.queue_declare(name.as_str().into(), passive, FieldTable::default()),
+            )
+            .await;
+            match declared {
+                Ok(Ok(queue)) => depths.push(queue.message_count()),
+                _ => return,
             }
         }
         self.signal.record_depths(depths[0], depths[1]);

@@ -24,7 +24,10 @@ const DEFINITIVE_REFUSALS: &[&str] = &[
     "PARAM_ERROR",
     "ORDERNOTEXIST",
     "USER_ACCOUNT_ABNORMAL",
+    "TRADE_OVERDUE",
 ];
+/// A refund WeChat keeps refusing for passing reasons is handed to a person after this.
+const MAX_ATTEMPTS: i32 = 20;
 
 /// Our refund number for an order: one refund per order, always the same number.
 pub fn out_refund_no(order_number: &str) -> String {
@@ -141,6 +144,14 @@ async fn request_for_failed_orders(db: &PgPool) -> Result<u64, sqlx::Error> {
               FROM orders o
              WHERE o.payment_status = 'paid' AND o.recharge_status = 'failed'
                AND NOT EXISTS (SELECT 1 FROM refunds r WHERE r.order_number = o.order_number)
+               -- failures from before refunds existed may have been refunded by hand
+               AND o.recharged_at >= (SELECT at FROM app_settings WHERE name = 'auto_refunds_since')
+               -- once unknown, only a person's verdict counts
+               AND (NOT EXISTS (SELECT 1 FROM order_events e
+                                 WHERE e.order_number = o.order_number AND e.event = 'unknown')
+                    OR EXISTS (SELECT 1 FROM order_events e
+                                WHERE e.order_number = o.order_number AND e.event = 'failed'
+                                  AND e.actor LIKE 'admin:%'))
              LIMIT $1
             ON CONFLICT (order_number) DO NOTHING
             RETURNING order_number, reason
@@ -226,8 +237,29 @@ async fn send(ctx: &ApiContext, refund: &Refund) -> Result<(), sqlx::Error> {
             tracing::info!(order_number = %refund.order_number, "refund accepted by WeChat");
         }
         Err(WechatError::Business { code, description })
-            if DEFINITIVE_REFUSALS.contains(&code.as_str()) =>
+            if DEFINITIVE_REFUSALS.contains(&code.as_str())
+                || refund.attempts + 1 >= MAX_ATTEMPTS =>
         {
+            // `ERROR` is also what a concurrent or earlier request for the same refund can
+            // earn: if WeChat knows our refund number, it was accepted after all.
+            let Ok(states) = ctx.wechat.query_refunds(&order_number).await else {
+                return Ok(()); // cannot tell now: the next round tries again
+            };
+            if let Some(ours) = states
+                .iter()
+                .find(|s| s.out_refund_no == refund.out_refund_no)
+            {
+                transition(
+                    &ctx.db,
+                    &refund.order_number,
+                    &["requested"],
+                    "accepted",
+                    ours.refund_id.as_deref(),
+                    None,
+                )
+                .await?;
+                return Ok(());
+            }
             let error = format!("{code}: {description}");
             transition(
                 &ctx.db,
@@ -259,13 +291,26 @@ async fn send(ctx: &ApiContext, refund: &Refund) -> Result<(), sqlx::Error> {
 
 /// Sends a requested refund now rather than at the next sweep.
 pub async fn push(ctx: &ApiContext, order_number: &str) -> Result<(), sqlx::Error> {
-    match find(&ctx.db, order_number).await? {
-        Some(refund) if refund.status == "requested" => send(ctx, &refund).await,
-        _ => Ok(()),
+    // The sweep's lock: one sender at a time, or the sweep sends it shortly.
+    let mut lock = ctx.db.begin().await?;
+    let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)")
+        .bind(SWEEP_LOCK)
+        .fetch_one(&mut *lock)
+        .await?;
+    if locked {
+        if let Some(refund) = find(&ctx.db, order_number)
+            .await?
+            .filter(|r| r.status == "requested")
+        {
+            send(ctx, &refund).await?;
+        }
     }
+    lock.commit().await
 }
 
 /// Settles an accepted refund from `queryrefund`: the only source of truth for success.
+/// Returns the refund's status after the check, or `None` when it could not be checked
+/// (no such refund, or WeChat unreachable).
 pub async fn check(
     ctx: &ApiContext,
     order_number: &OrderNumber,
@@ -280,7 +325,7 @@ pub async fn check(
         Ok(states) => states,
         Err(error) => {
             tracing::warn!(order_number = %order_number, %error, "queryrefund failed");
-            return Ok(Some(refund.status));
+            return Ok(None);
         }
     };
     let ours = states

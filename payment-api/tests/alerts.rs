@@ -11,7 +11,6 @@ fn alerting(max_per_minute: u32) -> SystemOptions {
         unitel_timeout_ms: 500,
         overrides: vec![
             ("ALERT_INTERVAL_MS", "100".into()),
-            ("ALERT_SETTLE_MS", "200".into()),
             ("ALERT_MAX_PER_MINUTE", max_per_minute.to_string()),
             ("AUTO_REFUND_FAILED", "false".into()),
         ],

@@ -286,3 +286,47 @@ async fn the_owner_cancels_an_unpaid_order_here_and_at_wechat() {
     assert_eq!(status, StatusCode::CONFLICT);
     system.shutdown().await;
 }
+
+#[tokio::test]
+async fn an_order_once_unknown_is_not_refunded_without_a_person() {
+    let mut options = refunding(true);
+    options.overrides.extend([
+        ("RECHARGE_SWEEP_INTERVAL_MS", "100".to_owned()),
+        ("RECHARGE_REQUEUE_AFTER_MS", "300".to_owned()),
+    ]);
+    let system = System::start(options).await;
+    let order = system
+        .order_and_pay("o-was-unknown", "88616600", "voice", "SD5000")
+        .await;
+    assert_eq!(
+        system
+            .wait_for_outcome(&order, Duration::from_secs(20))
+            .await,
+        "success"
+    );
+    // As if Unitel had left it unknown with a seq it then reports as failed: the worker
+    // sweep settles it `failed` from Unitel's answer alone.
+    sqlx::query(
+        "WITH u AS (UPDATE orders SET recharge_status = 'unknown', seq_id = '9999999999999'
+                     WHERE order_number = $1 RETURNING order_number)
+         INSERT INTO order_events (order_number, event, actor) SELECT order_number, 'unknown', 'test' FROM u",
+    )
+    .bind(&order)
+    .execute(&system.db.pool)
+    .await
+    .unwrap();
+    system
+        .wait_for_count(
+            &format!("SELECT count(*) FROM orders WHERE order_number = '{order}' AND recharge_status = 'failed'"),
+            1,
+            Duration::from_secs(10),
+        )
+        .await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(
+        refund_status(&system, &order).await,
+        None,
+        "a person decides first"
+    );
+    system.shutdown().await;
+}

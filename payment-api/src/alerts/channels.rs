@@ -87,7 +87,10 @@ impl Channels {
             "SELECT id, kind, order_number, message, occurrences, wecom_status, email_status
                FROM alerts
               WHERE (wecom_status = 'pending' OR email_status = 'pending') AND next_attempt_at <= now()
-              ORDER BY id LIMIT $1",
+              -- money first: a flood of other alerts cannot hold these back
+              ORDER BY kind NOT IN ('recharge_unknown', 'money_taken_unfulfilled', 'refund_failed',
+                                    'refund_stuck', 'recharge_failed'), id
+              LIMIT $1",
         )
         .bind(budget)
         .fetch_all(db)

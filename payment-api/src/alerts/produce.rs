@@ -3,8 +3,8 @@
 
 use crate::context::ApiContext;
 
-// Events are read only once they are `ALERT_SETTLE_MS` old, so that a row whose
-// transaction committed after a later id's is never skipped by the cursor.
+// Rows are read by transaction id, up to the oldest transaction still running: anything
+// below that boundary is committed (or never will be), so nothing is skipped.
 
 pub async fn produce_once(ctx: &ApiContext) -> Result<usize, sqlx::Error> {
     let mut raised = 0;
@@ -18,16 +18,16 @@ pub async fn produce_once(ctx: &ApiContext) -> Result<usize, sqlx::Error> {
 async fn from_order_events(ctx: &ApiContext) -> Result<usize, sqlx::Error> {
     let read: i64 = sqlx::query_scalar(
         "WITH cursor AS (
-            SELECT last_id FROM alert_cursors WHERE source = 'order_events' FOR UPDATE
+            SELECT next_txid, pg_snapshot_xmin(pg_current_snapshot()) AS boundary
+              FROM alert_cursors WHERE source = 'order_events' FOR UPDATE
          ), batch AS (
             SELECT e.id, e.order_number, e.event, e.actor, e.detail
               FROM order_events e, cursor
-             WHERE e.id > cursor.last_id AND e.created_at < now() - make_interval(secs => $1)
-             ORDER BY e.id LIMIT 1000
+             WHERE e.txid >= cursor.next_txid AND e.txid < cursor.boundary
          ), classified AS (
             SELECT b.*, CASE
                      WHEN b.event = 'unknown' THEN 'recharge_unknown'
-                     WHEN b.event = 'failed' AND b.actor LIKE 'worker:%' THEN 'recharge_failed'
+                     WHEN b.event = 'failed' AND b.actor NOT LIKE 'admin:%' THEN 'recharge_failed'
                      WHEN b.event = 'refund_failed' THEN 'refund_failed'
                      WHEN b.event = 'paid' AND b.actor = 'wechat-query' THEN 'payment_without_callback'
                    END AS kind
@@ -48,12 +48,11 @@ async fn from_order_events(ctx: &ApiContext) -> Result<usize, sqlx::Error> {
             ON CONFLICT (dedupe_key) DO UPDATE
                SET occurrences = alerts.occurrences + EXCLUDED.occurrences, last_seen_at = now()
          ), moved AS (
-            UPDATE alert_cursors SET last_id = (SELECT max(id) FROM batch)
-             WHERE source = 'order_events' AND EXISTS (SELECT 1 FROM batch)
+            UPDATE alert_cursors SET next_txid = (SELECT boundary FROM cursor)
+             WHERE source = 'order_events'
          )
          SELECT count(*) FROM classified WHERE kind IS NOT NULL",
     )
-    .bind(ctx.config.alerts.settle.as_secs_f64())
     .fetch_one(&ctx.db)
     .await?;
     Ok(read as usize)
@@ -62,17 +61,21 @@ async fn from_order_events(ctx: &ApiContext) -> Result<usize, sqlx::Error> {
 async fn from_anomalies(ctx: &ApiContext) -> Result<usize, sqlx::Error> {
     let read: i64 = sqlx::query_scalar(
         "WITH cursor AS (
-            SELECT last_id FROM alert_cursors WHERE source = 'payment_anomalies' FOR UPDATE
+            SELECT next_txid, pg_snapshot_xmin(pg_current_snapshot()) AS boundary
+              FROM alert_cursors WHERE source = 'payment_anomalies' FOR UPDATE
          ), batch AS (
-            SELECT a.id, a.order_number, a.kind FROM payment_anomalies a, cursor
-             WHERE a.id > cursor.last_id AND a.created_at < now() - make_interval(secs => $1)
-             ORDER BY a.id LIMIT 1000
+            SELECT a.id, a.order_number, a.kind,
+                   EXISTS (SELECT 1 FROM orders o WHERE o.order_number = a.order_number) AS known
+              FROM payment_anomalies a, cursor
+             WHERE a.txid >= cursor.next_txid AND a.txid < cursor.boundary
          ), keyed AS (
             SELECT CASE WHEN kind IN ('paid_after_close', 'second_transaction')
                         THEN 'money_taken_unfulfilled' ELSE 'callback_anomaly' END AS alert_kind,
-                   -- forgeries for made-up orders: one alert per kind and hour
-                   'anomaly:' || kind || ':' || coalesce(order_number, to_char(now(), 'YYYY-MM-DD-HH24')) AS dedupe_key,
-                   order_number,
+                   -- forgeries naming made-up orders: one alert per kind and hour, so that
+                   -- inventing order numbers cannot flood the channel
+                   'anomaly:' || kind || ':' || CASE WHEN known THEN order_number
+                                                     ELSE to_char(now(), 'YYYY-MM-DD-HH24') END AS dedupe_key,
+                   CASE WHEN known THEN order_number END AS order_number,
                    CASE WHEN kind IN ('paid_after_close', 'second_transaction')
                         THEN 'Money taken for an order that will not be fulfilled (' || kind || '): refund it'
                         ELSE 'Callback not fulfilled (' || kind || '): forged or mismatched' END AS message
@@ -84,12 +87,11 @@ async fn from_anomalies(ctx: &ApiContext) -> Result<usize, sqlx::Error> {
             ON CONFLICT (dedupe_key) DO UPDATE
                SET occurrences = alerts.occurrences + EXCLUDED.occurrences, last_seen_at = now()
          ), moved AS (
-            UPDATE alert_cursors SET last_id = (SELECT max(id) FROM batch)
-             WHERE source = 'payment_anomalies' AND EXISTS (SELECT 1 FROM batch)
+            UPDATE alert_cursors SET next_txid = (SELECT boundary FROM cursor)
+             WHERE source = 'payment_anomalies'
          )
          SELECT count(*) FROM batch",
     )
-    .bind(ctx.config.alerts.settle.as_secs_f64())
     .fetch_one(&ctx.db)
     .await?;
     Ok(read as usize)

@@ -125,6 +125,7 @@ fn answer(status: StatusCode, errcode: i64, errmsg: &str) -> Response {
 async fn refund_callback(
     State(ctx): State<ApiContext>,
     Path(path_order): Path<String>,
+    headers: axum::http::HeaderMap,
     body: Bytes,
 ) -> Response {
     let Ok(order_number) = OrderNumber::parse(&path_order) else {
@@ -149,13 +150,38 @@ async fn refund_callback(
     } else {
         None
     };
-    let handled = match mismatch {
-        Some(kind) => {
-            anomalies::record(&ctx.db, Some(order_number.as_str()), kind, body.clone()).await
-        }
-        None => refunds::check(&ctx, &order_number).await.map(|status| {
-            tracing::info!(order_number = %order_number, ?status, "refund callback checked");
-        }),
+    let production = ctx.config.app_env == shared::config::AppEnv::Production;
+    let mismatch =
+        mismatch
+            .or((production && !headers.contains_key("x-wx-source"))
+                .then_some("refund_missing_source"));
+    let handled: Result<bool, sqlx::Error> = match mismatch {
+        Some(kind) => anomalies::record(&ctx.db, Some(order_number.as_str()), kind, body.clone())
+            .await
+            .map(|()| true),
+        None => match refunds::find(&ctx.db, order_number.as_str()).await {
+            Err(e) => Err(e),
+            // Money returned that this system never asked for: a person must know.
+            Ok(None) => anomalies::record(
+                &ctx.db,
+                Some(order_number.as_str()),
+                "refund_unknown",
+                body.clone(),
+            )
+            .await
+            .map(|()| true),
+            // Accepted at WeChat before we recorded it: send it again later.
+            Ok(Some(refund)) if refund.status == "requested" => Ok(false),
+            Ok(Some(_)) => refunds::check(&ctx, &order_number).await.map(|status| {
+                tracing::info!(order_number = %order_number, ?status, "refund callback checked");
+                status.is_some()
+            }),
+        },
+    };
+    let handled = match handled {
+        Ok(true) => Ok(()),
+        Ok(false) => Err("not settled yet".to_owned()),
+        Err(e) => Err(e.to_string()),
     };
     match handled {
         Ok(()) => answer(StatusCode::OK, 0, ""),
