@@ -64,23 +64,6 @@ async fn set(system: &System, order: &str, assignments: &str) {
     .unwrap();
 }
 
-fn credits_for(system: &System, order: &str) -> usize {
-    system
-        .sandbox
-        .ledger()
-        .iter()
-        .filter(|c| c.journal_id == order)
-        .count()
-}
-
-async fn events(system: &System, order: &str) -> Vec<String> {
-    sqlx::query_scalar("SELECT event FROM order_events WHERE order_number = $1 ORDER BY id")
-        .bind(order)
-        .fetch_all(&system.db.pool)
-        .await
-        .unwrap()
-}
-
 #[tokio::test]
 async fn a_paid_order_whose_message_was_lost_is_requeued_and_credited_once() {
     let mut system = System::start(sweeping(0)).await;
@@ -92,10 +75,8 @@ async fn a_paid_order_whose_message_was_lost_is_requeued_and_credited_once() {
             .await,
         "success"
     );
-    assert_eq!(credits_for(&system, &order), 1);
-    assert!(events(&system, &order)
-        .await
-        .contains(&"requeued".to_owned()));
+    assert_eq!(system.credits_for(&order), 1);
+    assert!(system.events(&order).await.contains(&"requeued".to_owned()));
     system.shutdown().await;
 }
 
@@ -112,8 +93,8 @@ async fn a_claim_abandoned_before_sending_is_released_and_completed() {
             .await,
         "success"
     );
-    assert_eq!(credits_for(&system, &order), 1);
-    let history = events(&system, &order).await;
+    assert_eq!(system.credits_for(&order), 1);
+    let history = system.events(&order).await;
     assert!(history.contains(&"released".to_owned()), "{history:?}");
     system.shutdown().await;
 }
@@ -137,7 +118,7 @@ async fn a_claim_abandoned_after_sending_becomes_unknown_and_is_never_resent() {
         "unknown"
     );
     tokio::time::sleep(Duration::from_millis(800)).await;
-    assert_eq!(credits_for(&system, &order), 0, "not sent again");
+    assert_eq!(system.credits_for(&order), 0, "not sent again");
     assert_eq!(system.statuses(&order).await.1, "unknown");
     system.shutdown().await;
 }
@@ -240,7 +221,7 @@ async fn a_message_that_keeps_failing_is_dead_lettered_then_requeued_by_the_swee
         "pending",
         "released, nothing sent"
     );
-    assert_eq!(credits_for(&system, &order), 0);
+    assert_eq!(system.credits_for(&order), 0);
 
     // Unitel comes back; once the order has waited past RECHARGE_REQUEUE_AFTER_MS (here:
     // made to look an hour old), the sweep puts it back on the queue.
@@ -252,6 +233,6 @@ async fn a_message_that_keeps_failing_is_dead_lettered_then_requeued_by_the_swee
             .await,
         "success"
     );
-    assert_eq!(credits_for(&system, &order), 1);
+    assert_eq!(system.credits_for(&order), 1);
     system.shutdown().await;
 }

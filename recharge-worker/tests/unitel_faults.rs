@@ -15,15 +15,6 @@ fn unitel(faults: UnitelFaults) -> Faults {
     }
 }
 
-fn credits_for(system: &System, order: &str) -> usize {
-    system
-        .sandbox
-        .ledger()
-        .iter()
-        .filter(|c| c.journal_id == order)
-        .count()
-}
-
 /// Publishes the order's OrderPaid message again, as a redelivery or a sweep would.
 async fn publish_again(system: &System, order: &str) {
     let payload: serde_json::Value =
@@ -72,19 +63,14 @@ async fn a_timeout_after_crediting_leaves_the_order_unknown_and_never_credits_tw
             .await,
         "unknown"
     );
-    assert_eq!(credits_for(&system, &order), 1, "the sandbox did credit");
+    assert_eq!(system.credits_for(&order), 1, "the sandbox did credit");
 
     // The message comes again (a redelivery, a sweep): nothing is re-sent.
     publish_again(&system, &order).await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    assert_eq!(credits_for(&system, &order), 1, "no second credit");
+    assert_eq!(system.credits_for(&order), 1, "no second credit");
     assert_eq!(system.statuses(&order).await.1, "unknown");
-    let (attempts,): (i32,) =
-        sqlx::query_as("SELECT recharge_attempts FROM orders WHERE order_number = $1")
-            .bind(&order)
-            .fetch_one(&system.db.pool)
-            .await
-            .unwrap();
+    let attempts = system.recharge_attempts(&order).await;
     assert_eq!(attempts, 1);
     system.shutdown().await;
 }
@@ -105,7 +91,7 @@ async fn a_connection_dropped_after_crediting_is_unknown_too() {
             .await,
         "unknown"
     );
-    assert_eq!(credits_for(&system, &order), 1);
+    assert_eq!(system.credits_for(&order), 1);
     system.shutdown().await;
 }
 
@@ -164,13 +150,8 @@ async fn a_refused_connection_is_retried_and_succeeds() {
         Instant::now() >= refused_until,
         "succeeded only once Unitel listened again"
     );
-    assert_eq!(credits_for(&system, &order), 1);
-    let (attempts,): (i32,) =
-        sqlx::query_as("SELECT recharge_attempts FROM orders WHERE order_number = $1")
-            .bind(&order)
-            .fetch_one(&system.db.pool)
-            .await
-            .unwrap();
+    assert_eq!(system.credits_for(&order), 1);
+    let attempts = system.recharge_attempts(&order).await;
     assert!(
         attempts > 1,
         "refused attempts were retried ({attempts} attempts)"
@@ -196,7 +177,7 @@ async fn a_refused_authentication_is_retried_without_losing_the_top_up() {
             .await,
         "success"
     );
-    assert_eq!(credits_for(&system, &order), 1);
+    assert_eq!(system.credits_for(&order), 1);
     system.shutdown().await;
 }
 
@@ -226,13 +207,8 @@ async fn a_token_refused_by_unitel_is_renewed_within_the_same_attempt() {
             .await,
         "success"
     );
-    assert_eq!(credits_for(&system, &second), 1);
-    let (attempts,): (i32,) =
-        sqlx::query_as("SELECT recharge_attempts FROM orders WHERE order_number = $1")
-            .bind(&second)
-            .fetch_one(&system.db.pool)
-            .await
-            .unwrap();
+    assert_eq!(system.credits_for(&second), 1);
+    let attempts = system.recharge_attempts(&second).await;
     assert_eq!(attempts, 1, "renewed inside the attempt, not by a retry");
     system.shutdown().await;
 }

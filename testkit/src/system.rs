@@ -268,6 +268,33 @@ impl System {
             .expect("order exists")
     }
 
+    /// How many times Unitel credited this order, by the sandbox's ledger.
+    pub fn credits_for(&self, order_number: &str) -> usize {
+        self.sandbox
+            .ledger()
+            .iter()
+            .filter(|c| c.journal_id == order_number)
+            .count()
+    }
+
+    /// The order's history, oldest first: event names.
+    pub async fn events(&self, order_number: &str) -> Vec<String> {
+        sqlx::query_scalar("SELECT event FROM order_events WHERE order_number = $1 ORDER BY id")
+            .bind(order_number)
+            .fetch_all(&self.db.pool)
+            .await
+            .expect("order events")
+    }
+
+    /// How many requests to Unitel were marked as sent for this order.
+    pub async fn recharge_attempts(&self, order_number: &str) -> i32 {
+        sqlx::query_scalar("SELECT recharge_attempts FROM orders WHERE order_number = $1")
+            .bind(order_number)
+            .fetch_one(&self.db.pool)
+            .await
+            .expect("order exists")
+    }
+
     /// Waits until the order's recharge status is final, and returns it.
     pub async fn wait_for_outcome(&self, order_number: &str, within: Duration) -> String {
         let deadline = Instant::now() + within;

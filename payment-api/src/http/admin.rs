@@ -47,6 +47,35 @@ impl FromRequestParts<ApiContext> for Admin {
     }
 }
 
+/// Who did it, as the admin says (default `admin`), for the order's history.
+pub fn person<'a>(given: Option<&'a str>, field: &str) -> Result<&'a str, ApiError> {
+    let who = given
+        .map(str::trim)
+        .filter(|w| !w.is_empty())
+        .unwrap_or("admin");
+    if who.chars().count() > 100 {
+        return Err(ApiError::BadRequest(format!(
+            "{field} must be at most 100 characters"
+        )));
+    }
+    Ok(who)
+}
+
+/// A required free-text field, trimmed, of at most `max_chars` characters.
+pub fn required_text<'a>(
+    text: &'a str,
+    field: &str,
+    max_chars: usize,
+) -> Result<&'a str, ApiError> {
+    let text = text.trim();
+    if text.is_empty() || text.chars().count() > max_chars {
+        return Err(ApiError::BadRequest(format!(
+            "{field} must be 1 to {max_chars} characters"
+        )));
+    }
+    Ok(text)
+}
+
 /// Compares without returning early, so response time does not reveal how much matched.
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     if a.len() != b.len() {
@@ -167,23 +196,8 @@ async fn resolve(
             "outcome must be success or failed".into(),
         ));
     }
-    let note = request.note.trim();
-    if note.is_empty() || note.chars().count() > 1000 {
-        return Err(ApiError::BadRequest(
-            "note must be 1 to 1000 characters".into(),
-        ));
-    }
-    let who = request
-        .resolved_by
-        .as_deref()
-        .map(str::trim)
-        .filter(|w| !w.is_empty())
-        .unwrap_or("admin");
-    if who.chars().count() > 100 {
-        return Err(ApiError::BadRequest(
-            "resolvedBy must be at most 100 characters".into(),
-        ));
-    }
+    let note = required_text(&request.note, "note", 1000)?;
+    let who = person(request.resolved_by.as_deref(), "resolvedBy")?;
     let resolved: Option<String> = sqlx::query_scalar(
         "WITH resolved AS (
             UPDATE orders

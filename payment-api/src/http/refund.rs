@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 use shared::order::OrderNumber;
 use utoipa::ToSchema;
 
-use super::admin::Admin;
+use super::admin::{person, required_text, Admin};
 use super::envelope::Envelope;
 use super::error::ApiError;
 use super::json::{contains_nul, ApiJson};
@@ -70,23 +70,8 @@ async fn request_refund(
     ApiJson(request): ApiJson<RefundRequest>,
 ) -> Result<Envelope<Refund>, ApiError> {
     let order_number = parse_order_number(&request.order_number)?;
-    let reason = request.reason.trim();
-    if reason.is_empty() || reason.chars().count() > 200 {
-        return Err(ApiError::BadRequest(
-            "reason must be 1 to 200 characters".into(),
-        ));
-    }
-    let who = request
-        .requested_by
-        .as_deref()
-        .map(str::trim)
-        .filter(|w| !w.is_empty())
-        .unwrap_or("admin");
-    if who.chars().count() > 100 {
-        return Err(ApiError::BadRequest(
-            "requestedBy must be at most 100 characters".into(),
-        ));
-    }
+    let reason = required_text(&request.reason, "reason", 200)?;
+    let who = person(request.requested_by.as_deref(), "requestedBy")?;
     let actor = format!("admin:{who}");
     let refund = refunds::request(
         &ctx.db,
