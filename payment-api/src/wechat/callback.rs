@@ -36,13 +36,33 @@ impl PaymentNotification {
     }
 }
 
-/// `totalFee` is a number in the documented example; a string of digits is accepted too,
-/// anything else (a fraction of a fen, a negative) is not an amount.
-fn fen_amount<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+/// An amount in fen: a number in the documented examples; a string of digits is accepted
+/// too, anything else (a fraction of a fen, a negative) is not an amount.
+pub(super) fn fen_amount<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
     let value = Option::<serde_json::Value>::deserialize(d)?;
     Ok(match value {
         Some(serde_json::Value::Number(n)) => n.as_i64().filter(|v| *v >= 0),
         Some(serde_json::Value::String(s)) => s.trim().parse::<i64>().ok().filter(|v| *v >= 0),
         _ => None,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::QueriedOrder;
+
+    #[test]
+    fn amounts_are_read_as_numbers_or_digit_strings_and_nothing_else() {
+        let read = |fee: serde_json::Value| {
+            serde_json::from_value::<QueriedOrder>(
+                serde_json::json!({"trade_state": "SUCCESS", "total_fee": fee}),
+            )
+            .unwrap()
+            .total_fee
+        };
+        assert_eq!(read(1136.into()), Some(1136));
+        assert_eq!(read("1136".into()), Some(1136));
+        assert_eq!(read(serde_json::json!(11.36)), None);
+        assert_eq!(read((-5).into()), None);
+    }
 }

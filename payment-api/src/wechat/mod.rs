@@ -92,7 +92,8 @@ pub enum CloseOutcome {
 #[derive(Debug, Clone, Deserialize)]
 pub struct QueriedOrder {
     pub trade_state: String,
-    #[serde(default)]
+    /// A number in the documented answer; a string of digits is read too.
+    #[serde(default, deserialize_with = "callback::fen_amount")]
     pub total_fee: Option<i64>,
     #[serde(default)]
     pub transaction_id: Option<String>,
