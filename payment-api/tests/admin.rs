@@ -1,8 +1,6 @@
 //! The operator's routes: nothing without the token; an unknown top-up settled by a person
 //! with a note, kept in the order's history.
 
-use std::time::Duration;
-
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use testkit::{System, SystemOptions};
@@ -81,22 +79,16 @@ async fn a_person_settles_an_unknown_top_up_with_a_note() {
         ..Default::default()
     })
     .await;
-    system.sandbox.set_faults(sandbox::Faults {
-        unitel: sandbox::UnitelFaults {
-            timeout_after_credit: 1,
-            ..Default::default()
-        },
-        ..Default::default()
-    });
-    let order = system
-        .order_and_pay("o-unknown", "88616600", "voice", "SD5000")
+    let (order, outcome) = system
+        .top_up_under(
+            "o-unknown",
+            sandbox::UnitelFaults {
+                timeout_after_credit: 1,
+                ..Default::default()
+            },
+        )
         .await;
-    assert_eq!(
-        system
-            .wait_for_outcome(&order, Duration::from_secs(20))
-            .await,
-        "unknown"
-    );
+    assert_eq!(outcome, "unknown");
     let resolve = format!("/admin/orders/{order}/resolve");
 
     for bad in [

@@ -46,40 +46,26 @@ async fn unknown_and_failed_top_ups_and_forgeries_reach_wecom_and_email() {
     let sink = SmtpSink::start().await;
     with_channels(&mut system, &sink).await;
 
-    let unknown = system
-        .order_awaiting_payment("o-alert", "88616600", "voice", "SD5000")
+    let (unknown, outcome) = system
+        .top_up_under(
+            "o-alert",
+            sandbox::UnitelFaults {
+                timeout_after_credit: 1,
+                ..Default::default()
+            },
+        )
         .await;
-    system.sandbox.set_faults(sandbox::Faults {
-        unitel: sandbox::UnitelFaults {
-            timeout_after_credit: 1,
-            ..Default::default()
-        },
-        ..Default::default()
-    });
-    system.sandbox.pay(&unknown).await.unwrap();
-    assert_eq!(
-        system
-            .wait_for_outcome(&unknown, Duration::from_secs(20))
-            .await,
-        "unknown"
-    );
-    let failed = system
-        .order_awaiting_payment("o-alert", "88616600", "voice", "SD5000")
+    assert_eq!(outcome, "unknown");
+    let (failed, outcome) = system
+        .top_up_under(
+            "o-alert",
+            sandbox::UnitelFaults {
+                fail_next: 1,
+                ..Default::default()
+            },
+        )
         .await;
-    system.sandbox.set_faults(sandbox::Faults {
-        unitel: sandbox::UnitelFaults {
-            fail_next: 1,
-            ..Default::default()
-        },
-        ..Default::default()
-    });
-    system.sandbox.pay(&failed).await.unwrap();
-    assert_eq!(
-        system
-            .wait_for_outcome(&failed, Duration::from_secs(20))
-            .await,
-        "failed"
-    );
+    assert_eq!(outcome, "failed");
     // A forged callback, twice: one alert, two occurrences.
     let forged = json!({"returnCode": "SUCCESS", "resultCode": "SUCCESS", "subMchId": "9999999999",
                         "totalFee": 1136, "transactionId": "4200000000000000000000000000", "outTradeNo": unknown});

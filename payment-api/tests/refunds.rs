@@ -55,30 +55,19 @@ async fn admin_refund(system: &System, body: Value) -> (StatusCode, Value) {
     (status, response.json().await.unwrap_or(Value::Null))
 }
 
-fn failing_once() -> sandbox::Faults {
-    sandbox::Faults {
-        unitel: sandbox::UnitelFaults {
-            fail_next: 1,
-            ..Default::default()
-        },
-        ..Default::default()
-    }
-}
-
 #[tokio::test]
 async fn a_failed_top_up_is_refunded_automatically_once_confirmed_by_wechat() {
     let system = System::start(refunding(true)).await;
-    let order = system
-        .order_awaiting_payment("o-refund", "88616600", "voice", "SD5000")
+    let (order, outcome) = system
+        .top_up_under(
+            "o-refund",
+            sandbox::UnitelFaults {
+                fail_next: 1,
+                ..Default::default()
+            },
+        )
         .await;
-    system.sandbox.set_faults(failing_once());
-    system.sandbox.pay(&order).await.unwrap();
-    assert_eq!(
-        system
-            .wait_for_outcome(&order, Duration::from_secs(20))
-            .await,
-        "failed"
-    );
+    assert_eq!(outcome, "failed");
     wait_for_refund(&system, &order, "success").await;
 
     let at_wechat = system.sandbox.wechat_order(&order).unwrap();
@@ -129,17 +118,16 @@ async fn refunds_by_a_person_follow_the_rules() {
     })
     .await;
     // Failed, with automatic refunds off: nothing happens by itself.
-    let failed = system
-        .order_awaiting_payment("o-admin-refund", "88616600", "voice", "SD5000")
+    let (failed, outcome) = system
+        .top_up_under(
+            "o-admin-refund",
+            sandbox::UnitelFaults {
+                fail_next: 1,
+                ..Default::default()
+            },
+        )
         .await;
-    system.sandbox.set_faults(failing_once());
-    system.sandbox.pay(&failed).await.unwrap();
-    assert_eq!(
-        system
-            .wait_for_outcome(&failed, Duration::from_secs(20))
-            .await,
-        "failed"
-    );
+    assert_eq!(outcome, "failed");
     // Credited.
     let credited = system
         .order_and_pay("o-admin-refund", "88616600", "voice", "SD5000")
@@ -151,23 +139,16 @@ async fn refunds_by_a_person_follow_the_rules() {
         "success"
     );
     // Unknown: Unitel credited and hung.
-    let unknown = system
-        .order_awaiting_payment("o-admin-refund", "88616600", "voice", "SD5000")
+    let (unknown, outcome) = system
+        .top_up_under(
+            "o-admin-refund",
+            sandbox::UnitelFaults {
+                timeout_after_credit: 1,
+                ..Default::default()
+            },
+        )
         .await;
-    system.sandbox.set_faults(sandbox::Faults {
-        unitel: sandbox::UnitelFaults {
-            timeout_after_credit: 1,
-            ..Default::default()
-        },
-        ..Default::default()
-    });
-    system.sandbox.pay(&unknown).await.unwrap();
-    assert_eq!(
-        system
-            .wait_for_outcome(&unknown, Duration::from_secs(20))
-            .await,
-        "unknown"
-    );
+    assert_eq!(outcome, "unknown");
     let unpaid = system
         .create_order("o-admin-refund", "88616600", "voice", "SD5000")
         .await;

@@ -220,6 +220,26 @@ impl System {
         order_number
     }
 
+    /// A voice top-up (SD5000 on a Smart-data number) paid while Unitel misbehaves as
+    /// `faults` says. The faults are set only after the order is priced, so they hit the
+    /// top-up and not the product lookup. Returns the order and its final recharge status.
+    pub async fn top_up_under(
+        &self,
+        openid: &str,
+        faults: sandbox::UnitelFaults,
+    ) -> (String, String) {
+        let order = self
+            .order_awaiting_payment(openid, "88616600", "voice", "SD5000")
+            .await;
+        self.sandbox.set_faults(sandbox::Faults {
+            unitel: faults,
+            ..Default::default()
+        });
+        self.sandbox.pay(&order).await.expect("sandbox pays");
+        let outcome = self.wait_for_outcome(&order, Duration::from_secs(20)).await;
+        (order, outcome)
+    }
+
     /// Creates an order and starts its WeChat payment (`/payment/create`), unpaid yet.
     pub async fn order_awaiting_payment(
         &self,

@@ -136,6 +136,17 @@ pub struct OrderNumberParam(
     String,
 );
 
+/// The caller's order; someone else's answers exactly like one that does not exist.
+async fn owned_order(
+    ctx: &ApiContext,
+    order_number: &OrderNumber,
+    user: &CurrentUser,
+) -> Result<OrderRow, ApiError> {
+    orders::find_owned(&ctx.db, order_number, &user.openid)
+        .await?
+        .ok_or_else(|| ApiError::NotFound("Order not found".into()))
+}
+
 pub fn parse_order_number(value: &str) -> Result<OrderNumber, ApiError> {
     OrderNumber::parse(value).map_err(|e| ApiError::BadRequest(format!("orderNumber: {e}")))
 }
@@ -389,18 +400,14 @@ async fn one(
 ) -> Result<Envelope<OrderView>, ApiError> {
     let order_number = parse_order_number(&order_number)?;
     tracing::Span::current().record("order_number", order_number.as_str());
-    let row = orders::find_owned(&ctx.db, &order_number, &user.openid)
-        .await?
-        .ok_or_else(|| ApiError::NotFound("Order not found".into()))?;
+    let row = owned_order(&ctx, &order_number, &user).await?;
     // The user is looking at an order they may just have paid: if its callback is late or
     // lost, ask WeChat now rather than show it unpaid.
     if row.payment_status == "unpaid" && row.prepay_id.is_some() {
         let amount = Fen::new(row.amount_fen).map_err(anyhow::Error::from)?;
         match reconcile::settle_by_query(&ctx, &order_number, amount).await {
             Ok(QueryResult::Paid(_)) => {
-                let row = orders::find_owned(&ctx.db, &order_number, &user.openid)
-                    .await?
-                    .ok_or_else(|| ApiError::NotFound("Order not found".into()))?;
+                let row = owned_order(&ctx, &order_number, &user).await?;
                 return Ok(Envelope(OrderView::from(row)));
             }
             Ok(QueryResult::NotPaid(_)) => {}
@@ -427,9 +434,7 @@ async fn cancel(
 ) -> Result<Envelope<OrderView>, ApiError> {
     let order_number = parse_order_number(&order_number)?;
     tracing::Span::current().record("order_number", order_number.as_str());
-    let row = orders::find_owned(&ctx.db, &order_number, &user.openid)
-        .await?
-        .ok_or_else(|| ApiError::NotFound("Order not found".into()))?;
+    let row = owned_order(&ctx, &order_number, &user).await?;
     match row.payment_status.as_str() {
         "unpaid" => {}
         "closed" => return Ok(Envelope(OrderView::from(row))),
@@ -469,9 +474,7 @@ async fn cancel(
         row.prepay_id.is_none(),
     )
     .await?;
-    let row = orders::find_owned(&ctx.db, &order_number, &user.openid)
-        .await?
-        .ok_or_else(|| ApiError::NotFound("Order not found".into()))?;
+    let row = owned_order(&ctx, &order_number, &user).await?;
     if row.payment_status != "closed" {
         // A payment started meanwhile: the sweep closes it at WeChat first.
         return Err(ApiError::Conflict(
