@@ -9,6 +9,7 @@ pub mod outbox;
 pub mod reconcile;
 pub mod refunds;
 pub mod startup;
+pub mod stats;
 pub mod store;
 pub mod wechat;
 

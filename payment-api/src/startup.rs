@@ -93,6 +93,7 @@ impl Application {
             self.ctx.config.alerts.every,
             stop.clone(),
         ));
+        let statistics = tokio::spawn(crate::stats::refresh::run(self.db.clone(), stop.clone()));
         let stop_server = stop.clone();
         let served = axum::serve(self.listener, crate::http::router(self.ctx))
             .with_graceful_shutdown(async move {
@@ -107,6 +108,7 @@ impl Application {
         let _ = sweeps.await;
         let _ = refunds.await;
         let _ = alerting.await;
+        let _ = statistics.await;
         self.db.close().await;
         served.context("HTTP server failed")
     }

@@ -5,28 +5,7 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 use testkit::{System, SystemOptions};
 
-const TOKEN: &str = "test-admin-token-0123456789";
-
-async fn admin(
-    system: &System,
-    method: reqwest::Method,
-    path: &str,
-    token: Option<&str>,
-    body: Option<Value>,
-) -> (StatusCode, Value) {
-    let mut request = system
-        .http
-        .request(method, format!("{}{path}", system.api_url));
-    if let Some(token) = token {
-        request = request.bearer_auth(token);
-    }
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    let response = request.send().await.unwrap();
-    let status = response.status();
-    (status, response.json().await.unwrap_or(Value::Null))
-}
+const TOKEN: &str = testkit::ADMIN_TOKEN;
 
 #[tokio::test]
 async fn admin_routes_refuse_a_missing_or_wrong_token_and_leak_nothing() {
@@ -45,7 +24,9 @@ async fn admin_routes_refuse_a_missing_or_wrong_token_and_leak_nothing() {
         Some("test-admin-token-012345678"),
         Some(""),
     ] {
-        let (status, body) = admin(&system, reqwest::Method::GET, &path, token, None).await;
+        let (status, body) = system
+            .admin_request(reqwest::Method::GET, &path, token, None)
+            .await;
         assert_eq!(status, StatusCode::UNAUTHORIZED, "{token:?}");
         assert_eq!(body["data"], Value::Null);
         for secret in ["o-admin", "88616600", "SD5000"] {
@@ -55,19 +36,21 @@ async fn admin_routes_refuse_a_missing_or_wrong_token_and_leak_nothing() {
             );
         }
     }
-    let (status, body) = admin(&system, reqwest::Method::GET, &path, Some(TOKEN), None).await;
+    let (status, body) = system
+        .admin_request(reqwest::Method::GET, &path, Some(TOKEN), None)
+        .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["data"]["order"]["orderNumber"], order.as_str());
     assert_eq!(body["data"]["openid"], "o-admin");
     assert_eq!(body["data"]["events"][0]["event"], "created");
-    let (status, _) = admin(
-        &system,
-        reqwest::Method::POST,
-        &format!("{path}/resolve"),
-        None,
-        Some(json!({"outcome": "success", "note": "x"})),
-    )
-    .await;
+    let (status, _) = system
+        .admin_request(
+            reqwest::Method::POST,
+            &format!("{path}/resolve"),
+            None,
+            Some(json!({"outcome": "success", "note": "x"})),
+        )
+        .await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     system.shutdown().await;
 }
@@ -97,27 +80,27 @@ async fn a_person_settles_an_unknown_top_up_with_a_note() {
         json!({"outcome": "success", "note": "  "}),
         json!({"outcome": "success"}),
     ] {
-        let (status, body) = admin(
-            &system,
-            reqwest::Method::POST,
-            &resolve,
-            Some(TOKEN),
-            Some(bad.clone()),
-        )
-        .await;
+        let (status, body) = system
+            .admin_request(
+                reqwest::Method::POST,
+                &resolve,
+                Some(TOKEN),
+                Some(bad.clone()),
+            )
+            .await;
         assert!(status.is_client_error(), "{bad}: {status} {body}");
     }
     assert_eq!(system.statuses(&order).await.1, "unknown");
 
     let note = "Unitel support confirmed the credit (their ledger shows the journal id)";
-    let (status, body) = admin(
-        &system,
-        reqwest::Method::POST,
-        &resolve,
-        Some(TOKEN),
-        Some(json!({"outcome": "success", "note": note, "resolvedBy": "ops-zhang"})),
-    )
-    .await;
+    let (status, body) = system
+        .admin_request(
+            reqwest::Method::POST,
+            &resolve,
+            Some(TOKEN),
+            Some(json!({"outcome": "success", "note": note, "resolvedBy": "ops-zhang"})),
+        )
+        .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["data"]["order"]["rechargeStatus"], "success");
     let last = body["data"]["events"]
@@ -137,14 +120,14 @@ async fn a_person_settles_an_unknown_top_up_with_a_note() {
         .collect();
     assert_eq!(events, ["created", "paid", "claimed", "unknown", "success"]);
 
-    let (status, body) = admin(
-        &system,
-        reqwest::Method::POST,
-        &resolve,
-        Some(TOKEN),
-        Some(json!({"outcome": "failed", "note": "again"})),
-    )
-    .await;
+    let (status, body) = system
+        .admin_request(
+            reqwest::Method::POST,
+            &resolve,
+            Some(TOKEN),
+            Some(json!({"outcome": "failed", "note": "again"})),
+        )
+        .await;
     assert_eq!(
         status,
         StatusCode::CONFLICT,

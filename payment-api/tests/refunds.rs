@@ -7,7 +7,7 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 use testkit::{System, SystemOptions};
 
-const TOKEN: &str = "test-admin-token-0123456789";
+const TOKEN: &str = testkit::ADMIN_TOKEN;
 
 fn refunding(auto: bool) -> SystemOptions {
     SystemOptions {
@@ -43,16 +43,14 @@ async fn wait_for_refund(system: &System, order: &str, status: &str) {
 }
 
 async fn admin_refund(system: &System, body: Value) -> (StatusCode, Value) {
-    let response = system
-        .http
-        .post(format!("{}/payment/refund", system.api_url))
-        .bearer_auth(TOKEN)
-        .json(&body)
-        .send()
+    system
+        .admin_request(
+            reqwest::Method::POST,
+            "/payment/refund",
+            Some(TOKEN),
+            Some(body),
+        )
         .await
-        .unwrap();
-    let status = response.status();
-    (status, response.json().await.unwrap_or(Value::Null))
 }
 
 #[tokio::test]

@@ -3,12 +3,16 @@
 //! workers started in-process (or as processes) against them. Nothing of ours is mocked.
 
 mod db;
+mod seed;
 mod smtp_sink;
+mod stats_oracle;
 mod system;
 
 pub use db::TestDb;
+pub use seed::{seed_orders, Seed};
 pub use smtp_sink::{ReceivedMail, SmtpSink};
-pub use system::{ApiClient, System, SystemOptions};
+pub use stats_oracle::{expected_stats, first_difference};
+pub use system::{ApiClient, System, SystemOptions, ADMIN_TOKEN};
 
 /// The broker tests use: `TEST_AMQP_URL`, else the machine's local RabbitMQ.
 pub fn amqp_url() -> String {

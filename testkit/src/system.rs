@@ -14,6 +14,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{amqp_url, TestDb};
 
+/// The admin token every test system is started with.
+pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
+
 pub struct SystemOptions {
     /// Workers started in this process; tests that need worker processes spawn them from
     /// [`System::worker_env`].
@@ -97,7 +100,7 @@ impl System {
                 options.claim_stale_ms.to_string(),
             ),
             ("WORKER_SHUTDOWN_GRACE_MS", "5000".into()),
-            ("ADMIN_TOKEN", "test-admin-token-0123456789".into()),
+            ("ADMIN_TOKEN", ADMIN_TOKEN.into()),
         ]
         .into_iter()
         .chain(options.overrides)
@@ -195,6 +198,30 @@ impl System {
             http: self.http.clone(),
             openid: Some(openid.to_owned()),
         }
+    }
+
+    /// A request to an admin route with `token` (see [`ADMIN_TOKEN`]) as bearer.
+    pub async fn admin_request(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut request = self.http.request(method, format!("{}{path}", self.api_url));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        read(request.send().await.expect("request sent")).await
+    }
+
+    /// `GET` on an admin route with the right token.
+    pub async fn admin_get(&self, path: &str) -> (StatusCode, Value) {
+        self.admin_request(reqwest::Method::GET, path, Some(ADMIN_TOKEN), None)
+            .await
     }
 
     pub fn anonymous(&self) -> ApiClient {

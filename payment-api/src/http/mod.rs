@@ -14,6 +14,7 @@ mod payment;
 mod products;
 mod rate_limit;
 mod refund;
+mod stats;
 
 use std::time::Duration;
 
@@ -40,6 +41,7 @@ pub fn router(ctx: ApiContext) -> Router {
         .merge(callback::router())
         .merge(admin::router())
         .merge(refund::router())
+        .merge(stats::router())
         .with_state(ctx)
         .merge(openapi::router())
         .route("/metrics", axum::routing::get(metrics_text))

@@ -26,6 +26,7 @@ use utoipa_swagger_ui::SwaggerUi;
         super::orders::cancel,
         super::refund::request_refund,
         super::refund::refund_callback,
+        super::stats::statistics,
     ),
     modifiers(&AdminTokenScheme, &ResponseEnvelopes),
     tags(
