@@ -3,22 +3,23 @@
 -- counts in the hour it was created, whatever happened to it later.
 --
 -- Freshness without slowing the money path: a change to an order's or a refund's status
--- appends a marker (which day, and for a payment which customer) in the same transaction.
+-- appends a marker (which hour, and for a payment which customer) in the same transaction.
 -- Appending takes no lock anyone else waits on. The refresher (payment-api, under an
 -- advisory lock) deletes the markers it can see, which are exactly those of committed
--- transactions, and recomputes the days and customers they name from the orders
+-- transactions, and recomputes the hours and customers they name from the orders
 -- themselves; a marker committed later stays for the next refresh.
 
 CREATE TABLE stats_changes (
-    day     DATE NOT NULL,
+    -- The order's creation hour, Asia/Shanghai local time.
+    hour    TIMESTAMP NOT NULL,
     -- Set when the order's payment status changed: that customer's days are recomputed.
     user_id BIGINT
 );
 
 CREATE FUNCTION stats_mark_order() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    INSERT INTO stats_changes (day, user_id)
-    VALUES ((NEW.created_at AT TIME ZONE 'Asia/Shanghai')::date,
+    INSERT INTO stats_changes (hour, user_id)
+    VALUES (date_trunc('hour', NEW.created_at AT TIME ZONE 'Asia/Shanghai'),
             CASE WHEN TG_OP = 'INSERT' AND NEW.payment_status = 'paid' THEN NEW.user_id
                  WHEN TG_OP = 'UPDATE' AND OLD.payment_status IS DISTINCT FROM NEW.payment_status
                  THEN NEW.user_id END);
@@ -27,8 +28,8 @@ END $$;
 
 CREATE FUNCTION stats_mark_refund() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    INSERT INTO stats_changes (day)
-    SELECT (created_at AT TIME ZONE 'Asia/Shanghai')::date FROM orders
+    INSERT INTO stats_changes (hour)
+    SELECT date_trunc('hour', created_at AT TIME ZONE 'Asia/Shanghai') FROM orders
      WHERE order_number = NEW.order_number;
     RETURN NULL;
 END $$;
@@ -49,23 +50,34 @@ CREATE TRIGGER refunds_stats_update AFTER UPDATE OF status ON refunds
     FOR EACH ROW WHEN (OLD.status IS DISTINCT FROM NEW.status)
     EXECUTE FUNCTION stats_mark_refund();
 
--- Orders counted by the hour they were created and by everything the statistics split on.
+-- Orders by the hour they were created (Asia/Shanghai local time) and product, with what
+-- became of them. 'pending' top-ups include those being processed; refunds are counted by
+-- their status.
 CREATE TABLE stats_hourly (
-    -- Asia/Shanghai local time, truncated to the hour.
-    hour            TIMESTAMP NOT NULL,
-    product_code    TEXT NOT NULL,
-    product_name    TEXT NOT NULL,
-    recharge_type   TEXT NOT NULL,
-    payment_status  TEXT NOT NULL,
-    -- 'pending' also stands for 'processing'.
-    recharge_status TEXT NOT NULL,
-    -- The refund's status, 'none' without one.
-    refund_status   TEXT NOT NULL,
-    orders          BIGINT NOT NULL,
-    amount_fen      BIGINT NOT NULL,
-    price_mnt       BIGINT NOT NULL
+    hour              TIMESTAMP NOT NULL,
+    product_code      TEXT NOT NULL,
+    recharge_type     TEXT NOT NULL,
+    product_name      TEXT NOT NULL,
+    created           BIGINT NOT NULL,
+    paid              BIGINT NOT NULL,
+    paid_fen          BIGINT NOT NULL,
+    paid_mnt          BIGINT NOT NULL,
+    success           BIGINT NOT NULL,
+    failed            BIGINT NOT NULL,
+    unknown           BIGINT NOT NULL,
+    pending           BIGINT NOT NULL,
+    credited_mnt      BIGINT NOT NULL,
+    refunds_pending   BIGINT NOT NULL,
+    refunds_succeeded BIGINT NOT NULL,
+    refunds_failed    BIGINT NOT NULL,
+    refunded_fen      BIGINT NOT NULL,
+    PRIMARY KEY (hour, product_code, recharge_type)
 );
-CREATE INDEX stats_hourly_by_hour ON stats_hourly (hour);
+-- The same by day, summed from the hours: what a range of days reads.
+CREATE TABLE stats_daily (LIKE stats_hourly);
+ALTER TABLE stats_daily RENAME COLUMN hour TO day;
+ALTER TABLE stats_daily ALTER COLUMN day TYPE DATE;
+ALTER TABLE stats_daily ADD PRIMARY KEY (day, product_code, recharge_type);
 
 -- Customers (users with a paid order) by day: one row per customer and day they paid,
 -- with the day they last paid before ('-infinity' on their first). Counting a range's
@@ -82,10 +94,12 @@ CREATE TABLE customer_day_counts (
     customers BIGINT NOT NULL,
     PRIMARY KEY (day, prev_day)
 );
+-- Counts that fell to zero, removed after each refresh without reading the whole table.
+CREATE INDEX customer_day_counts_zero ON customer_day_counts (day) WHERE customers = 0;
 CREATE INDEX orders_paid_by_user ON orders (user_id) WHERE payment_status = 'paid';
 
 -- Orders placed before the roll-ups existed are counted by the first refresh.
-INSERT INTO stats_changes (day, user_id)
-SELECT DISTINCT (created_at AT TIME ZONE 'Asia/Shanghai')::date,
+INSERT INTO stats_changes (hour, user_id)
+SELECT DISTINCT date_trunc('hour', created_at AT TIME ZONE 'Asia/Shanghai'),
        CASE WHEN payment_status = 'paid' THEN user_id END
   FROM orders;

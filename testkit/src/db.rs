@@ -1,5 +1,5 @@
 //! A fresh database per test, with every migration applied, dropped when the test ends
-//! (even when it panics).
+//! (even when it panics), unless `TESTKIT_KEEP_DB` is set, for looking into it afterwards.
 
 use sqlx::postgres::PgPoolOptions;
 use sqlx::{Connection, PgConnection, PgPool};
@@ -50,6 +50,10 @@ impl TestDb {
 
 impl Drop for TestDb {
     fn drop(&mut self) {
+        if std::env::var_os("TESTKIT_KEEP_DB").is_some() {
+            eprintln!("TESTKIT_KEEP_DB: keeping database {}", self.name);
+            return;
+        }
         let name = self.name.clone();
         let server = server_url();
         // Drop runs outside any async context we can rely on: use a thread of our own.

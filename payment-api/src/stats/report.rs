@@ -111,8 +111,9 @@ pub struct Stats {
     pub per_recharge_type: Vec<RechargeTypeFigures>,
 }
 
-/// One row per grouping set; which one is told by `grouping`, PostgreSQL's bit mask of
-/// the columns rolled up (day, hour_of_day, product_code, recharge_type, in that order).
+/// One row of a grouping set; which one is told by `grouping`, PostgreSQL's bit mask of
+/// the columns rolled up (day, product_code, recharge_type, in that order), or
+/// [`BY_HOUR`] for the hours of the day.
 #[derive(sqlx::FromRow)]
 struct Row {
     grouping: i32,
@@ -136,11 +137,26 @@ struct Row {
     refunded_fen: i64,
 }
 
-const TOTAL: i32 = 0b1111;
-const BY_DAY: i32 = 0b0111;
-const BY_HOUR: i32 = 0b1011;
-const BY_PRODUCT: i32 = 0b1100;
-const BY_TYPE: i32 = 0b1110;
+const TOTAL: i32 = 0b111;
+const BY_DAY: i32 = 0b011;
+const BY_PRODUCT: i32 = 0b100;
+const BY_TYPE: i32 = 0b110;
+const BY_HOUR: i32 = -1;
+
+/// The sums every row of the report reads (a range without orders still has totals).
+const SUMS: &str = "COALESCE(sum(created), 0)::int8 AS created,
+    COALESCE(sum(paid), 0)::int8 AS paid,
+    COALESCE(sum(paid_fen), 0)::int8 AS paid_fen,
+    COALESCE(sum(paid_mnt), 0)::int8 AS paid_mnt,
+    COALESCE(sum(success), 0)::int8 AS success,
+    COALESCE(sum(failed), 0)::int8 AS failed,
+    COALESCE(sum(unknown), 0)::int8 AS unknown,
+    COALESCE(sum(pending), 0)::int8 AS pending,
+    COALESCE(sum(credited_mnt), 0)::int8 AS credited_mnt,
+    COALESCE(sum(refunds_pending), 0)::int8 AS refunds_pending,
+    COALESCE(sum(refunds_succeeded), 0)::int8 AS refunds_succeeded,
+    COALESCE(sum(refunds_failed), 0)::int8 AS refunds_failed,
+    COALESCE(sum(refunded_fen), 0)::int8 AS refunded_fen";
 
 impl Row {
     fn figures(&self) -> Figures {
@@ -188,31 +204,34 @@ pub async fn read(db: &PgPool, from: NaiveDate, to: NaiveDate) -> Result<Stats, 
     let end = (to + chrono::Days::new(1))
         .and_hms_opt(0, 0, 0)
         .expect("midnight exists");
-    let rows: Vec<Row> = sqlx::query_as(
-        "SELECT GROUPING(day, hour_of_day, product_code, recharge_type) AS grouping,
-                day, hour_of_day, product_code, recharge_type, max(product_name) AS product_name,
-                sum(orders)::int8 AS created,
-                COALESCE(sum(orders) FILTER (WHERE payment_status = 'paid'), 0)::int8 AS paid,
-                COALESCE(sum(amount_fen) FILTER (WHERE payment_status = 'paid'), 0)::int8 AS paid_fen,
-                COALESCE(sum(price_mnt) FILTER (WHERE payment_status = 'paid'), 0)::int8 AS paid_mnt,
-                COALESCE(sum(orders) FILTER (WHERE recharge_status = 'success'), 0)::int8 AS success,
-                COALESCE(sum(orders) FILTER (WHERE recharge_status = 'failed'), 0)::int8 AS failed,
-                COALESCE(sum(orders) FILTER (WHERE recharge_status = 'unknown'), 0)::int8 AS unknown,
-                COALESCE(sum(orders) FILTER (WHERE payment_status = 'paid' AND recharge_status = 'pending'), 0)::int8 AS pending,
-                COALESCE(sum(price_mnt) FILTER (WHERE recharge_status = 'success'), 0)::int8 AS credited_mnt,
-                COALESCE(sum(orders) FILTER (WHERE refund_status IN ('requested', 'accepted')), 0)::int8 AS refunds_pending,
-                COALESCE(sum(orders) FILTER (WHERE refund_status = 'success'), 0)::int8 AS refunds_succeeded,
-                COALESCE(sum(orders) FILTER (WHERE refund_status = 'failed'), 0)::int8 AS refunds_failed,
-                COALESCE(sum(amount_fen) FILTER (WHERE refund_status = 'success'), 0)::int8 AS refunded_fen
-           FROM (SELECT s.*, s.hour::date AS day, extract(hour FROM s.hour)::int4 AS hour_of_day
-                   FROM stats_hourly s
-                  WHERE s.hour >= $1 AND s.hour < $2) s
-          GROUP BY GROUPING SETS ((), (day), (hour_of_day), (product_code, recharge_type), (recharge_type))",
-    )
-    .bind(start)
-    .bind(end)
+    // Totals, days, products and types from the daily roll-up; hours of the day from the
+    // hourly one.
+    let mut rows: Vec<Row> = sqlx::query_as(&format!(
+        "SELECT GROUPING(day, product_code, recharge_type) AS grouping, day,
+                NULL::int4 AS hour_of_day, product_code, recharge_type,
+                max(product_name) AS product_name, {SUMS}
+           FROM stats_daily
+          WHERE day >= $1 AND day <= $2
+          GROUP BY GROUPING SETS ((), (day), (product_code, recharge_type), (recharge_type))"
+    ))
+    .bind(from)
+    .bind(to)
     .fetch_all(db)
     .await?;
+    rows.extend(
+        sqlx::query_as::<_, Row>(&format!(
+            "SELECT {BY_HOUR} AS grouping, NULL::date AS day,
+                    extract(hour FROM hour)::int4 AS hour_of_day, NULL AS product_code,
+                    NULL AS recharge_type, NULL AS product_name, {SUMS}
+               FROM stats_hourly
+              WHERE hour >= $1 AND hour < $2
+              GROUP BY 3"
+        ))
+        .bind(start)
+        .bind(end)
+        .fetch_all(db)
+        .await?,
+    );
 
     let customer_rows: Vec<(NaiveDate, i64, i64, i64)> = sqlx::query_as(
         "SELECT day,

@@ -1,0 +1,6 @@
+//! Benchmarks of the real system: payment-api, workers and the sandbox against this
+//! machine's PostgreSQL and RabbitMQ. Each scenario prints Markdown tables and returns its
+//! figures, so that a smoke test can run it small. See docs/performance.md.
+
+pub mod measure;
+pub mod stats;
