@@ -98,6 +98,10 @@ CREATE TABLE customer_day_counts (
 CREATE INDEX customer_day_counts_zero ON customer_day_counts (day) WHERE customers = 0;
 CREATE INDEX orders_paid_by_user ON orders (user_id) WHERE payment_status = 'paid';
 
+-- The operator's list of orders waiting for a person (GET /admin/attention).
+CREATE INDEX orders_unsettled ON orders (paid_at) WHERE recharge_status IN ('unknown', 'failed');
+CREATE INDEX refunds_failed ON refunds (order_number) WHERE status = 'failed';
+
 -- Orders placed before the roll-ups existed are counted by the first refresh.
 INSERT INTO stats_changes (hour, user_id)
 SELECT DISTINCT date_trunc('hour', created_at AT TIME ZONE 'Asia/Shanghai'),

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Runs every test of the workspace against this machine's real PostgreSQL and RabbitMQ
-# (each test makes its own database and queue names) with the simulators on random ports.
+# (each test makes its own database and queue names) with the simulators on random ports,
+# and the operator page's test in headless Chromium (installed from Debian if missing).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/ensure-services.sh
+bash scripts/install-browser.sh
 cargo test --workspace --locked

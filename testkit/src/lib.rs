@@ -2,12 +2,14 @@
 //! names on the machine's real servers, the sandbox on random ports, and payment-api and
 //! workers started in-process (or as processes) against them. Nothing of ours is mocked.
 
+mod browser;
 mod db;
 mod seed;
 mod smtp_sink;
 mod stats_oracle;
 mod system;
 
+pub use browser::Browser;
 pub use db::TestDb;
 pub use seed::{seed_orders, Seed};
 pub use smtp_sink::{ReceivedMail, SmtpSink};

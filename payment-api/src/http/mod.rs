@@ -9,6 +9,7 @@ mod health;
 mod identity;
 mod json;
 mod openapi;
+mod operator;
 mod orders;
 mod payment;
 mod products;
@@ -42,6 +43,7 @@ pub fn router(ctx: ApiContext) -> Router {
         .merge(admin::router())
         .merge(refund::router())
         .merge(stats::router())
+        .merge(operator::router())
         .with_state(ctx)
         .merge(openapi::router())
         .route("/metrics", axum::routing::get(metrics_text))
