@@ -107,9 +107,13 @@ step "7. Unitel's ledger (the sandbox's record of every credit)"
 curl -fs "http://127.0.0.1:$WECHAT_PORT/sandbox/unitel/ledger" \
   | json '"\n".join("credited %s with %s (%s MNT) for journal %s" % (c["msisdn"], c["product"], c["amount"], c["journalId"]) for c in d)'
 
+step "8. What the operator sees today (GET /admin/stats, admin token)"
+curl -fs "$API/admin/stats?from=$(TZ=Asia/Shanghai date +%F)" -H "Authorization: Bearer $ADMIN_TOKEN" \
+  | json '"orders created %s, paid %s, credited %s, paid CNY %s, new customers %s" % (d["data"]["totals"]["ordersCreated"], d["data"]["totals"]["ordersPaid"], d["data"]["totals"]["rechargeSuccess"], d["data"]["totals"]["paidYuan"], d["data"]["customers"]["new"])'
+
 [ "$STATUS" = "paid/success" ] || { echo "demo: the order ended $STATUS" >&2; exit 1; }
 echo
-echo "Swagger UI: $API/api   (logs in $LOGS/)"
+echo "Swagger UI: $API/api   operator page: $API/admin (token $ADMIN_TOKEN)   (logs in $LOGS/)"
 if $KEEP; then
   echo "The system keeps running; Ctrl-C stops it."
   wait
