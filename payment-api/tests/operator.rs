@@ -200,9 +200,29 @@ async fn the_page_loads_nothing_from_elsewhere() {
     }
 }
 
+async fn retry(system: &System, order: &str, note: &str) -> (StatusCode, Value) {
+    system
+        .admin_request(
+            Method::POST,
+            &format!("/admin/refunds/{order}/retry"),
+            Some(ADMIN_TOKEN),
+            Some(json!({ "note": note })),
+        )
+        .await
+}
+
 #[tokio::test]
 async fn the_attention_list_refunds_and_rate_routes_check_their_input() {
-    let system = System::start(SystemOptions::default()).await;
+    // Automatic refunds off, so the failed top-up waits for a person; the refund sweep
+    // runs often, so a retried refund reaches WeChat quickly.
+    let system = System::start(SystemOptions {
+        overrides: vec![
+            ("AUTO_REFUND_FAILED", "false".into()),
+            ("REFUND_SWEEP_INTERVAL_MS", "100".into()),
+        ],
+        ..Default::default()
+    })
+    .await;
     let (failed, outcome) = system
         .top_up_under(
             "o-attention",
@@ -237,7 +257,7 @@ async fn the_attention_list_refunds_and_rate_routes_check_their_input() {
         }
     }
 
-    // Failed with no refund (automatic refunds are off in the harness): listed.
+    // Failed with no refund: listed.
     let (status, body) = system.admin_get("/admin/attention").await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["data"]["total"], 1, "{body}");
@@ -246,15 +266,7 @@ async fn the_attention_list_refunds_and_rate_routes_check_their_input() {
     assert_eq!(body["data"]["orders"][0]["amountYuan"], "11.36");
 
     // Only a failed refund can be retried; a refund that failed can.
-    let retry = |note: &'static str| {
-        system.admin_request(
-            Method::POST,
-            Box::leak(format!("/admin/refunds/{failed}/retry").into_boxed_str()),
-            Some(ADMIN_TOKEN),
-            Some(json!({ "note": note })),
-        )
-    };
-    assert_eq!(retry("x").await.0, StatusCode::NOT_FOUND);
+    assert_eq!(retry(&system, &failed, "x").await.0, StatusCode::NOT_FOUND);
     sqlx::query(
         "INSERT INTO refunds (order_number, out_refund_no, amount_fen, reason, requested_by,
                               status, last_error, next_check_at)
@@ -267,17 +279,33 @@ async fn the_attention_list_refunds_and_rate_routes_check_their_input() {
     let (_, body) = system.admin_get("/admin/attention").await;
     assert_eq!(body["data"]["orders"][0]["needs"], "refund_failed");
     assert_eq!(body["data"]["orders"][0]["detail"], "NOTENOUGH");
-    assert_eq!(retry("   ").await.0, StatusCode::BAD_REQUEST);
-    let (status, body) = retry("merchant balance topped up").await;
+    assert_eq!(
+        retry(&system, &failed, "   ").await.0,
+        StatusCode::BAD_REQUEST
+    );
+    let (status, body) = retry(&system, &failed, "merchant balance topped up").await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["data"]["outRefundNo"], format!("RF{failed}"));
-    assert_eq!(retry("twice").await.0, StatusCode::CONFLICT);
+    assert_eq!(
+        retry(&system, &failed, "twice").await.0,
+        StatusCode::CONFLICT
+    );
     assert!(system
         .events(&failed)
         .await
         .contains(&"refund_retried".to_owned()));
     let (_, body) = system.admin_get("/admin/attention").await;
     assert_eq!(body["data"]["total"], 0, "a refund under way needs no one");
+    // The retried refund goes to WeChat once, under the same number, and is confirmed.
+    system
+        .wait_for_count(
+            &format!("SELECT count(*) FROM refunds WHERE order_number = '{failed}' AND status = 'success'"),
+            1,
+            Duration::from_secs(10),
+        )
+        .await;
+    let at_wechat = system.sandbox.wechat_order(&failed).unwrap();
+    assert_eq!(at_wechat.refunds.len(), 1, "refunded exactly once");
 
     // The rate: exact, bounded, and used for the next order only.
     for bad in [
