@@ -2,5 +2,12 @@
 //! machine's PostgreSQL and RabbitMQ. Each scenario prints Markdown tables and returns its
 //! figures, so that a smoke test can run it small. See docs/performance.md.
 
+pub mod callbacks;
+pub mod credit;
+pub mod drive;
 pub mod measure;
+pub mod orders;
+pub mod pgbench;
 pub mod stats;
+pub mod system;
+pub mod workers;

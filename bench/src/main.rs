@@ -2,11 +2,28 @@
 
 use std::collections::HashMap;
 
+use bench::callbacks::{self, CallbackOptions};
+use bench::credit::{self, CreditOptions};
+use bench::measure::Table;
+use bench::orders::{self, OrderOptions};
+use bench::system::{mib, Memory};
+use bench::workers::{self, WorkerOptions};
+
 const USAGE: &str = "usage: bench <scenario> [options]
 
 scenarios:
-  stats   GET /admin/stats over a year of orders
-          --orders N (1000000)  --days N (365)  --requests N (50)  --changes N (20)";
+  callbacks  payment callbacks: throughput at each concurrency with 10 % duplicates,
+             latency at a fixed rate, queryorder on and off, and pgbench for comparison
+             --callbacks N (10000)  --rate N (500)  --seconds N (10)
+  orders     POST /orders and POST /payment/create latency at a fixed rate
+             --rate N (200)  --seconds N (10)
+  credit     paid → credited latency at a fixed rate, Unitel at 0 and 200 ms
+             --rate N (200)  --seconds N (10)  --workers N (2)  --concurrency N (32)
+  workers    recharges/s with 1, 2 and 4 worker processes, Unitel at 200 ms
+             --per-worker N (400)  --concurrency N (8)
+  all        callbacks, orders, credit and workers with their defaults, then peak memory
+  stats      GET /admin/stats over a year of orders
+             --orders N (1000000)  --days N (365)  --requests N (50)  --changes N (20)";
 
 fn options(args: &[String]) -> anyhow::Result<HashMap<String, String>> {
     let mut options = HashMap::new();
@@ -36,6 +53,35 @@ fn number<T: std::str::FromStr>(
     }
 }
 
+/// The system runs as processes built in this profile; `cargo run` built only this one.
+fn build_the_system() -> anyhow::Result<()> {
+    let exe = std::env::current_exe()?;
+    let release = exe
+        .parent()
+        .and_then(|dir| dir.file_name())
+        .is_some_and(|name| name == "release");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut build = std::process::Command::new(cargo);
+    build.args([
+        "build",
+        "--quiet",
+        "--locked",
+        "-p",
+        "payment-api",
+        "-p",
+        "recharge-worker",
+        "-p",
+        "sandbox",
+        "--bins",
+    ]);
+    if release {
+        build.arg("--release");
+    }
+    let status = build.status()?;
+    anyhow::ensure!(status.success(), "building the system failed");
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     if std::env::var_os("RUST_LOG").is_none() {
@@ -48,7 +94,63 @@ async fn main() -> anyhow::Result<()> {
         anyhow::bail!("{USAGE}");
     };
     let options = options(rest)?;
+    build_the_system()?;
     match scenario.as_str() {
+        "callbacks" => {
+            let defaults = CallbackOptions::default();
+            callbacks::run(&CallbackOptions {
+                callbacks: number(&options, "callbacks", defaults.callbacks)?,
+                fixed_rate: number(&options, "rate", defaults.fixed_rate)?,
+                fixed_seconds: number(&options, "seconds", defaults.fixed_seconds)?,
+                ..defaults
+            })
+            .await?;
+        }
+        "orders" => {
+            let defaults = OrderOptions::default();
+            orders::run(&OrderOptions {
+                rate: number(&options, "rate", defaults.rate)?,
+                seconds: number(&options, "seconds", defaults.seconds)?,
+            })
+            .await?;
+        }
+        "credit" => {
+            let defaults = CreditOptions::default();
+            credit::run(&CreditOptions {
+                rate: number(&options, "rate", defaults.rate)?,
+                seconds: number(&options, "seconds", defaults.seconds)?,
+                workers: number(&options, "workers", defaults.workers)?,
+                concurrency: number(&options, "concurrency", defaults.concurrency)?,
+                ..defaults
+            })
+            .await?;
+        }
+        "workers" => {
+            let defaults = WorkerOptions::default();
+            workers::run(&WorkerOptions {
+                orders_per_worker: number(&options, "per-worker", defaults.orders_per_worker)?,
+                concurrency: number(&options, "concurrency", defaults.concurrency)?,
+                ..defaults
+            })
+            .await?;
+        }
+        "all" => {
+            anyhow::ensure!(options.is_empty(), "`all` takes no options\n{USAGE}");
+            let memory = [
+                callbacks::run(&CallbackOptions::default()).await?.memory,
+                orders::run(&OrderOptions::default()).await?.memory,
+                credit::run(&CreditOptions::default()).await?.memory,
+                workers::run(&WorkerOptions::default()).await?.memory,
+            ]
+            .into_iter()
+            .fold(Memory::default(), Memory::max);
+            let table = Table::start(
+                "Peak memory (VmHWM) over all scenarios",
+                &["binary", "peak RSS MiB", "target MiB"],
+            );
+            table.row(&["payment-api".into(), mib(memory.api), "64".into()]);
+            table.row(&["recharge-worker".into(), mib(memory.worker), "32".into()]);
+        }
         "stats" => {
             let defaults = bench::stats::StatsOptions::default();
             let result = bench::stats::run(&bench::stats::StatsOptions {

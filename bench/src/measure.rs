@@ -34,6 +34,18 @@ impl Samples {
     }
 }
 
+impl FromIterator<Duration> for Samples {
+    fn from_iter<I: IntoIterator<Item = Duration>>(iter: I) -> Self {
+        Samples(iter.into_iter().collect())
+    }
+}
+
+impl Extend<Duration> for Samples {
+    fn extend<I: IntoIterator<Item = Duration>>(&mut self, iter: I) {
+        self.0.extend(iter)
+    }
+}
+
 pub fn ms(d: Duration) -> String {
     format!("{:.1}", d.as_secs_f64() * 1000.0)
 }

@@ -162,10 +162,10 @@ impl Client {
 
 /// A callback body as the platform would send it.
 pub fn callback_body(order: &str, total_fee: i64, merchant: &str) -> Value {
-    json!({
-        "returnCode": "SUCCESS", "resultCode": "SUCCESS", "subMchId": merchant, "mchId": "1800780001",
-        "tradeType": "JSAPI", "totalFee": total_fee, "cashFee": total_fee, "feeType": "CNY",
-        "transactionId": "4200000000000000000000000000", "outTradeNo": order, "attach": order,
-        "timeEnd": "20261124120000",
-    })
+    testkit::processes::payment_notification(
+        order,
+        "4200000000000000000000000000",
+        total_fee,
+        merchant,
+    )
 }

@@ -11,7 +11,6 @@ mod load;
 mod processes;
 mod verdict;
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -22,9 +21,8 @@ use serde_json::json;
 use sqlx::{Connection, PgConnection};
 
 use load::Client;
-use processes::{free_port, Ports, Processes};
+use testkit::processes::{base_env, delete_queues, Ports, Processes};
 
-const MERCHANT: &str = "1712734762";
 const ADMIN_DB: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 
 struct Options {
@@ -83,49 +81,23 @@ async fn main() -> anyhow::Result<()> {
     let database_url = format!("postgres://postgres@127.0.0.1:5432/{database}");
     let prefix = format!("chaos-{stamp}");
 
-    let ports = Ports {
-        api: free_port()?,
-        wechat: free_port()?,
-        unitel: free_port()?,
-    };
-    let env: HashMap<String, String> = [
-        ("APP_ENV", "production".to_owned()),
-        ("RUST_LOG", "error".into()),
-        ("HOST", "127.0.0.1".into()),
-        ("PORT", ports.api.to_string()),
-        ("DATABASE_URL", database_url.clone()),
-        ("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2f".into()),
-        ("AMQP_PREFIX", prefix.clone()),
-        ("AMQP_QUEUE_EXPIRES_MS", "3600000".into()),
-        (
-            "WECHAT_API_BASE",
-            format!("http://127.0.0.1:{}", ports.wechat),
-        ),
-        ("WECHAT_MCH_ID", MERCHANT.into()),
-        ("WECHAT_ENV_ID", "chaos".into()),
-        ("WECHAT_PAYMENT_CALLBACK_SERVICE", "elife-backend".into()),
-        (
-            "UNITEL_API_URL",
-            format!("http://127.0.0.1:{}/api/v1", ports.unitel),
-        ),
-        ("UNITEL_USERNAME", "elife".into()),
-        ("UNITEL_PASSWORD", "elife-secret".into()),
-        ("UNITEL_TIMEOUT_MS", "1000".into()),
-        ("UNITEL_RETRY_FOR_MS", "3000".into()),
-        ("RATE_LIMIT_ORDERS_PER_MINUTE", "1000000".into()),
-        ("RATE_LIMIT_PAYMENTS_PER_MINUTE", "1000000".into()),
-        ("PAYMENT_SWEEP_INTERVAL_MS", "1000".into()),
-        ("PAYMENT_QUERY_AFTER_MS", "5000".into()),
-        ("RECHARGE_CONCURRENCY", "16".into()),
-        ("RECHARGE_SWEEP_INTERVAL_MS", "1000".into()),
-        ("RECHARGE_REQUEUE_AFTER_MS", "5000".into()),
-        ("RECHARGE_CLAIM_STALE_MS", "5000".into()),
-        ("WORKER_SHUTDOWN_GRACE_MS", "2000".into()),
-        ("REFUND_SWEEP_INTERVAL_MS", "1000".into()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v))
-    .collect();
+    let ports = Ports::free()?;
+    let mut env = base_env(&ports, &database_url, &prefix);
+    env.extend(
+        [
+            ("UNITEL_TIMEOUT_MS", "1000"),
+            ("UNITEL_RETRY_FOR_MS", "3000"),
+            ("PAYMENT_SWEEP_INTERVAL_MS", "1000"),
+            ("PAYMENT_QUERY_AFTER_MS", "5000"),
+            ("RECHARGE_CONCURRENCY", "16"),
+            ("RECHARGE_SWEEP_INTERVAL_MS", "1000"),
+            ("RECHARGE_REQUEUE_AFTER_MS", "5000"),
+            ("RECHARGE_CLAIM_STALE_MS", "5000"),
+            ("WORKER_SHUTDOWN_GRACE_MS", "2000"),
+            ("REFUND_SWEEP_INTERVAL_MS", "1000"),
+        ]
+        .map(|(k, v)| (k.to_owned(), v.to_owned())),
+    );
 
     println!(
         "fault run: {} orders, {} workers, concurrency {}, restarts {}",
@@ -139,8 +111,8 @@ async fn main() -> anyhow::Result<()> {
         http: reqwest::Client::builder()
             .timeout(Duration::from_secs(10))
             .build()?,
-        api: format!("http://127.0.0.1:{}", ports.api),
-        control: format!("http://127.0.0.1:{}", ports.wechat),
+        api: ports.api_url(),
+        control: ports.control_url(),
     };
     let outcome = run(
         &options,
@@ -158,7 +130,7 @@ async fn main() -> anyhow::Result<()> {
             .execute(&mut admin)
             .await?;
     }
-    verdict::delete_queues(&prefix).await;
+    delete_queues(&prefix).await;
     let passed = outcome?;
     if !passed {
         std::process::exit(1);

@@ -3,12 +3,12 @@
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
-use lapin::options::{QueueDeclareOptions, QueueDeleteOptions};
+use lapin::options::QueueDeclareOptions;
 use serde_json::Value;
 use sqlx::PgPool;
 
 use crate::load::{callback_body, Client};
-use crate::MERCHANT;
+use testkit::processes::MERCHANT;
 
 pub struct Forged {
     /// Orders that were never paid and received only forged callbacks.
@@ -84,24 +84,6 @@ async fn queue_sizes(prefix: &str) -> anyhow::Result<(u32, u32)> {
         .message_count();
     let _ = connection.close(200, "".into()).await;
     Ok((main, dead))
-}
-
-pub async fn delete_queues(prefix: &str) {
-    if let Ok(connection) =
-        shared::amqp::connect("amqp://guest:guest@127.0.0.1:5672/%2f", "fault run").await
-    {
-        if let Ok(channel) = connection.create_channel().await {
-            for queue in [
-                format!("{prefix}.recharge"),
-                format!("{prefix}.recharge.dead"),
-            ] {
-                let _ = channel
-                    .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
-                    .await;
-            }
-        }
-        let _ = connection.close(200, "".into()).await;
-    }
 }
 
 /// Waits until no paid order is left without an outcome, nothing waits in the outbox and

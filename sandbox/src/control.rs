@@ -36,6 +36,14 @@ pub(crate) fn router(state: AppState) -> Router {
 #[serde(rename_all = "camelCase")]
 struct PayRequest {
     out_trade_no: String,
+    /// False: the order is paid at WeChat but no notification is sent, so that a caller
+    /// (the benchmark) can deliver the notification itself and time it.
+    #[serde(default = "notify_by_default")]
+    notify: bool,
+}
+
+fn notify_by_default() -> bool {
+    true
 }
 
 #[derive(Deserialize, Default)]
@@ -54,10 +62,12 @@ async fn pay(
     State(state): State<AppState>,
     Json(request): Json<PayRequest>,
 ) -> Result<Response, SandboxError> {
-    let transaction_id = wechat::pay(&state, &request.out_trade_no)?;
+    let order = wechat::pay(&state, &request.out_trade_no, request.notify)?;
     Ok(Json(json!({
         "outTradeNo": request.out_trade_no,
-        "transactionId": transaction_id,
+        "transactionId": order.transaction_id,
+        "totalFee": order.total_fee,
+        "subMchId": order.sub_mch_id,
     }))
     .into_response())
 }

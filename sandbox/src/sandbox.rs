@@ -113,7 +113,8 @@ impl Sandbox {
     /// The simulated user pays. Returns the transaction id once the order is SUCCESS; the
     /// payment callback is then delivered in the background.
     pub async fn pay(&self, out_trade_no: &str) -> Result<String, SandboxError> {
-        wechat::pay(&self.state, out_trade_no)
+        wechat::pay(&self.state, out_trade_no, true)
+            .map(|order| order.transaction_id.unwrap_or_default())
     }
 
     pub fn wechat_order(&self, out_trade_no: &str) -> Option<WechatOrder> {

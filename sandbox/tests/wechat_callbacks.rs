@@ -184,6 +184,37 @@ async fn the_control_api_pays_and_shows_orders_and_callbacks() {
     assert_eq!(log[0]["accepted"], true);
 }
 
+#[tokio::test]
+async fn a_payment_without_notification_is_paid_but_sends_no_callback() {
+    let receiver = Receiver::start(0).await;
+    let sandbox = start(&receiver.url).await;
+    let control = sandbox.control_url();
+    place_order(&sandbox, "ORDQUIET0001").await;
+
+    let paid: Value = client()
+        .post(format!("{control}/sandbox/wechat/pay"))
+        .json(&json!({"outTradeNo": "ORDQUIET0001", "notify": false}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(paid["totalFee"], 1137);
+    assert_eq!(paid["subMchId"], MERCHANT);
+    let order = sandbox.wechat_order("ORDQUIET0001").unwrap();
+    assert_eq!(order.trade_state, TradeState::Success);
+    assert_eq!(
+        order.transaction_id.as_deref(),
+        paid["transactionId"].as_str()
+    );
+
+    // Long enough for a notification to have been delivered, had one been sent.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(receiver.hits().is_empty(), "{:?}", receiver.hits());
+    assert!(sandbox.callback_log().is_empty());
+}
+
 fn refund_request(out_refund_no: &str, refund_fee: i64) -> Value {
     json!({
         "body": "refund",

@@ -9,6 +9,8 @@ mod smtp_sink;
 mod stats_oracle;
 mod system;
 
+pub mod processes;
+
 pub use browser::Browser;
 pub use db::TestDb;
 pub use seed::{seed_orders, Seed};

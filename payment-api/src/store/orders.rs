@@ -34,7 +34,8 @@ pub struct OrderRow {
     pub updated_at: DateTime<Utc>,
 }
 
-const COLUMNS: &str = "order_number, openid, phone_number, product_operator, recharge_type,
+/// What `find` reads; public so that the benchmark can give pgbench the same statement.
+pub const COLUMNS: &str = "order_number, openid, phone_number, product_operator, recharge_type,
     product_code, product_name, product_eng_name, price_mnt, exchange_rate, amount_fen,
     payment_status, prepay_id, prepay_at, transaction_id, paid_at, closed_at, recharge_status,
     recharged_at, seq_id, vat_receipt, recharge_error_code, recharge_error_message,

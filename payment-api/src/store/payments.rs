@@ -36,6 +36,25 @@ pub enum PaymentOutcome {
     NotFound,
 }
 
+/// The transition, its history and its message as one statement: all or nothing, and a
+/// concurrent duplicate finds `payment_status` already 'paid' and changes nothing.
+/// Public so that the benchmark can give pgbench exactly this statement.
+pub const RECORD_PAYMENT: &str = "WITH paid AS (
+    UPDATE orders
+       SET payment_status = 'paid', transaction_id = $2, paid_at = $3, updated_at = now()
+     WHERE order_number = $1 AND payment_status = 'unpaid' AND amount_fen = $4
+    RETURNING order_number
+ ), event AS (
+    INSERT INTO order_events (order_number, event, actor, detail)
+    SELECT order_number, 'paid', $5, jsonb_build_object('transactionId', $2::text)
+    FROM paid
+ ), message AS (
+    INSERT INTO outbox (idempotency_key, order_number, routing_key, payload)
+    SELECT 'order-paid:' || order_number, order_number, $6, $7 FROM paid
+    ON CONFLICT (idempotency_key) DO NOTHING
+ )
+ SELECT order_number FROM paid";
+
 pub async fn confirm(
     db: &PgPool,
     payment: &ConfirmedPayment<'_>,
@@ -47,34 +66,16 @@ pub async fn confirm(
         payment.paid_at,
     );
     let payload = serde_json::to_value(&message).expect("OrderPaid serialises");
-    // The transition, its history and its message are one statement: all or nothing, and
-    // a concurrent duplicate finds `payment_status` already 'paid' and changes nothing.
-    let recorded: Option<String> = sqlx::query_scalar(
-        "WITH paid AS (
-            UPDATE orders
-               SET payment_status = 'paid', transaction_id = $2, paid_at = $3, updated_at = now()
-             WHERE order_number = $1 AND payment_status = 'unpaid' AND amount_fen = $4
-            RETURNING order_number
-         ), event AS (
-            INSERT INTO order_events (order_number, event, actor, detail)
-            SELECT order_number, 'paid', $5, jsonb_build_object('transactionId', $2::text)
-            FROM paid
-         ), message AS (
-            INSERT INTO outbox (idempotency_key, order_number, routing_key, payload)
-            SELECT 'order-paid:' || order_number, order_number, $6, $7 FROM paid
-            ON CONFLICT (idempotency_key) DO NOTHING
-         )
-         SELECT order_number FROM paid",
-    )
-    .bind(payment.order_number.as_str())
-    .bind(payment.transaction_id)
-    .bind(payment.paid_at)
-    .bind(payment.amount.get())
-    .bind(payment.reported_by)
-    .bind(ORDER_PAID_ROUTING_KEY)
-    .bind(payload)
-    .fetch_optional(db)
-    .await?;
+    let recorded: Option<String> = sqlx::query_scalar(RECORD_PAYMENT)
+        .bind(payment.order_number.as_str())
+        .bind(payment.transaction_id)
+        .bind(payment.paid_at)
+        .bind(payment.amount.get())
+        .bind(payment.reported_by)
+        .bind(ORDER_PAID_ROUTING_KEY)
+        .bind(payload)
+        .fetch_optional(db)
+        .await?;
     if recorded.is_some() {
         return Ok(PaymentOutcome::Recorded);
     }

@@ -19,6 +19,7 @@ use axum::Router;
 
 use crate::error::SandboxError;
 use crate::state::AppState;
+use orders::WechatOrder;
 
 pub(crate) fn router(state: AppState) -> Router {
     Router::new()
@@ -40,11 +41,17 @@ async fn add_latency(State(state): State<AppState>, request: Request, next: Next
     next.run(request).await
 }
 
-/// The simulated user pays; the payment callback starts in the background.
-pub(crate) fn pay(state: &AppState, out_trade_no: &str) -> Result<String, SandboxError> {
+/// The simulated user pays; with `notify`, the payment callback starts in the background.
+pub(crate) fn pay(
+    state: &AppState,
+    out_trade_no: &str,
+    notify: bool,
+) -> Result<WechatOrder, SandboxError> {
     let order = state.orders.pay(out_trade_no)?;
-    let transaction_id = order.transaction_id.clone().unwrap_or_default();
-    tracing::info!(%out_trade_no, %transaction_id, total_fee = order.total_fee, "paid");
-    callbacks::deliver_payment(state, &order);
-    Ok(transaction_id)
+    let transaction_id = order.transaction_id.as_deref().unwrap_or_default();
+    tracing::info!(%out_trade_no, %transaction_id, total_fee = order.total_fee, notify, "paid");
+    if notify {
+        callbacks::deliver_payment(state, &order);
+    }
+    Ok(order)
 }

@@ -1,0 +1,266 @@
+//! `callbacks`: the payment callback, as WeChat delivers it, with 10 % duplicates. Its
+//! throughput at concurrency 1, 16 and 64 and its latency at a fixed 500 callbacks/s,
+//! with the confirming `queryorder` on and off; then pgbench sending the callback's own
+//! statements at the same concurrency against the same database, for the ratio.
+
+use std::time::Instant;
+
+use crate::drive::{closed_loop, open_loop, since};
+use crate::measure::{ms, Samples, Table};
+use crate::pgbench::{Pgbench, PgbenchRun};
+use crate::system::{mib, Bench, Memory, Paid};
+
+pub struct CallbackOptions {
+    /// Callbacks per throughput run (a fifth of them at concurrency 1).
+    pub callbacks: usize,
+    pub concurrencies: Vec<usize>,
+    pub fixed_rate: u32,
+    pub fixed_seconds: u32,
+}
+
+impl Default for CallbackOptions {
+    fn default() -> Self {
+        CallbackOptions {
+            callbacks: 10_000,
+            concurrencies: vec![1, 16, 64],
+            fixed_rate: 500,
+            fixed_seconds: 10,
+        }
+    }
+}
+
+pub struct ThroughputRow {
+    pub confirm: bool,
+    pub concurrency: usize,
+    pub callbacks: usize,
+    pub per_second: f64,
+    pub samples: Samples,
+    /// pgbench on the callback's statements at this concurrency (confirmation off only).
+    pub pgbench: Option<PgbenchRun>,
+}
+
+pub struct FixedRateRow {
+    pub confirm: bool,
+    pub samples: Samples,
+}
+
+pub struct CallbackResult {
+    pub throughput: Vec<ThroughputRow>,
+    pub fixed_rate: Vec<FixedRateRow>,
+    pub memory: Memory,
+}
+
+pub async fn run(options: &CallbackOptions) -> anyhow::Result<CallbackResult> {
+    let mut result = CallbackResult {
+        throughput: Vec::new(),
+        fixed_rate: Vec::new(),
+        memory: Memory::default(),
+    };
+    let table = Table::start(
+        "Callbacks: throughput with 10 % duplicates (closed loop)",
+        &[
+            "queryorder",
+            "concurrency",
+            "callbacks",
+            "callbacks/s",
+            "p50 ms",
+            "p99 ms",
+            "pgbench tps",
+            "ratio",
+        ],
+    );
+    for confirm in [true, false] {
+        let setting = if confirm { "true" } else { "false" };
+        // No worker: recharges would compete for the two cores; the OrderPaid messages
+        // wait in the queue, which is deleted afterwards.
+        let mut bench = Bench::start(0, &[("WECHAT_CONFIRM_CALLBACKS", setting)]).await?;
+        let mut pgbench: Option<Pgbench> = None;
+        let mut next_order = 0;
+        for &concurrency in &options.concurrencies {
+            let count = if concurrency == 1 {
+                options.callbacks / 5
+            } else {
+                options.callbacks
+            };
+            let orders = bench
+                .orders_paid_quietly(first_deliveries(count), next_order)
+                .await?;
+            next_order += orders.len();
+            if !confirm && pgbench.is_none() {
+                pgbench = Some(Pgbench::prepare(&bench.db.pool, &bench.db.url).await?);
+            }
+            let started = Instant::now();
+            let samples = deliver(&bench, &with_duplicates(&orders), concurrency).await?;
+            let elapsed = started.elapsed();
+            check_paid_once(&bench, &orders).await?;
+            let pgbench = match pgbench.as_mut() {
+                Some(pgbench) => Some(pgbench.run(&bench.db.pool, concurrency, count).await?),
+                None => None,
+            };
+            let row = ThroughputRow {
+                confirm,
+                concurrency,
+                callbacks: samples.len(),
+                per_second: samples.len() as f64 / elapsed.as_secs_f64(),
+                samples,
+                pgbench,
+            };
+            table.row(&throughput_cells(&row));
+            result.throughput.push(row);
+        }
+
+        let count = (options.fixed_rate * options.fixed_seconds) as usize;
+        let orders = bench
+            .orders_paid_quietly(first_deliveries(count), next_order)
+            .await?;
+        let samples = open_loop(
+            with_duplicates(&orders),
+            f64::from(options.fixed_rate),
+            |paid, due| {
+                let bench = &bench;
+                async move {
+                    bench.deliver_callback(paid).await?;
+                    Ok(since(due))
+                }
+            },
+        )
+        .await?
+        .into_iter()
+        .collect::<Samples>();
+        check_paid_once(&bench, &orders).await?;
+        result.fixed_rate.push(FixedRateRow { confirm, samples });
+        result.memory = result.memory.max(bench.sample_memory());
+        bench.stop().await;
+    }
+
+    let fixed = Table::start(
+        &format!(
+            "Callbacks: latency at a fixed {} callbacks/s for {} s (open loop; target p99 < 20 ms)",
+            options.fixed_rate, options.fixed_seconds
+        ),
+        &["queryorder", "callbacks", "p50 ms", "p99 ms", "max ms"],
+    );
+    for row in &result.fixed_rate {
+        fixed.row(&[
+            on_off(row.confirm).into(),
+            row.samples.len().to_string(),
+            ms(row.samples.percentile(50.0)),
+            ms(row.samples.percentile(99.0)),
+            ms(row.samples.max()),
+        ]);
+    }
+    println!(
+        "\npayment-api peak RSS during the callback runs: {} MiB",
+        mib(result.memory.api)
+    );
+    Ok(result)
+}
+
+fn on_off(confirm: bool) -> &'static str {
+    if confirm {
+        "on"
+    } else {
+        "off"
+    }
+}
+
+fn throughput_cells(row: &ThroughputRow) -> Vec<String> {
+    let (tps, ratio) = match &row.pgbench {
+        Some(p) => (
+            format!("{:.0}", p.per_second),
+            format!("{:.0} %", 100.0 * row.per_second / p.per_second),
+        ),
+        None => ("".into(), "".into()),
+    };
+    vec![
+        on_off(row.confirm).into(),
+        row.concurrency.to_string(),
+        row.callbacks.to_string(),
+        format!("{:.0}", row.per_second),
+        ms(row.samples.percentile(50.0)),
+        ms(row.samples.percentile(99.0)),
+        tps,
+        ratio,
+    ]
+}
+
+/// Orders needed for `deliveries` callbacks when one in ten is a duplicate.
+fn first_deliveries(deliveries: usize) -> usize {
+    deliveries - deliveries / 10
+}
+
+/// Every order once, and after every ninth a second delivery of one a few places back,
+/// which may still be in flight: the platform's duplicates arrive both ways.
+pub fn with_duplicates(orders: &[Paid]) -> Vec<&Paid> {
+    let mut deliveries = Vec::with_capacity(orders.len() + orders.len() / 9 + 1);
+    for (index, order) in orders.iter().enumerate() {
+        deliveries.push(order);
+        if index % 9 == 8 {
+            deliveries.push(&orders[index - 4]);
+        }
+    }
+    deliveries
+}
+
+async fn deliver(
+    bench: &Bench,
+    deliveries: &[&Paid],
+    concurrency: usize,
+) -> anyhow::Result<Samples> {
+    Ok(closed_loop(deliveries, concurrency, |paid| async move {
+        let started = Instant::now();
+        bench.deliver_callback(paid).await?;
+        Ok(started.elapsed())
+    })
+    .await?
+    .into_iter()
+    .collect())
+}
+
+/// Each order paid, with one `paid` event and one OrderPaid message, however many times
+/// it was reported: a fast callback that lost or doubled a payment would be worthless.
+async fn check_paid_once(bench: &Bench, orders: &[Paid]) -> anyhow::Result<()> {
+    let numbers: Vec<&str> = orders.iter().map(|o| o.order_number.as_str()).collect();
+    let (paid, events, messages): (i64, i64, i64) = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM orders WHERE order_number = ANY($1) AND payment_status = 'paid'),
+                (SELECT count(*) FROM order_events WHERE order_number = ANY($1) AND event = 'paid'),
+                (SELECT count(*) FROM outbox WHERE order_number = ANY($1))",
+    )
+    .bind(&numbers)
+    .fetch_one(&bench.db.pool)
+    .await?;
+    let expected = orders.len() as i64;
+    anyhow::ensure!(
+        (paid, events, messages) == (expected, expected, expected),
+        "{expected} orders: {paid} paid, {events} paid events, {messages} messages"
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_delivery_in_ten_is_a_duplicate_of_an_earlier_order() {
+        let orders: Vec<Paid> = (0..900)
+            .map(|n| Paid {
+                order_number: n.to_string(),
+                transaction_id: String::new(),
+                total_fee: 1,
+            })
+            .collect();
+        let deliveries = with_duplicates(&orders);
+        assert_eq!(deliveries.len(), 1000);
+        assert_eq!(first_deliveries(1000), 900);
+        let mut seen = std::collections::HashSet::new();
+        let mut duplicates = 0;
+        for delivery in deliveries {
+            if !seen.insert(&delivery.order_number) {
+                duplicates += 1;
+            }
+        }
+        assert_eq!(duplicates, 100);
+        assert_eq!(seen.len(), 900);
+    }
+}

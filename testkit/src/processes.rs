@@ -1,0 +1,261 @@
+//! The system as separate processes: the sandbox, payment-api and recharge-workers,
+//! started from the binaries of this build, against the local PostgreSQL and RabbitMQ.
+//! The fault run kills them; the benchmark scales them and reads their memory.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use anyhow::Context;
+use lapin::options::QueueDeleteOptions;
+
+pub const MERCHANT: &str = "1712734762";
+pub const AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+
+pub fn free_port() -> anyhow::Result<u16> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    Ok(listener.local_addr()?.port())
+}
+
+/// A binary of this build: beside the running one (a `cargo run` binary) or one directory
+/// up (a test, which runs from `target/<profile>/deps`).
+fn binary(name: &str) -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    let dir = exe
+        .parent()
+        .context("no directory for the running binary")?;
+    let found = [Some(dir), dir.parent()]
+        .into_iter()
+        .flatten()
+        .map(|d| d.join(name))
+        .find(|path| path.exists());
+    found.with_context(|| {
+        format!(
+            "{name} not found beside {}: build the binaries first (cargo build --bins)",
+            exe.display()
+        )
+    })
+}
+
+pub struct Ports {
+    pub api: u16,
+    pub wechat: u16,
+    pub unitel: u16,
+}
+
+impl Ports {
+    pub fn free() -> anyhow::Result<Ports> {
+        Ok(Ports {
+            api: free_port()?,
+            wechat: free_port()?,
+            unitel: free_port()?,
+        })
+    }
+
+    pub fn api_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.api)
+    }
+
+    /// The sandbox's WeChat port also serves its control API.
+    pub fn control_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.wechat)
+    }
+}
+
+/// The environment every process gets: production mode, this database, queues under
+/// `prefix`, and the sandbox in place of WeChat and Unitel. Callers add their own.
+pub fn base_env(ports: &Ports, database_url: &str, prefix: &str) -> HashMap<String, String> {
+    [
+        ("APP_ENV", "production".to_owned()),
+        ("RUST_LOG", "error".into()),
+        ("HOST", "127.0.0.1".into()),
+        ("PORT", ports.api.to_string()),
+        ("DATABASE_URL", database_url.to_owned()),
+        ("AMQP_URL", AMQP_URL.into()),
+        ("AMQP_PREFIX", prefix.to_owned()),
+        ("AMQP_QUEUE_EXPIRES_MS", "3600000".into()),
+        (
+            "WECHAT_API_BASE",
+            format!("http://127.0.0.1:{}", ports.wechat),
+        ),
+        ("WECHAT_MCH_ID", MERCHANT.into()),
+        ("WECHAT_ENV_ID", "local".into()),
+        ("WECHAT_PAYMENT_CALLBACK_SERVICE", "elife-backend".into()),
+        (
+            "UNITEL_API_URL",
+            format!("http://127.0.0.1:{}/api/v1", ports.unitel),
+        ),
+        ("UNITEL_USERNAME", "elife".into()),
+        ("UNITEL_PASSWORD", "elife-secret".into()),
+        ("RATE_LIMIT_ORDERS_PER_MINUTE", "1000000".into()),
+        ("RATE_LIMIT_PAYMENTS_PER_MINUTE", "1000000".into()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect()
+}
+
+pub struct Processes {
+    pub env: HashMap<String, String>,
+    sandbox: Child,
+    api: Child,
+    workers: Vec<Child>,
+    started_workers: usize,
+}
+
+impl Processes {
+    pub fn start(
+        env: HashMap<String, String>,
+        ports: &Ports,
+        workers: usize,
+    ) -> anyhow::Result<Self> {
+        let sandbox = Command::new(binary("sandbox")?)
+            .arg("serve")
+            .envs(&env)
+            .env("SANDBOX_WECHAT_PORT", ports.wechat.to_string())
+            .env("SANDBOX_UNITEL_PORT", ports.unitel.to_string())
+            .env("SANDBOX_CALLBACK_BASE", ports.api_url())
+            .env("SANDBOX_CLOSE_MIN_AGE_SECS", "0")
+            .env(
+                "SANDBOX_CALLBACK_RETRY_MS",
+                "100,200,500,1000,1000,2000,2000,3000,5000,5000,5000,5000,5000,5000,5000,5000",
+            )
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .context("starting the sandbox")?;
+        let api = Command::new(binary("payment-api")?)
+            .envs(&env)
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .context("starting payment-api")?;
+        let mut processes = Processes {
+            env,
+            sandbox,
+            api,
+            workers: Vec::new(),
+            started_workers: 0,
+        };
+        for _ in 0..workers {
+            processes.spawn_worker()?;
+        }
+        Ok(processes)
+    }
+
+    pub fn spawn_worker(&mut self) -> anyhow::Result<()> {
+        self.started_workers += 1;
+        let worker = Command::new(binary("recharge-worker")?)
+            .envs(&self.env)
+            .env("WORKER_ID", format!("worker-{}", self.started_workers))
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .context("starting a recharge-worker")?;
+        self.workers.push(worker);
+        Ok(())
+    }
+
+    /// SIGKILL one worker (no chance to clean up) and start a replacement.
+    pub fn kill_a_worker(&mut self, index: usize) -> anyhow::Result<()> {
+        if self.workers.is_empty() {
+            return Ok(());
+        }
+        let mut victim = self.workers.remove(index % self.workers.len());
+        let killed = victim.kill();
+        victim.wait()?;
+        killed?;
+        self.spawn_worker()
+    }
+
+    pub fn api_pid(&self) -> u32 {
+        self.api.id()
+    }
+
+    pub fn worker_pids(&self) -> Vec<u32> {
+        self.workers.iter().map(Child::id).collect()
+    }
+
+    /// SIGTERM (a graceful stop) to every worker, then wait for them.
+    pub fn stop_workers(&mut self) {
+        stop(&mut self.workers);
+    }
+
+    pub fn stop(mut self) {
+        let mut all: Vec<Child> = self.workers.drain(..).collect();
+        all.push(self.api);
+        all.push(self.sandbox);
+        stop(&mut all);
+    }
+}
+
+fn stop(children: &mut Vec<Child>) {
+    for child in children.iter() {
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+    }
+    for child in children.iter_mut() {
+        // A graceful stop takes a moment; a process that hangs is killed.
+        for _ in 0..50 {
+            if matches!(child.try_wait(), Ok(Some(_))) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    children.clear();
+}
+
+/// The most memory a process has had resident since it started (`VmHWM`), in bytes.
+pub fn peak_rss(pid: u32) -> anyhow::Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let line = status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .context("no VmHWM in /proc/<pid>/status")?;
+    let kib: u64 = line
+        .trim_start_matches("VmHWM:")
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()?;
+    Ok(kib * 1024)
+}
+
+/// The queues a run under `prefix` declared (they also expire by themselves).
+pub async fn delete_queues(prefix: &str) {
+    if let Ok(connection) = shared::amqp::connect(AMQP_URL, "cleanup").await {
+        if let Ok(channel) = connection.create_channel().await {
+            for queue in [
+                format!("{prefix}.recharge"),
+                format!("{prefix}.recharge.dead"),
+            ] {
+                let _ = channel
+                    .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
+                    .await;
+            }
+        }
+        let _ = connection.close(200, "".into()).await;
+    }
+}
+
+/// A payment notification as the platform sends it, for an order paid at WeChat.
+pub fn payment_notification(
+    order: &str,
+    transaction_id: &str,
+    total_fee: i64,
+    merchant: &str,
+) -> serde_json::Value {
+    serde_json::json!({
+        "returnCode": "SUCCESS", "resultCode": "SUCCESS", "appid": "wx-app", "mchId": "1800780001",
+        "subAppid": "wx-sub", "subMchId": merchant, "nonceStr": "f6444fd22de27b16",
+        "openid": "oPoo", "isSubscribe": "N", "subOpenid": "oZWa", "subIsSubscribe": "N",
+        "tradeType": "JSAPI", "bankType": "OTHERS", "totalFee": total_fee, "feeType": "CNY",
+        "cashFee": total_fee, "transactionId": transaction_id, "outTradeNo": order,
+        "timeEnd": "20261124120000", "attach": order,
+    })
+}
