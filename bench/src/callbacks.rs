@@ -5,6 +5,7 @@
 
 use std::time::Instant;
 
+use crate::cpu::CpuSnapshot;
 use crate::drive::{closed_loop, open_loop, since};
 use crate::measure::{ms, Samples, Table};
 use crate::pgbench::{Pgbench, PgbenchRun};
@@ -14,6 +15,8 @@ pub struct CallbackOptions {
     /// Callbacks per throughput run (a fifth of them at concurrency 1).
     pub callbacks: usize,
     pub concurrencies: Vec<usize>,
+    /// Runs with the confirming `queryorder` (true), without (false), or both.
+    pub confirm: Vec<bool>,
     pub fixed_rate: u32,
     pub fixed_seconds: u32,
 }
@@ -23,6 +26,7 @@ impl Default for CallbackOptions {
         CallbackOptions {
             callbacks: 10_000,
             concurrencies: vec![1, 16, 64],
+            confirm: vec![true, false],
             fixed_rate: 500,
             fixed_seconds: 10,
         }
@@ -35,6 +39,8 @@ pub struct ThroughputRow {
     pub callbacks: usize,
     pub per_second: f64,
     pub samples: Samples,
+    /// CPU seconds per callback by program, largest first.
+    pub cpu_per_callback: Vec<(String, f64)>,
     /// pgbench on the callback's statements at this concurrency (confirmation off only).
     pub pgbench: Option<PgbenchRun>,
 }
@@ -56,25 +62,11 @@ pub async fn run(options: &CallbackOptions) -> anyhow::Result<CallbackResult> {
         fixed_rate: Vec::new(),
         memory: Memory::default(),
     };
-    let table = Table::start(
-        "Callbacks: throughput with 10 % duplicates (closed loop)",
-        &[
-            "queryorder",
-            "concurrency",
-            "callbacks",
-            "callbacks/s",
-            "p50 ms",
-            "p99 ms",
-            "pgbench tps",
-            "ratio",
-        ],
-    );
-    for confirm in [true, false] {
+    for &confirm in &options.confirm {
         let setting = if confirm { "true" } else { "false" };
         // No worker: recharges would compete for the two cores; the OrderPaid messages
         // wait in the queue, which is deleted afterwards.
         let mut bench = Bench::start(0, &[("WECHAT_CONFIRM_CALLBACKS", setting)]).await?;
-        let mut pgbench: Option<Pgbench> = None;
         let mut next_order = 0;
         for &concurrency in &options.concurrencies {
             let count = if concurrency == 1 {
@@ -86,26 +78,29 @@ pub async fn run(options: &CallbackOptions) -> anyhow::Result<CallbackResult> {
                 .orders_paid_quietly(first_deliveries(count), next_order)
                 .await?;
             next_order += orders.len();
-            if !confirm && pgbench.is_none() {
-                pgbench = Some(Pgbench::prepare(&bench.db.pool, &bench.db.url).await?);
-            }
+            let cpu_before = CpuSnapshot::take();
             let started = Instant::now();
             let samples = deliver(&bench, &with_duplicates(&orders), concurrency).await?;
             let elapsed = started.elapsed();
+            let cpu = CpuSnapshot::take().since(&cpu_before);
             check_paid_once(&bench, &orders).await?;
-            let pgbench = match pgbench.as_mut() {
-                Some(pgbench) => Some(pgbench.run(&bench.db.pool, concurrency, count).await?),
-                None => None,
-            };
             let row = ThroughputRow {
                 confirm,
                 concurrency,
                 callbacks: samples.len(),
                 per_second: samples.len() as f64 / elapsed.as_secs_f64(),
+                cpu_per_callback: cpu
+                    .into_iter()
+                    .map(|(program, seconds)| (program, seconds / samples.len() as f64))
+                    .collect(),
                 samples,
-                pgbench,
+                pgbench: None,
             };
-            table.row(&throughput_cells(&row));
+            eprintln!(
+                "callbacks: queryorder {}, concurrency {concurrency}: {:.0}/s",
+                on_off(confirm),
+                row.per_second
+            );
             result.throughput.push(row);
         }
 
@@ -130,7 +125,39 @@ pub async fn run(options: &CallbackOptions) -> anyhow::Result<CallbackResult> {
         check_paid_once(&bench, &orders).await?;
         result.fixed_rate.push(FixedRateRow { confirm, samples });
         result.memory = result.memory.max(bench.sample_memory());
-        bench.stop().await;
+        let db = bench.stop_keeping_database().await;
+        if !confirm {
+            // The service is stopped: its outbox relay would otherwise publish pgbench's
+            // messages and take CPU from it. Same database, same rows, same triggers.
+            let mut pgbench = Pgbench::prepare(&db.pool, &db.url).await?;
+            for row in result.throughput.iter_mut().filter(|r| !r.confirm) {
+                let run = pgbench
+                    .run(&db.pool, row.concurrency, row.callbacks)
+                    .await?;
+                eprintln!(
+                    "pgbench: concurrency {}: {:.0} tps",
+                    row.concurrency, run.per_second
+                );
+                row.pgbench = Some(run);
+            }
+        }
+    }
+
+    let table = Table::start(
+        "Callbacks: throughput with 10 % duplicates (closed loop)",
+        &[
+            "queryorder",
+            "concurrency",
+            "callbacks",
+            "callbacks/s",
+            "p50 ms",
+            "p99 ms",
+            "pgbench tps",
+            "ratio",
+        ],
+    );
+    for row in &result.throughput {
+        table.row(&throughput_cells(row));
     }
 
     let fixed = Table::start(
@@ -147,6 +174,22 @@ pub async fn run(options: &CallbackOptions) -> anyhow::Result<CallbackResult> {
             ms(row.samples.percentile(50.0)),
             ms(row.samples.percentile(99.0)),
             ms(row.samples.max()),
+        ]);
+    }
+    let cpu = Table::start(
+        "Callbacks: CPU time per callback by program, in µs (both cores; top 5)",
+        &["queryorder", "concurrency", "programs"],
+    );
+    for row in &result.throughput {
+        cpu.row(&[
+            on_off(row.confirm).into(),
+            row.concurrency.to_string(),
+            row.cpu_per_callback
+                .iter()
+                .take(5)
+                .map(|(program, seconds)| format!("{program} {:.0}", seconds * 1e6))
+                .collect::<Vec<_>>()
+                .join(", "),
         ]);
     }
     println!(

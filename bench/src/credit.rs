@@ -34,6 +34,57 @@ impl Default for CreditOptions {
 pub struct CreditRow {
     pub unitel_latency: Duration,
     pub samples: Samples,
+    pub stages: Stages,
+}
+
+/// Each order's path through the system, from the timestamps it leaves: `paid_at`, the
+/// outbox row's `published_at` (the relay's transaction start), the worker's `claimed`
+/// event, `recharge_sent_at` and `recharged_at`.
+pub struct Stages {
+    pub total: Samples,
+    pub to_relay: Samples,
+    pub to_claim: Samples,
+    pub to_send: Samples,
+    pub to_record: Samples,
+}
+
+impl Stages {
+    async fn of(bench: &Bench, orders: &[String]) -> anyhow::Result<Stages> {
+        let rows: Vec<(f64, f64, f64, f64, f64)> = sqlx::query_as(
+            "SELECT extract(epoch FROM o.recharged_at - o.paid_at)::float8,
+                    extract(epoch FROM m.published_at - o.paid_at)::float8,
+                    extract(epoch FROM c.created_at - m.published_at)::float8,
+                    extract(epoch FROM o.recharge_sent_at - c.created_at)::float8,
+                    extract(epoch FROM o.recharged_at - o.recharge_sent_at)::float8
+               FROM orders o
+               JOIN outbox m ON m.order_number = o.order_number
+               JOIN LATERAL (SELECT max(created_at) AS created_at FROM order_events e
+                              WHERE e.order_number = o.order_number AND e.event = 'claimed') c
+                 ON true
+              WHERE o.order_number = ANY($1)",
+        )
+        .bind(orders)
+        .fetch_all(&bench.db.pool)
+        .await?;
+        anyhow::ensure!(
+            rows.len() == orders.len(),
+            "{} of {} orders have every timestamp",
+            rows.len(),
+            orders.len()
+        );
+        let column = |pick: fn(&(f64, f64, f64, f64, f64)) -> f64| -> Samples {
+            rows.iter()
+                .map(|row| Duration::from_secs_f64(pick(row).max(0.0)))
+                .collect()
+        };
+        Ok(Stages {
+            total: column(|r| r.0),
+            to_relay: column(|r| r.1),
+            to_claim: column(|r| r.2),
+            to_send: column(|r| r.3),
+            to_record: column(|r| r.4),
+        })
+    }
 }
 
 pub struct CreditResult {
@@ -63,29 +114,30 @@ pub async fn run(options: &CreditOptions) -> anyhow::Result<CreditResult> {
         ],
     );
     let count = (options.rate * options.seconds) as usize;
+    let warm_up = options.rate as usize;
+    let mut next_order = 0;
     let mut rows = Vec::new();
-    for (run, &latency) in options.unitel_latencies_ms.iter().enumerate() {
+    for &latency in &options.unitel_latencies_ms {
         bench.set_unitel_latency(latency).await?;
-        let orders = bench.orders_awaiting_payment(count, run * count).await?;
-        open_loop(&orders, f64::from(options.rate), |order, _due| {
-            let bench = &bench;
-            async move { bench.pay_at_wechat(order, true).await }
-        })
-        .await?;
-        bench
-            .wait_until_credited(&orders, Duration::from_secs(120))
+        // One second at the rate first, untimed: every process's connections opened,
+        // Unitel's token fetched.
+        let mut paid = Vec::with_capacity(2);
+        for orders in [warm_up, count] {
+            let orders = bench.orders_awaiting_payment(orders, next_order).await?;
+            next_order += orders.len();
+            open_loop(&orders, f64::from(options.rate), |order, _due| {
+                let bench = &bench;
+                async move { bench.pay_at_wechat(order, true).await }
+            })
             .await?;
-        let seconds: Vec<f64> = sqlx::query_scalar(
-            "SELECT extract(epoch FROM recharged_at - paid_at)::float8
-               FROM orders WHERE order_number = ANY($1)",
-        )
-        .bind(&orders)
-        .fetch_all(&bench.db.pool)
-        .await?;
-        let samples: Samples = seconds
-            .into_iter()
-            .map(|s| Duration::from_secs_f64(s.max(0.0)))
-            .collect();
+            bench
+                .wait_until_credited(&orders, Duration::from_secs(120))
+                .await?;
+            paid.push(orders);
+        }
+        let orders = paid.pop().unwrap_or_default();
+        let stages = Stages::of(&bench, &orders).await?;
+        let samples = stages.total.clone();
         let unitel_latency = Duration::from_millis(latency);
         table.row(&[
             latency.to_string(),
@@ -98,7 +150,28 @@ pub async fn run(options: &CreditOptions) -> anyhow::Result<CreditResult> {
         rows.push(CreditRow {
             unitel_latency,
             samples,
+            stages,
         });
+    }
+    let breakdown = Table::start(
+        "Paid → credited: where the time goes (p50 / p99 ms of each stage)",
+        &[
+            "Unitel latency ms",
+            "recorded → relay picks up",
+            "relay → worker claims",
+            "claimed → sent",
+            "sent → recorded",
+        ],
+    );
+    for row in &rows {
+        let cell = |s: &Samples| format!("{} / {}", ms(s.percentile(50.0)), ms(s.percentile(99.0)));
+        breakdown.row(&[
+            row.unitel_latency.as_millis().to_string(),
+            cell(&row.stages.to_relay),
+            cell(&row.stages.to_claim),
+            cell(&row.stages.to_send),
+            cell(&row.stages.to_record),
+        ]);
     }
     let memory = bench.sample_memory();
     bench.stop().await;

@@ -3,6 +3,7 @@
 //! figures, so that a smoke test can run it small. See docs/performance.md.
 
 pub mod callbacks;
+pub mod cpu;
 pub mod credit;
 pub mod drive;
 pub mod measure;

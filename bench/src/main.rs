@@ -15,6 +15,7 @@ scenarios:
   callbacks  payment callbacks: throughput at each concurrency with 10 % duplicates,
              latency at a fixed rate, queryorder on and off, and pgbench for comparison
              --callbacks N (10000)  --rate N (500)  --seconds N (10)
+             --concurrency N,N,... (1,16,64)  --queryorder on|off|both (both)
   orders     POST /orders and POST /payment/create latency at a fixed rate
              --rate N (200)  --seconds N (10)
   credit     paid → credited latency at a fixed rate, Unitel at 0 and 200 ms
@@ -102,7 +103,23 @@ async fn main() -> anyhow::Result<()> {
                 callbacks: number(&options, "callbacks", defaults.callbacks)?,
                 fixed_rate: number(&options, "rate", defaults.fixed_rate)?,
                 fixed_seconds: number(&options, "seconds", defaults.fixed_seconds)?,
-                ..defaults
+                concurrencies: match options.get("concurrency") {
+                    Some(list) => list
+                        .split(',')
+                        .map(|n| {
+                            n.trim()
+                                .parse()
+                                .map_err(|_| anyhow::anyhow!("--concurrency {list}"))
+                        })
+                        .collect::<anyhow::Result<_>>()?,
+                    None => defaults.concurrencies,
+                },
+                confirm: match options.get("queryorder").map(String::as_str) {
+                    None | Some("both") => defaults.confirm,
+                    Some("on") => vec![true],
+                    Some("off") => vec![false],
+                    Some(other) => anyhow::bail!("--queryorder on|off|both, not {other}"),
+                },
             })
             .await?;
         }

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-#[derive(Default)]
+#[derive(Debug, Clone, Default)]
 pub struct Samples(Vec<Duration>);
 
 impl Samples {

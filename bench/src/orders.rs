@@ -30,8 +30,19 @@ pub struct OrderResult {
 
 pub async fn run(options: &OrderOptions) -> anyhow::Result<OrderResult> {
     let mut bench = Bench::start(0, &[]).await?;
+    let rate = f64::from(options.rate);
+    // One second at the rate first, untimed: connections opened, statements prepared.
+    let warm_up = options.rate as usize;
+    open_loop(0..warm_up, rate, |n, _| {
+        let bench = &bench;
+        async move {
+            let order = bench.create_order(n).await?;
+            bench.create_payment(n, &order).await
+        }
+    })
+    .await?;
     let count = (options.rate * options.seconds) as usize;
-    let timings = open_loop(0..count, f64::from(options.rate), |n, due| {
+    let timings = open_loop(warm_up..warm_up + count, rate, |n, due| {
         let bench = &bench;
         async move {
             let order = bench.create_order(n).await?;
@@ -48,7 +59,7 @@ pub async fn run(options: &OrderOptions) -> anyhow::Result<OrderResult> {
             .fetch_one(&bench.db.pool)
             .await?;
     anyhow::ensure!(
-        created as usize == count,
+        created as usize == warm_up + count,
         "{count} orders sent, {created} with a payment"
     );
     let memory = bench.sample_memory();

@@ -128,11 +128,17 @@ impl Bench {
     /// Stops everything, drops the database and the queues; returns the peak memory.
     pub async fn stop(mut self) -> Memory {
         let memory = self.sample_memory();
+        drop(self.stop_keeping_database().await);
+        memory
+    }
+
+    /// Stops the processes and deletes the queues; the database stays until dropped.
+    pub async fn stop_keeping_database(mut self) -> TestDb {
+        self.sample_memory();
         let processes = self.processes;
         let _ = tokio::task::spawn_blocking(move || processes.stop()).await;
         delete_queues(&self.prefix).await;
-        drop(self.db);
-        memory
+        self.db
     }
 
     pub async fn set_unitel_latency(&self, millis: u64) -> anyhow::Result<()> {
