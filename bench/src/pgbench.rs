@@ -1,16 +1,18 @@
-//! The machine's limit for a callback's database work: pgbench sending the statements one
-//! callback sends (`orders::find`, then `payments::RECORD_PAYMENT`, with 10 % of
-//! transactions duplicates that stop after the first), prepared as sqlx prepares them, at
-//! the same concurrency, against the same database, triggers and all.
+//! The machine's limit for a callback's database work: pgbench sending the statements a
+//! callback without confirmation sends, prepared as sqlx prepares them, at the same
+//! concurrency, against the same database, triggers and all. A first payment is
+//! `payments::RECORD_PAYMENT`; a duplicate (one transaction in ten) is the same statement
+//! changing nothing, then `payments::STATE_AFTER_NO_CHANGE`.
 
 use std::process::Command;
 
 use anyhow::Context;
-use payment_api::store::{orders, payments};
+use payment_api::store::payments;
 use shared::amqp::ORDER_PAID_ROUTING_KEY;
 use sqlx::PgPool;
 
-/// Orders pgbench pays are its own (`PGB<n>`), copied from one the service created.
+/// Orders pgbench pays are its own (`PGB<n>`), copied from one the service created;
+/// duplicates are reported for `PGBD<n>`, paid before the run.
 pub struct Pgbench {
     url: String,
     script: std::path::PathBuf,
@@ -25,6 +27,8 @@ pub struct PgbenchRun {
     pub mean_latency_ms: f64,
 }
 
+const PAID_BEFORE: i64 = 1000;
+
 impl Pgbench {
     pub async fn prepare(db: &PgPool, url: &str) -> anyhow::Result<Pgbench> {
         which_pgbench()?;
@@ -38,6 +42,21 @@ impl Pgbench {
         let script =
             std::env::temp_dir().join(format!("elife-callback-{}.pgbench", std::process::id()));
         std::fs::write(&script, script_text())?;
+        sqlx::query(
+            "INSERT INTO orders (order_number, user_id, openid, phone_number, product_operator,
+                                 recharge_type, product_code, product_name, price_mnt,
+                                 exchange_rate, amount_fen, payment_status, transaction_id,
+                                 paid_at)
+             SELECT 'PGBD' || g, user_id, openid, phone_number, product_operator, recharge_type,
+                    product_code, product_name, price_mnt, exchange_rate, amount_fen, 'paid',
+                    '4200000000000000000000000000', now()
+               FROM (SELECT * FROM orders WHERE amount_fen = $2 LIMIT 1) template,
+                    generate_series(1, $1) g",
+        )
+        .bind(PAID_BEFORE)
+        .bind(amount_fen)
+        .execute(db)
+        .await?;
         Ok(Pgbench {
             url: url.to_owned(),
             script,
@@ -85,7 +104,7 @@ impl Pgbench {
             .arg(format!("--jobs={}", clients.min(2)))
             .arg(format!("--transactions={per_client}"))
             .arg(format!("--file={}", self.script.display()))
-            .arg(format!("--define=seeded={}", self.seeded))
+            .arg(format!("--define=paid_before={PAID_BEFORE}"))
             .arg(format!("--define=amount={}", self.amount_fen))
             .arg("--define=transaction_id=4200000000000000000000000000")
             .arg("--define=reported_by=wechat-callback")
@@ -123,34 +142,40 @@ fn which_pgbench() -> anyhow::Result<()> {
         .context("pgbench is not installed (Debian: postgresql-client)")
 }
 
-/// A first payment reads the order and records the payment; a duplicate only reads. The
-/// order number comes from a sequence in a sub-select (evaluated once, so the unique
-/// index is used, as with the service's bound parameter).
+/// The order number of a first payment comes from a sequence in a sub-select (evaluated
+/// once, so the unique index is used, as with the service's bound parameter).
 fn script_text() -> String {
-    let record = payments::RECORD_PAYMENT
-        .replace("$1", ":order_number")
-        .replace("$2", ":transaction_id")
-        .replace("$3", "now()")
-        .replace("$4", ":amount")
-        .replace("$5", ":reported_by")
-        .replace("$6", ":routing_key")
-        .replace("$7", ":payload::jsonb");
-    let columns = orders::COLUMNS
-        .split_whitespace()
-        .collect::<Vec<_>>()
-        .join(" ");
+    let record = |order_number: &str| {
+        one_line(
+            &payments::RECORD_PAYMENT
+                .replace("$1", order_number)
+                .replace("$2", ":transaction_id")
+                .replace("$3", "now()")
+                .replace("$4", ":amount")
+                .replace("$5", ":reported_by")
+                .replace("$6", ":routing_key")
+                .replace("$7", ":payload::jsonb"),
+        )
+    };
+    let duplicate = "'PGBD' || :n::text";
     format!(
         "\\set duplicate random(1, 10)
 \\if :duplicate = 1
-\\set n random(1, :seeded)
-SELECT {columns} FROM orders WHERE order_number = 'PGB' || :n::text;
+\\set n random(1, :paid_before)
+{};
+{};
 \\else
-SELECT {columns} FROM orders WHERE order_number = (SELECT 'PGB' || nextval('bench_pgbench_orders')) \\gset
 {};
 \\endif
 ",
-        record.split_whitespace().collect::<Vec<_>>().join(" ")
+        record(duplicate),
+        payments::STATE_AFTER_NO_CHANGE.replace("$1", duplicate),
+        record("(SELECT 'PGB' || nextval('bench_pgbench_orders'))"),
     )
+}
+
+fn one_line(sql: &str) -> String {
+    sql.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 fn figure(output: &str, label: &str) -> anyhow::Result<f64> {
@@ -173,6 +198,8 @@ mod tests {
         assert!(script.contains("UPDATE orders SET payment_status = 'paid'"));
         assert!(script.contains("INSERT INTO outbox"));
         assert!(script.contains("INSERT INTO order_events"));
+        assert_eq!(script.matches("UPDATE orders").count(), 2, "{script}");
+        assert!(script.contains("SELECT payment_status, transaction_id, amount_fen"));
     }
 
     #[test]

@@ -84,7 +84,12 @@ pub async fn run(options: &WorkerOptions) -> anyhow::Result<WorkerResult> {
         let row = WorkerRow {
             processes,
             orders: count,
-            per_second: (count - 1) as f64 / first_to_last.max(f64::EPSILON),
+            // The first round of credits (every slot busy at once) completes at the start
+            // of the span; the rest complete within it.
+            per_second: count
+                .saturating_sub(processes * usize::from(options.concurrency))
+                .max(1) as f64
+                / first_to_last.max(f64::EPSILON),
             bound: processes as f64 * f64::from(options.concurrency) * 1000.0
                 / options.unitel_latency_ms.max(1) as f64,
         };

@@ -396,6 +396,83 @@ async fn without_confirmation_a_well_formed_callback_is_trusted() {
 }
 
 #[tokio::test]
+async fn without_confirmation_the_recording_statement_still_refuses_what_disagrees() {
+    let mut system = System::start(api_only()).await;
+    system
+        .restart_api(&[("WECHAT_CONFIRM_CALLBACKS", "false")])
+        .await;
+    let order = system
+        .order_awaiting_payment("o-unconfirmed", "88616600", "voice", "SD5000")
+        .await;
+    let path = format!("/payment/callback/{order}");
+    let anomalies = |kind: &'static str, order: String| {
+        let system = &system;
+        async move {
+            count(
+                system,
+                &format!("SELECT count(*) FROM payment_anomalies WHERE order_number = $1 AND kind = '{kind}'"),
+                &order,
+            )
+            .await
+        }
+    };
+
+    let mut wrong_amount = genuine(&order, 1137);
+    wrong_amount["cashFee"] = 1137.into();
+    let (_, answer) = post_callback(&system, &path, &wrong_amount).await;
+    assert_eq!(answer["errcode"], 0);
+    assert_eq!(anomalies("amount_mismatch", order.clone()).await, 1);
+    assert_eq!(system.statuses(&order).await.0, "unpaid");
+
+    let first = with_transaction(genuine(&order, 1136), "4200000000000000000000000001");
+    for _ in 0..3 {
+        let (_, answer) = post_callback(&system, &path, &first).await;
+        assert_eq!(answer["errcode"], 0);
+    }
+    let second = with_transaction(genuine(&order, 1136), "4200000000000000000000000002");
+    let (_, answer) = post_callback(&system, &path, &second).await;
+    assert_eq!(answer["errcode"], 0);
+    assert_eq!(anomalies("second_transaction", order.clone()).await, 1);
+    assert_eq!(
+        count(
+            &system,
+            "SELECT count(*) FROM outbox WHERE order_number = $1",
+            &order
+        )
+        .await,
+        1,
+        "three deliveries and a second transaction: one message"
+    );
+    assert_eq!(
+        count(
+            &system,
+            "SELECT count(*) FROM order_events WHERE order_number = $1 AND event = 'paid'",
+            &order
+        )
+        .await,
+        1
+    );
+    let (transaction,): (String,) =
+        sqlx::query_as("SELECT transaction_id FROM orders WHERE order_number = $1")
+            .bind(&order)
+            .fetch_one(&system.db.pool)
+            .await
+            .unwrap();
+    assert_eq!(transaction, "4200000000000000000000000001");
+
+    let ghost = "ORD1700000000000NOSUCH02";
+    let (_, answer) = post_callback(
+        &system,
+        &format!("/payment/callback/{ghost}"),
+        &genuine(ghost, 1136),
+    )
+    .await;
+    assert_eq!(answer["errcode"], 0);
+    assert_eq!(anomalies("unknown_order", ghost.to_owned()).await, 1);
+    system.shutdown().await;
+}
+
+#[tokio::test]
 async fn a_callback_that_cannot_be_confirmed_yet_is_retried_by_the_platform() {
     let mut system = System::start(api_only()).await;
     system.restart_api(&[("WECHAT_TIMEOUT_MS", "300")]).await;

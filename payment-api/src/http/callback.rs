@@ -194,24 +194,25 @@ async fn verify_and_record(
         return reject("amount_mismatch").await;
     };
 
-    // What we know of the order decides first: duplicates and forgeries cost no query.
-    let Some(order) = orders::find(&ctx.db, &order_number).await? else {
-        return reject("unknown_order").await;
-    };
-    if order.amount_fen != amount.get() {
-        return reject("amount_mismatch").await;
-    }
-    match order.payment_status.as_str() {
-        "paid" if order.transaction_id.as_deref() == Some(transaction_id) => {
-            metrics::counter!("payment_callbacks_total", "outcome" => "duplicate").increment(1);
-            tracing::info!(order_number = %order_number, "duplicate payment callback");
-            return Ok(());
-        }
-        "paid" => return reject("second_transaction").await,
-        "closed" => return reject("paid_after_close").await,
-        _ => {}
-    }
     if ctx.config.payments.confirm_callbacks {
+        // What we know of the order decides first: duplicates and forgeries cost no
+        // query at WeChat.
+        let Some(order) = orders::find(&ctx.db, &order_number).await? else {
+            return reject("unknown_order").await;
+        };
+        if order.amount_fen != amount.get() {
+            return reject("amount_mismatch").await;
+        }
+        match order.payment_status.as_str() {
+            "paid" if order.transaction_id.as_deref() == Some(transaction_id) => {
+                metrics::counter!("payment_callbacks_total", "outcome" => "duplicate").increment(1);
+                tracing::info!(order_number = %order_number, "duplicate payment callback");
+                return Ok(());
+            }
+            "paid" => return reject("second_transaction").await,
+            "closed" => return reject("paid_after_close").await,
+            _ => {}
+        }
         let confirmed = match ctx.wechat.query_order(&order_number).await {
             Ok(queried) => {
                 let same_transaction = queried.transaction_id.as_deref() == Some(transaction_id);
@@ -225,6 +226,9 @@ async fn verify_and_record(
             return reject("not_paid_at_wechat").await;
         }
     }
+    // Without the confirmation there is nothing to decide before recording: the recording
+    // statement itself checks the order, its amount and its state, and says why when it
+    // changes nothing. One statement for a first payment.
 
     let outcome = payments::confirm(
         &ctx.db,
@@ -244,6 +248,7 @@ async fn verify_and_record(
             ctx.outbox.wake();
         }
         PaymentOutcome::AlreadyRecorded => {
+            metrics::counter!("payment_callbacks_total", "outcome" => "duplicate").increment(1);
             tracing::info!(order_number = %order_number, "duplicate payment callback");
         }
         PaymentOutcome::NotFound => reject("unknown_order").await?,

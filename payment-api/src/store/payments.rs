@@ -55,6 +55,10 @@ pub const RECORD_PAYMENT: &str = "WITH paid AS (
  )
  SELECT order_number FROM paid";
 
+/// Why `RECORD_PAYMENT` changed nothing (a duplicate, most often).
+pub const STATE_AFTER_NO_CHANGE: &str =
+    "SELECT payment_status, transaction_id, amount_fen FROM orders WHERE order_number = $1";
+
 pub async fn confirm(
     db: &PgPool,
     payment: &ConfirmedPayment<'_>,
@@ -81,12 +85,10 @@ pub async fn confirm(
     }
 
     // Nothing changed: say why, from what is stored now.
-    let current: Option<(String, Option<String>, i64)> = sqlx::query_as(
-        "SELECT payment_status, transaction_id, amount_fen FROM orders WHERE order_number = $1",
-    )
-    .bind(payment.order_number.as_str())
-    .fetch_optional(db)
-    .await?;
+    let current: Option<(String, Option<String>, i64)> = sqlx::query_as(STATE_AFTER_NO_CHANGE)
+        .bind(payment.order_number.as_str())
+        .fetch_optional(db)
+        .await?;
     Ok(match current {
         None => PaymentOutcome::NotFound,
         Some((_, _, expected)) if expected != payment.amount.get() => {
