@@ -94,6 +94,10 @@ async fn main() -> anyhow::Result<()> {
     let Some((scenario, rest)) = args.split_first() else {
         anyhow::bail!("{USAGE}");
     };
+    if matches!(scenario.as_str(), "help" | "--help" | "-h") {
+        println!("{USAGE}");
+        return Ok(());
+    }
     let options = options(rest)?;
     build_the_system()?;
     match scenario.as_str() {
