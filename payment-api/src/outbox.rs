@@ -22,7 +22,10 @@ const BATCH: i64 = 200;
 /// Batches in flight at once. A batch waits for RabbitMQ to confirm its messages (a disk
 /// write at the broker, several milliseconds); with one lane, a payment recorded meanwhile
 /// waits for that batch to finish before its own can start. Lanes lock disjoint rows
-/// (`SKIP LOCKED`), so a message is still published by one lane only.
+/// (`SKIP LOCKED`), so a message is still published by one lane only. Each lane holds one
+/// pool connection while its confirms are awaited: size `DATABASE_POOL_SIZE` with that in
+/// mind. A lane failing drops the others' open transactions (rolled back, published again
+/// later: consumers are idempotent through the claim).
 const LANES: usize = 4;
 /// Also polled on this period, in case a wake-up was missed or another instance wrote.
 const POLL: Duration = Duration::from_secs(1);

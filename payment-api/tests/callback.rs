@@ -374,15 +374,21 @@ async fn a_well_formed_callback_for_an_order_wechat_calls_unpaid_is_not_fulfille
     system.shutdown().await;
 }
 
-#[tokio::test]
-async fn without_confirmation_a_well_formed_callback_is_trusted() {
+/// payment-api with `WECHAT_CONFIRM_CALLBACKS=false`, and an order awaiting payment.
+async fn unconfirmed_with_an_order(openid: &str) -> (System, String) {
     let mut system = System::start(api_only()).await;
     system
         .restart_api(&[("WECHAT_CONFIRM_CALLBACKS", "false")])
         .await;
     let order = system
-        .order_awaiting_payment("o-trusting", "88616600", "voice", "SD5000")
+        .order_awaiting_payment(openid, "88616600", "voice", "SD5000")
         .await;
+    (system, order)
+}
+
+#[tokio::test]
+async fn without_confirmation_a_well_formed_callback_is_trusted() {
+    let (system, order) = unconfirmed_with_an_order("o-trusting").await;
     let (_, answer) = post_callback(
         &system,
         &format!("/payment/callback/{order}"),
@@ -397,13 +403,7 @@ async fn without_confirmation_a_well_formed_callback_is_trusted() {
 
 #[tokio::test]
 async fn without_confirmation_the_recording_statement_still_refuses_what_disagrees() {
-    let mut system = System::start(api_only()).await;
-    system
-        .restart_api(&[("WECHAT_CONFIRM_CALLBACKS", "false")])
-        .await;
-    let order = system
-        .order_awaiting_payment("o-unconfirmed", "88616600", "voice", "SD5000")
-        .await;
+    let (system, order) = unconfirmed_with_an_order("o-unconfirmed").await;
     let path = format!("/payment/callback/{order}");
     let anomalies = |kind: &'static str, order: String| {
         let system = &system;
