@@ -1,6 +1,6 @@
 //! `credit`: from a payment recorded to a number credited, at a fixed rate of payments,
 //! with Unitel answering at once and after 200 ms. The customer pays in the sandbox, which
-//! calls back as WeChat does; the time is read from each order's own record: `paid_at`
+//! calls back as WeChat does; the time is read from each order's own record: `payment_recorded_at`
 //! (set by payment-api when it records the payment) to `recharged_at` (set by the worker
 //! when it records Unitel's answer).
 
@@ -37,7 +37,7 @@ pub struct CreditRow {
     pub stages: Stages,
 }
 
-/// Each order's path through the system, from the timestamps it leaves: `paid_at`, the
+/// Each order's path through the system, from the timestamps it leaves: `payment_recorded_at`, the
 /// outbox row's `published_at` (the relay's transaction start), the worker's `claimed`
 /// event, `recharge_sent_at` and `recharged_at`.
 pub struct Stages {
@@ -51,8 +51,8 @@ pub struct Stages {
 impl Stages {
     async fn of(bench: &Bench, orders: &[String]) -> anyhow::Result<Stages> {
         let rows: Vec<(f64, f64, f64, f64, f64)> = sqlx::query_as(
-            "SELECT extract(epoch FROM o.recharged_at - o.paid_at)::float8,
-                    extract(epoch FROM m.published_at - o.paid_at)::float8,
+            "SELECT extract(epoch FROM o.recharged_at - o.payment_recorded_at)::float8,
+                    extract(epoch FROM m.published_at - o.payment_recorded_at)::float8,
                     extract(epoch FROM c.created_at - m.published_at)::float8,
                     extract(epoch FROM o.recharge_sent_at - c.created_at)::float8,
                     extract(epoch FROM o.recharged_at - o.recharge_sent_at)::float8

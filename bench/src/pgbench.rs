@@ -1,14 +1,19 @@
 //! The machine's limit for a callback's database work: pgbench sending the statements a
 //! callback without confirmation sends, prepared as sqlx prepares them, at the same
 //! concurrency, against the same database, triggers and all. A first payment is
-//! `payments::RECORD_PAYMENT`; a duplicate (one transaction in ten) is the same statement
-//! changing nothing, then `payments::STATE_AFTER_NO_CHANGE`.
+//! `lifecycle::record_payment`'s transition; a duplicate (one transaction in ten) is the
+//! same statement changing nothing, then the statement that says why.
+//!
+//! The service builds a payment's outbox key in Rust and binds it; pgbench has no
+//! counter of its own, so a first payment first takes its order number from a sequence
+//! (one more round trip than the service makes, which only makes pgbench's figure lower).
 
 use std::process::Command;
 
 use anyhow::Context;
-use payment_api::store::payments;
 use shared::amqp::ORDER_PAID_ROUTING_KEY;
+use shared::history::{Actor, OrderEvent};
+use shared::lifecycle;
 use sqlx::PgPool;
 
 /// Orders pgbench pays are its own (`PGB<n>`), copied from one the service created;
@@ -46,10 +51,10 @@ impl Pgbench {
             "INSERT INTO orders (order_number, user_id, openid, phone_number, product_operator,
                                  recharge_type, product_code, product_name, price_mnt,
                                  exchange_rate, amount_fen, payment_status, transaction_id,
-                                 paid_at)
-             SELECT 'PGBD' || g, user_id, openid, phone_number, product_operator, recharge_type,
-                    product_code, product_name, price_mnt, exchange_rate, amount_fen, 'paid',
-                    '4200000000000000000000000000', now()
+                                 paid_at, payment_recorded_at)
+             SELECT 'PGBD' || to_char(g, 'FM0000000000'), user_id, openid, phone_number,
+                    product_operator, recharge_type, product_code, product_name, price_mnt,
+                    exchange_rate, amount_fen, 'paid', '4200000000000000000000000000', now(), now()
                FROM (SELECT * FROM orders WHERE amount_fen = $2 LIMIT 1) template,
                     generate_series(1, $1) g",
         )
@@ -71,7 +76,8 @@ impl Pgbench {
             "INSERT INTO orders (order_number, user_id, openid, phone_number, product_operator,
                                  recharge_type, product_code, product_name, price_mnt,
                                  exchange_rate, amount_fen)
-             SELECT 'PGB' || g, user_id, openid, phone_number, product_operator, recharge_type,
+             SELECT 'PGB' || to_char(g, 'FM0000000000'), user_id, openid, phone_number,
+                    product_operator, recharge_type,
                     product_code, product_name, price_mnt, exchange_rate, amount_fen
                FROM (SELECT * FROM orders WHERE amount_fen = $3 LIMIT 1) template,
                     generate_series($1, $2) g",
@@ -107,7 +113,8 @@ impl Pgbench {
             .arg(format!("--define=paid_before={PAID_BEFORE}"))
             .arg(format!("--define=amount={}", self.amount_fen))
             .arg("--define=transaction_id=4200000000000000000000000000")
-            .arg("--define=reported_by=wechat-callback")
+            .arg(format!("--define=event={}", OrderEvent::Paid))
+            .arg(format!("--define=reported_by={}", Actor::WechatCallback))
             .arg(format!("--define=routing_key={ORDER_PAID_ROUTING_KEY}"))
             .arg(format!("--define=payload={payload}"))
             .arg(&self.url)
@@ -142,22 +149,25 @@ fn which_pgbench() -> anyhow::Result<()> {
         .context("pgbench is not installed (Debian: postgresql-client)")
 }
 
-/// The order number of a first payment comes from a sequence in a sub-select (evaluated
-/// once, so the unique index is used, as with the service's bound parameter).
+/// A first payment takes its order number, and its message's key, from a sequence
+/// (`\gset`); a duplicate re-reports one of the orders paid before the run.
 fn script_text() -> String {
-    let record = |order_number: &str| {
+    let (transition, explanation) = lifecycle::record_payment_statements();
+    let record = |order_number: &str, key: &str| {
         one_line(
-            &payments::RECORD_PAYMENT
+            &transition
                 .replace("$1", order_number)
                 .replace("$2", ":transaction_id")
                 .replace("$3", "now()")
                 .replace("$4", ":amount")
-                .replace("$5", ":reported_by")
-                .replace("$6", ":routing_key")
-                .replace("$7", ":payload::jsonb"),
+                .replace("$5", ":event")
+                .replace("$6", ":reported_by")
+                .replace("$7", key)
+                .replace("$8", ":routing_key")
+                .replace("$9", ":payload::jsonb"),
         )
     };
-    let duplicate = "'PGBD' || :n::text";
+    let duplicate = "'PGBD' || to_char(:n::int8, 'FM0000000000')";
     format!(
         "\\set duplicate random(1, 10)
 \\if :duplicate = 1
@@ -165,12 +175,19 @@ fn script_text() -> String {
 {};
 {};
 \\else
+SELECT 'PGB' || to_char(n, 'FM0000000000') AS order_number,
+       'order-paid' || chr(58) || 'PGB' || to_char(n, 'FM0000000000') AS outbox_key
+  FROM nextval('bench_pgbench_orders') n \\gset
 {};
 \\endif
 ",
-        record(duplicate),
-        payments::STATE_AFTER_NO_CHANGE.replace("$1", duplicate),
-        record("(SELECT 'PGB' || nextval('bench_pgbench_orders'))"),
+        // chr(58) is ':': pgbench would read a colon in the text as a variable.
+        record(
+            duplicate,
+            &format!("'order-paid' || chr(58) || {duplicate}")
+        ),
+        one_line(&explanation.replace("$1", duplicate)),
+        record(":order_number", ":outbox_key"),
     )
 }
 
@@ -196,10 +213,11 @@ mod tests {
         let script = script_text();
         assert!(!script.contains('$'), "{script}");
         assert!(script.contains("UPDATE orders SET payment_status = 'paid'"));
+        assert!(script.contains("\\gset"));
         assert!(script.contains("INSERT INTO outbox"));
         assert!(script.contains("INSERT INTO order_events"));
         assert_eq!(script.matches("UPDATE orders").count(), 2, "{script}");
-        assert!(script.contains("SELECT payment_status, transaction_id, amount_fen"));
+        assert!(script.contains("SELECT payment_status AS"));
     }
 
     #[test]

@@ -171,7 +171,8 @@ pub async fn run(options: &StatsOptions) -> anyhow::Result<StatsResult> {
 /// The newest unpaid orders get paid and an old unknown top-up is settled, as in service.
 async fn business_goes_on(db: &sqlx::PgPool, payments: i64) -> anyhow::Result<()> {
     sqlx::query(
-        "UPDATE orders SET payment_status = 'paid', transaction_id = 'TB' || id, paid_at = now()
+        "UPDATE orders SET payment_status = 'paid', transaction_id = 'TB' || id, paid_at = now(),
+                payment_recorded_at = now()
           WHERE id IN (SELECT id FROM orders WHERE payment_status = 'unpaid'
                         ORDER BY created_at DESC LIMIT $1)",
     )

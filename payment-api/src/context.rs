@@ -1,14 +1,16 @@
-//! The state every handler shares.
+//! The state every handler shares. Background jobs do not take it: each gets only what it
+//! uses ([`PaymentWatch`], [`Refunds`], [`crate::alerts::Alerting`]).
 
 use std::sync::Arc;
 
+use shared::outbox::OutboxSignal;
 use shared::unitel::UnitelClient;
 use sqlx::PgPool;
 
-use crate::alerts::Channels;
 use crate::config::ApiConfig;
-use crate::http::RateLimiter;
-use crate::outbox::OutboxSignal;
+use crate::payment_watch::PaymentWatch;
+use crate::rate_limit::RateLimiter;
+use crate::refunds::Refunds;
 use crate::wechat::WechatPay;
 
 #[derive(Clone)]
@@ -19,5 +21,7 @@ pub struct ApiContext {
     pub unitel: Arc<UnitelClient>,
     pub outbox: OutboxSignal,
     pub limiter: Arc<RateLimiter>,
-    pub alerts: Arc<Channels>,
+    /// Asks WeChat about unpaid orders (on read and on cancel).
+    pub payments: Arc<PaymentWatch>,
+    pub refunds: Arc<Refunds>,
 }

@@ -1,12 +1,13 @@
 //! payment-api: the mini-program's HTTP API, WeChat Pay, the payment callback and the
-//! outbox relay that turns recorded payments into `OrderPaid` messages.
+//! outbox relay that turns recorded payments into `OrderPaid` messages. Every change of an
+//! order's or a refund's state goes through [`shared::lifecycle`].
 
 pub mod alerts;
 pub mod config;
 pub mod context;
 pub mod http;
-pub mod outbox;
-pub mod reconcile;
+pub mod payment_watch;
+pub mod rate_limit;
 pub mod refunds;
 pub mod startup;
 pub mod stats;

@@ -4,21 +4,21 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context;
 use shared::amqp::Topology;
+use shared::outbox::{OutboxRelay, OutboxSignal, PAYMENT_LANES};
 use shared::unitel::UnitelClient;
-use sqlx::postgres::PgPoolOptions;
 use sqlx::PgPool;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::alerts::Channels;
+use crate::alerts::{Alerting, Channels};
 use crate::config::ApiConfig;
 use crate::context::ApiContext;
-use crate::http::RateLimiter;
-use crate::outbox::{OutboxRelay, OutboxSignal};
+use crate::payment_watch::PaymentWatch;
+use crate::rate_limit::RateLimiter;
+use crate::refunds::Refunds;
 use crate::wechat::WechatPay;
 
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
@@ -27,16 +27,8 @@ pub struct Application {
     listener: TcpListener,
     ctx: ApiContext,
     relay: OutboxRelay,
+    alerting: Arc<Alerting>,
     db: PgPool,
-}
-
-pub async fn connect_database(url: &str, max_connections: u32) -> anyhow::Result<PgPool> {
-    PgPoolOptions::new()
-        .max_connections(max_connections)
-        .acquire_timeout(Duration::from_secs(5))
-        .connect(url)
-        .await
-        .context("cannot connect to PostgreSQL (DATABASE_URL)")
 }
 
 impl Application {
@@ -44,33 +36,62 @@ impl Application {
     pub async fn build(config: ApiConfig) -> anyhow::Result<Self> {
         // Installed before anything records a metric.
         shared::metrics::recorder();
-        let db = connect_database(config.infra.database_url.expose(), config.db_pool_size).await?;
+        let db = shared::db::connect(
+            &config.infra.database_url,
+            config.db_pool_size,
+            "payment-api",
+        )
+        .await?;
         MIGRATOR.run(&db).await.context("applying migrations")?;
         let addr = SocketAddr::new(config.host, config.port);
         let listener = TcpListener::bind(addr)
             .await
             .with_context(|| format!("cannot listen on {addr}"))?;
         let signal = OutboxSignal::default();
+        let topology = Topology::from_config(&config.infra);
         let relay = OutboxRelay {
             db: db.clone(),
             amqp_url: config.infra.amqp_url.expose().to_owned(),
-            topology: Topology::from_config(&config.infra),
+            connection_name: format!("payment-api outbox relay ({})", topology.exchange),
+            topology,
             signal: signal.clone(),
+            lanes: PAYMENT_LANES,
+            measures_depths: true,
         };
-        let alerts = Arc::new(Channels::new(&config.alerts).context("alert channels (ALERT_*)")?);
+        let alerting = Arc::new(Alerting {
+            db: db.clone(),
+            channels: Channels::new(&config.alerts).context("alert channels (ALERT_*)")?,
+            signal: signal.clone(),
+            config: config.alerts.clone(),
+        });
+        let wechat = Arc::new(WechatPay::new(config.wechat.clone())?);
+        let payments = Arc::new(PaymentWatch {
+            db: db.clone(),
+            wechat: wechat.clone(),
+            outbox: signal.clone(),
+            policy: config.payments.clone(),
+        });
+        let refunds = Arc::new(Refunds {
+            db: db.clone(),
+            wechat: wechat.clone(),
+            auto_refund_failed: config.payments.auto_refund_failed,
+            every: config.payments.refund_sweep_every,
+        });
         let ctx = ApiContext {
-            alerts,
-            wechat: Arc::new(WechatPay::new(config.wechat.clone())?),
             unitel: Arc::new(UnitelClient::new(&config.unitel)?),
             config: Arc::new(config),
             db: db.clone(),
+            wechat,
             outbox: signal,
             limiter: Arc::new(RateLimiter::default()),
+            payments,
+            refunds,
         };
         Ok(Application {
             listener,
             ctx,
             relay,
+            alerting,
             db,
         })
     }
@@ -79,21 +100,20 @@ impl Application {
         self.listener.local_addr().map(|a| a.port()).unwrap_or(0)
     }
 
-    /// Serves until `shutdown` completes, then drains requests and stops the relay.
+    /// Serves until `shutdown` completes, then drains requests and stops the background
+    /// jobs.
     pub async fn run_until(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let stop = CancellationToken::new();
-        let relay = tokio::spawn(self.relay.run(stop.clone()));
-        let sweeps = tokio::spawn(crate::reconcile::run_sweeps(self.ctx.clone(), stop.clone()));
-        let refunds = tokio::spawn(crate::refunds::run_sweeps(self.ctx.clone(), stop.clone()));
-        let alerting = tokio::spawn(crate::alerts::run(
-            self.ctx.clone(),
-            self.ctx.config.alerts.every,
-            stop.clone(),
-        ));
-        let statistics = tokio::spawn(crate::stats::refresh::run(self.db.clone(), stop.clone()));
+        let jobs = [
+            tokio::spawn(self.relay.run(stop.clone())),
+            tokio::spawn(self.ctx.payments.clone().run(stop.clone())),
+            tokio::spawn(self.ctx.refunds.clone().run(stop.clone())),
+            tokio::spawn(self.alerting.run(stop.clone())),
+            tokio::spawn(crate::stats::refresh::run(self.db.clone(), stop.clone())),
+        ];
         let stop_server = stop.clone();
         let served = axum::serve(self.listener, crate::http::router(self.ctx))
             .with_graceful_shutdown(async move {
@@ -104,11 +124,9 @@ impl Application {
             })
             .await;
         stop.cancel();
-        let _ = relay.await;
-        let _ = sweeps.await;
-        let _ = refunds.await;
-        let _ = alerting.await;
-        let _ = statistics.await;
+        for job in jobs {
+            let _ = job.await;
+        }
         self.db.close().await;
         served.context("HTTP server failed")
     }

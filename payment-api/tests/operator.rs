@@ -270,7 +270,7 @@ async fn the_attention_list_refunds_and_rate_routes_check_their_input() {
     sqlx::query(
         "INSERT INTO refunds (order_number, out_refund_no, amount_fen, reason, requested_by,
                               status, last_error, next_check_at)
-         VALUES ($1, 'RF' || $1, 1136, 'test', 'test', 'failed', 'NOTENOUGH', 'infinity')",
+         VALUES ($1, 'RF' || $1, 1136, 'test', 'admin:test', 'failed', 'NOTENOUGH', 'infinity')",
     )
     .bind(&failed)
     .execute(&system.db.pool)

@@ -286,9 +286,10 @@ async fn an_order_once_unknown_is_not_refunded_without_a_person() {
     // As if Unitel had left it unknown with a seq it then reports as failed: the worker
     // sweep settles it `failed` from Unitel's answer alone.
     sqlx::query(
-        "WITH u AS (UPDATE orders SET recharge_status = 'unknown', seq_id = '9999999999999'
+        "WITH u AS (UPDATE orders SET recharge_status = 'unknown', seq_id = '9999999999999',
+                                      unknown_at = now()
                      WHERE order_number = $1 RETURNING order_number)
-         INSERT INTO order_events (order_number, event, actor) SELECT order_number, 'unknown', 'test' FROM u",
+         INSERT INTO order_events (order_number, event, actor) SELECT order_number, 'unknown', 'worker:test' FROM u",
     )
     .bind(&order)
     .execute(&system.db.pool)

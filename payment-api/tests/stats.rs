@@ -136,7 +136,8 @@ async fn a_change_committed_during_a_refresh_is_counted_by_the_next_one() {
     // neither count it nor lose its marker.
     let mut paying = db.begin().await.unwrap();
     sqlx::query(
-        "UPDATE orders SET payment_status = 'paid', transaction_id = 'T-late', paid_at = now()
+        "UPDATE orders SET payment_status = 'paid', transaction_id = 'T-late', paid_at = now(),
+                           payment_recorded_at = now()
           WHERE order_number = $1",
     )
     .bind(&order)

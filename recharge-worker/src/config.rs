@@ -70,7 +70,9 @@ impl WorkerConfig {
                     std::net::SocketAddr::from(([0, 0, 0, 0], 9100)),
                 )?),
             },
-            db_pool_size: s.parsed("DATABASE_POOL_SIZE", u32::from(concurrency).max(2) + 2)?,
+            // One connection per order in flight, plus the sweep (its lock and its work) and the
+            // outbox relay.
+            db_pool_size: s.parsed("DATABASE_POOL_SIZE", u32::from(concurrency).max(2) + 3)?,
         })
     }
 }

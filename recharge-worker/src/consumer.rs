@@ -13,7 +13,7 @@ use lapin::options::{
     BasicRejectOptions,
 };
 use lapin::types::FieldTable;
-use shared::amqp::{self, Topology};
+use shared::amqp::{self, Reconnect, Topology};
 use shared::message::OrderPaid;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -30,28 +30,26 @@ pub struct Consumer {
     pub fulfiller: Arc<Fulfiller>,
 }
 
-const RECONNECT_DELAY_MAX: Duration = Duration::from_secs(10);
-
 impl Consumer {
     pub async fn run(&self, shutdown: CancellationToken) {
-        let mut delay = Duration::from_millis(200);
+        let mut reconnect = Reconnect::default();
         while !shutdown.is_cancelled() {
-            match self.consume(&shutdown).await {
+            match self.consume(&shutdown, &mut reconnect).await {
                 Ok(()) => break,
-                Err(error) => {
-                    tracing::warn!(%error, retry_in = ?delay, "lost RabbitMQ; reconnecting");
-                }
+                Err(error) => tracing::warn!(%error, "lost RabbitMQ; reconnecting"),
             }
-            tokio::select! {
-                _ = shutdown.cancelled() => break,
-                _ = tokio::time::sleep(delay) => {}
+            if !reconnect.wait(&shutdown).await {
+                break;
             }
-            delay = (delay * 2).min(RECONNECT_DELAY_MAX);
         }
     }
 
     /// Consumes until shutdown (Ok) or until the connection fails (Err).
-    async fn consume(&self, shutdown: &CancellationToken) -> Result<(), lapin::Error> {
+    async fn consume(
+        &self,
+        shutdown: &CancellationToken,
+        reconnect: &mut Reconnect,
+    ) -> Result<(), lapin::Error> {
         let connection = amqp::connect(
             &self.amqp_url,
             &format!("recharge-worker {}", self.consumer_tag),
@@ -70,6 +68,7 @@ impl Consumer {
                 FieldTable::default(),
             )
             .await?;
+        reconnect.connected();
         tracing::info!(queue = %self.topology.queue, prefetch = self.prefetch, "consuming");
 
         let mut in_flight = JoinSet::new();

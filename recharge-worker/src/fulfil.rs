@@ -8,14 +8,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use backon::{ExponentialBuilder, Retryable};
+use shared::lifecycle::{self, ClaimedOrder, Outcome};
 use shared::message::OrderPaid;
-use shared::money::Mnt;
-use shared::order::{Msisdn, OrderNumber, RechargeType};
+use shared::order::{OrderNumber, RechargeType};
 use shared::unitel::{TopUp, TopUpReceipt, UnitelClient, UnitelError};
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
-use crate::store::{self, ClaimedOrder, Outcome};
+use crate::store;
 
 /// How long a known outcome is retried into the database before the worker gives up (the
 /// order is then left `processing` with its request marked sent: never re-sent).
@@ -59,7 +59,7 @@ impl Fulfiller {
         if self.shutdown.is_cancelled() {
             return Ok(Disposition::Requeue);
         }
-        let Some(order) = store::claim(
+        let Some(order) = lifecycle::claim(
             &self.db,
             order_number,
             &self.worker_id,
@@ -71,26 +71,7 @@ impl Fulfiller {
         };
         tracing::info!(order_number = %order_number, "claimed");
 
-        let top_up = match self.top_up_for(&order) {
-            Ok(top_up) => top_up,
-            Err(reason) => {
-                // Stored data we cannot act on: a person must look; nothing was sent.
-                tracing::error!(order_number = %order_number, %reason, "order cannot be fulfilled");
-                store::record(
-                    &self.db,
-                    &order.order_number,
-                    &self.worker_id,
-                    &Outcome::Failed {
-                        code: "INVALID_ORDER",
-                        message: &reason,
-                    },
-                )
-                .await?;
-                return Ok(Disposition::Ack);
-            }
-        };
-
-        let result = self.send_with_retries(&order, &top_up).await;
+        let result = self.send_with_retries(&order).await;
         let outcome = match &result {
             Ok(receipt) => Outcome::Success(receipt),
             Err(AttemptError::Unitel(UnitelError::Rejected { code, message })) => {
@@ -105,7 +86,7 @@ impl Fulfiller {
             },
             Err(AttemptError::Unitel(UnitelError::NotSent(reason))) => {
                 tracing::warn!(order_number = %order_number, %reason, "Unitel unreachable; order released");
-                store::release(&self.db, &order.order_number, &self.worker_id, reason).await?;
+                lifecycle::release(&self.db, &order.order_number, &self.worker_id, reason).await?;
                 return Ok(Disposition::Requeue);
             }
             Err(AttemptError::ClaimLost) => {
@@ -119,12 +100,7 @@ impl Fulfiller {
                 return Ok(Disposition::Requeue);
             }
         };
-        let label = match &outcome {
-            Outcome::Success(_) => "success",
-            Outcome::Failed { .. } => "failed",
-            Outcome::Unknown { .. } => "unknown",
-        };
-        metrics::counter!("recharges_total", "outcome" => label).increment(1);
+        metrics::counter!("recharges_total", "outcome" => outcome.status().as_str()).increment(1);
         match &outcome {
             Outcome::Success(receipt) => {
                 tracing::info!(order_number = %order_number, seq = ?receipt.seq, "credited")
@@ -138,7 +114,7 @@ impl Fulfiller {
             }
         }
         // The outcome exists only in memory now: a database hiccup must not lose it.
-        let recorded = (|| store::record(&self.db, &order.order_number, &self.worker_id, &outcome))
+        let recorded = (|| lifecycle::record_outcome(&self.db, &order.order_number, &self.worker_id, &outcome))
             .retry(
                 ExponentialBuilder::default()
                     .with_min_delay(Duration::from_millis(100))
@@ -179,14 +155,9 @@ impl Fulfiller {
         }
     }
 
-    fn top_up_for(
-        &self,
-        order: &ClaimedOrder,
-    ) -> Result<(TopUp, Msisdn, OrderNumber, Mnt), String> {
-        let msisdn = Msisdn::parse(&order.phone_number).map_err(|e| e.to_string())?;
-        let journal_id = OrderNumber::parse(&order.order_number).map_err(|e| e.to_string())?;
-        let amount = Mnt::new(order.price_mnt).map_err(|e| e.to_string())?;
-        let top_up = match RechargeType::parse(&order.recharge_type).map_err(|e| e.to_string())? {
+    /// The Unitel call a paid order's product takes.
+    fn top_up_for(order: &ClaimedOrder) -> TopUp {
+        match order.recharge_type {
             RechargeType::Voice => TopUp::Card {
                 code: order.product_code.clone(),
             },
@@ -194,26 +165,23 @@ impl Fulfiller {
                 code: order.product_code.clone(),
             },
             RechargeType::Postpaid => TopUp::BillPayment,
-        };
-        Ok((top_up, msisdn, journal_id, amount))
+        }
     }
 
     /// Retries only `NotSent`, with exponential backoff and jitter, for at most `retry_for`.
-    async fn send_with_retries(
-        &self,
-        order: &ClaimedOrder,
-        (top_up, msisdn, journal_id, amount): &(TopUp, Msisdn, OrderNumber, Mnt),
-    ) -> Result<TopUpReceipt, AttemptError> {
+    async fn send_with_retries(&self, order: &ClaimedOrder) -> Result<TopUpReceipt, AttemptError> {
+        let top_up = Self::top_up_for(order);
         let attempt = || async {
             // Authentication first: a slow /auth must not count as time after sending.
             self.unitel.ensure_token().await?;
-            if !store::mark_sent(&self.db, &order.order_number, &self.worker_id).await? {
+            if !lifecycle::mark_sent(&self.db, &order.order_number, &self.worker_id).await? {
                 return Err(AttemptError::ClaimLost);
             }
             let started = std::time::Instant::now();
+            // Our order number is the `journal_id`, so Unitel's records and ours share a key.
             let result = self
                 .unitel
-                .top_up(top_up, msisdn, journal_id, *amount)
+                .top_up(&top_up, &order.msisdn, &order.order_number, order.price)
                 .await;
             let outcome = match &result {
                 Ok(_) => "success",
@@ -227,7 +195,7 @@ impl Fulfiller {
                 .record(started.elapsed().as_secs_f64());
             match result {
                 Err(UnitelError::NotSent(reason)) => {
-                    store::unmark_sent(&self.db, &order.order_number, &self.worker_id).await?;
+                    lifecycle::unmark_sent(&self.db, &order.order_number, &self.worker_id).await?;
                     Err(UnitelError::NotSent(reason).into())
                 }
                 other => other.map_err(AttemptError::from),

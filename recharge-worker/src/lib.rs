@@ -1,5 +1,6 @@
 //! recharge-worker: consumes `OrderPaid`, claims each order once through `recharge_at`,
 //! credits the number through Unitel and records the outcome. Run as many as you like.
+//! Every change of an order's state goes through [`shared::lifecycle`].
 
 pub mod config;
 pub mod consumer;
@@ -9,10 +10,9 @@ pub mod sweep;
 
 use std::sync::Arc;
 
-use anyhow::Context;
 use shared::amqp::Topology;
+use shared::outbox::{OutboxRelay, OutboxSignal};
 use shared::unitel::UnitelClient;
-use sqlx::postgres::PgPoolOptions;
 use tokio_util::sync::CancellationToken;
 
 pub use config::WorkerConfig;
@@ -27,21 +27,36 @@ pub async fn run(config: WorkerConfig, shutdown: CancellationToken) -> anyhow::R
             }
         })
     });
-    let db = PgPoolOptions::new()
-        .max_connections(config.db_pool_size)
-        .acquire_timeout(std::time::Duration::from_secs(5))
-        .connect(config.infra.database_url.expose())
-        .await
-        .context("cannot connect to PostgreSQL (DATABASE_URL)")?;
+    let db = shared::db::connect(
+        &config.infra.database_url,
+        config.db_pool_size,
+        "recharge-worker",
+    )
+    .await?;
     let unitel = Arc::new(UnitelClient::new(&config.unitel)?);
-    let sweeper = sweep::Sweeper {
+    let topology = Topology::from_config(&config.infra);
+    // The sweep's requeues are outbox rows: this worker publishes them itself rather
+    // than count on a payment-api being up.
+    let outbox = OutboxSignal::default();
+    let relay = OutboxRelay {
+        db: db.clone(),
+        amqp_url: config.infra.amqp_url.expose().to_owned(),
+        connection_name: format!("outbox relay of worker {}", config.worker_id),
+        topology: topology.clone(),
+        signal: outbox.clone(),
+        lanes: 1,
+        measures_depths: false,
+    };
+    let relaying = tokio::spawn(relay.run(shutdown.clone()));
+    let sweeper = Arc::new(sweep::Sweeper {
         db: db.clone(),
         unitel: unitel.clone(),
         worker_id: config.worker_id.clone(),
         every: config.sweep_every,
         claim_stale_after: config.claim_stale_after,
         requeue_after: config.requeue_after,
-    };
+        outbox,
+    });
     let sweeping = tokio::spawn(sweeper.run(shutdown.clone()));
     let fulfiller = fulfil::Fulfiller {
         shutdown: shutdown.clone(),
@@ -53,7 +68,7 @@ pub async fn run(config: WorkerConfig, shutdown: CancellationToken) -> anyhow::R
     };
     let consumer = consumer::Consumer {
         amqp_url: config.infra.amqp_url.expose().to_owned(),
-        topology: Topology::from_config(&config.infra),
+        topology,
         prefetch: config.concurrency,
         consumer_tag: config.worker_id.clone(),
         shutdown_grace: config.shutdown_grace,
@@ -62,6 +77,7 @@ pub async fn run(config: WorkerConfig, shutdown: CancellationToken) -> anyhow::R
     tracing::info!(worker = %config.worker_id, concurrency = config.concurrency, "recharge-worker starting");
     consumer.run(shutdown).await;
     let _ = sweeping.await;
+    let _ = relaying.await;
     if let Some(metrics) = metrics {
         metrics.abort();
     }

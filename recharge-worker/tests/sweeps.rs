@@ -226,7 +226,12 @@ async fn a_message_that_keeps_failing_is_dead_lettered_then_requeued_by_the_swee
     // Unitel comes back; once the order has waited past RECHARGE_REQUEUE_AFTER_MS (here:
     // made to look an hour old), the sweep puts it back on the queue.
     system.sandbox.reset(false);
-    set(&system, &order, "paid_at = now() - interval '1 hour'").await;
+    set(
+        &system,
+        &order,
+        "payment_recorded_at = now() - interval '1 hour'",
+    )
+    .await;
     assert_eq!(
         system
             .wait_for_outcome(&order, Duration::from_secs(30))

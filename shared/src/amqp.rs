@@ -8,8 +8,11 @@
 //! {prefix}.dead-letter (fanout) ------> {prefix}.recharge.dead (quorum)
 //! ```
 
+use std::time::Duration;
+
+use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder};
 use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
-use lapin::types::{AMQPValue, FieldTable, ShortString};
+use lapin::types::{AMQPValue, FieldTable};
 use lapin::{Channel, Connection, ConnectionProperties, ExchangeKind};
 
 pub const ORDER_PAID_ROUTING_KEY: &str = "order.paid";
@@ -139,6 +142,42 @@ pub async fn connect(url: &str, connection_name: &str) -> lapin::Result<Connecti
     .await
 }
 
-pub fn short(value: &str) -> ShortString {
-    value.into()
+/// Waiting between attempts to reach RabbitMQ again, for every long-lived connection (the
+/// worker's consumer, the outbox relay): 200 ms doubling to 10 s, jittered so that a fleet
+/// does not reconnect in step, and back to 200 ms once a connection was made.
+pub struct Reconnect {
+    delays: ExponentialBackoff,
+}
+
+impl Default for Reconnect {
+    fn default() -> Self {
+        Reconnect {
+            delays: Self::schedule(),
+        }
+    }
+}
+
+impl Reconnect {
+    fn schedule() -> ExponentialBackoff {
+        ExponentialBuilder::default()
+            .with_min_delay(Duration::from_millis(200))
+            .with_max_delay(Duration::from_secs(10))
+            .with_jitter()
+            .without_max_times()
+            .build()
+    }
+
+    /// A connection was made: the next loss starts the schedule again.
+    pub fn connected(&mut self) {
+        self.delays = Self::schedule();
+    }
+
+    /// The next delay; `false` if `stop` fired meanwhile.
+    pub async fn wait(&mut self, stop: &tokio_util::sync::CancellationToken) -> bool {
+        let delay = self.delays.next().unwrap_or(Duration::from_secs(10));
+        tokio::select! {
+            _ = stop.cancelled() => false,
+            _ = tokio::time::sleep(delay) => true,
+        }
+    }
 }

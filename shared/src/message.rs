@@ -1,11 +1,14 @@
 //! The `OrderPaid` message: payment-api's promise to the workers that an order was paid.
 //!
 //! It carries only what identifies the event; the worker reads the order itself from
-//! PostgreSQL, which stays the single source of truth.
+//! PostgreSQL, which stays the single source of truth. It reaches RabbitMQ through the
+//! outbox ([`crate::outbox`]): written as an [`OutboxEntry`] in the same statement as the
+//! state change it announces, published by the relay.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::amqp::ORDER_PAID_ROUTING_KEY;
 use crate::money::Fen;
 use crate::order::OrderNumber;
 
@@ -20,6 +23,15 @@ pub struct OrderPaid {
     pub amount_fen: Fen,
     pub transaction_id: String,
     pub paid_at: DateTime<Utc>,
+}
+
+/// A row of the `outbox` table: a message and where it goes. The idempotency key is
+/// unique, so writing the same entry twice publishes it once.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutboxEntry {
+    pub idempotency_key: String,
+    pub routing_key: &'static str,
+    pub payload: serde_json::Value,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -43,6 +55,29 @@ impl OrderPaid {
             amount_fen,
             transaction_id,
             paid_at,
+        }
+    }
+
+    /// The payment's announcement: one per order (the key is the order's), however many
+    /// times the payment is reported.
+    pub fn outbox_entry(&self) -> OutboxEntry {
+        self.entry(format!("order-paid:{}", self.order_number))
+    }
+
+    /// The same announcement again, for a paid order whose message was lost; `requeue`
+    /// counts the order's requeues, so each gets its own row.
+    pub fn requeue_entry(&self, requeue: i32) -> OutboxEntry {
+        self.entry(format!(
+            "order-paid:{}:requeue:{requeue}",
+            self.order_number
+        ))
+    }
+
+    fn entry(&self, idempotency_key: String) -> OutboxEntry {
+        OutboxEntry {
+            idempotency_key,
+            routing_key: ORDER_PAID_ROUTING_KEY,
+            payload: serde_json::to_value(self).expect("OrderPaid always serialises"),
         }
     }
 
@@ -83,5 +118,25 @@ mod tests {
         v["orderNumber"] = "no spaces allowed".into();
         assert!(OrderPaid::decode(v.to_string().as_bytes()).is_err());
         assert!(OrderPaid::decode(b"not json").is_err());
+    }
+
+    #[test]
+    fn outbox_entries_carry_the_message_under_one_key_per_announcement() {
+        let msg = OrderPaid::new(
+            OrderNumber::parse("ORD1728546789123ABCD").unwrap(),
+            Fen::new(1136).unwrap(),
+            "4200004561202203217657282768".into(),
+            Utc::now(),
+        );
+        let first = msg.outbox_entry();
+        assert_eq!(first.idempotency_key, "order-paid:ORD1728546789123ABCD");
+        assert_eq!(first.routing_key, ORDER_PAID_ROUTING_KEY);
+        let decoded = OrderPaid::decode(first.payload.to_string().as_bytes()).unwrap();
+        assert_eq!(decoded, msg);
+        assert_eq!(
+            msg.requeue_entry(3).idempotency_key,
+            "order-paid:ORD1728546789123ABCD:requeue:3"
+        );
+        assert_eq!(msg.requeue_entry(3).payload, first.payload);
     }
 }

@@ -115,6 +115,9 @@ impl fmt::Display for Mnt {
     }
 }
 
+crate::db::bigint_column!(Fen);
+crate::db::bigint_column!(Mnt);
+
 /// How many tugrik one yuan buys (the `MNT_TO_CNY` rate, e.g. 440).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(try_from = "Decimal", into = "Decimal")]
@@ -130,6 +133,19 @@ impl MntPerYuan {
 
     pub fn get(self) -> Decimal {
         self.0
+    }
+}
+
+impl sqlx::Type<sqlx::Postgres> for MntPerYuan {
+    fn type_info() -> sqlx::postgres::PgTypeInfo {
+        <Decimal as sqlx::Type<sqlx::Postgres>>::type_info()
+    }
+}
+
+impl<'r> sqlx::Decode<'r, sqlx::Postgres> for MntPerYuan {
+    fn decode(value: sqlx::postgres::PgValueRef<'r>) -> Result<Self, sqlx::error::BoxDynError> {
+        let rate = <Decimal as sqlx::Decode<sqlx::Postgres>>::decode(value)?;
+        Ok(MntPerYuan::new(rate)?)
     }
 }
 

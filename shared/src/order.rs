@@ -196,12 +196,27 @@ impl RechargeType {
     }
 }
 
-macro_rules! status_enum {
-    ($(#[$meta:meta])* $name:ident, $kind:literal { $($variant:ident => $text:literal),+ $(,)? }) => {
+/// Columns that hold these values are read back through the same parsers as the edge.
+macro_rules! parsed_column {
+    ($($type:ty),+) => {$(
+        impl $type {
+            fn from_column(value: &str) -> Result<Self, InvalidValue> {
+                <$type>::parse(value)
+            }
+        }
+        crate::db::text_column!($type);
+    )+};
+}
+
+parsed_column!(OrderNumber, Msisdn, OpenId, Operator, RechargeType);
+
+/// A closed set of values stored as text: each variant has exactly one spelling, in JSON
+/// and in its column, and any other text is an error.
+macro_rules! text_enum {
+    ($(#[$meta:meta])* $name:ident, $kind:literal { $($(#[$vmeta:meta])* $variant:ident => $text:literal),+ $(,)? }) => {
         $(#[$meta])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-        #[serde(rename_all = "lowercase")]
-        pub enum $name { $($variant),+ }
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum $name { $($(#[$vmeta])* $variant),+ }
 
         impl $name {
             pub const ALL: &'static [$name] = &[$($name::$variant),+];
@@ -210,23 +225,44 @@ macro_rules! status_enum {
                 match self { $($name::$variant => $text),+ }
             }
 
-            pub fn parse(value: &str) -> Result<Self, InvalidValue> {
+            pub fn parse(value: &str) -> Result<Self, $crate::order::InvalidValue> {
                 match value {
                     $($text => Ok($name::$variant),)+
-                    other => Err(InvalidValue::Status { kind: $kind, value: other.to_owned() }),
+                    other => Err($crate::order::InvalidValue::Status { kind: $kind, value: other.to_owned() }),
                 }
+            }
+
+            fn from_column(value: &str) -> Result<Self, $crate::order::InvalidValue> {
+                Self::parse(value)
             }
         }
 
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
                 f.write_str(self.as_str())
             }
         }
+
+        impl serde::Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.serialize_str(self.as_str())
+            }
+        }
+
+        impl<'de> serde::Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+                $name::parse(&text).map_err(serde::de::Error::custom)
+            }
+        }
+
+        $crate::db::text_column!($name);
     };
 }
 
-status_enum!(
+pub(crate) use text_enum;
+
+text_enum!(
     /// Where the customer's money is.
     PaymentStatus, "payment" {
         Unpaid => "unpaid",
@@ -235,7 +271,7 @@ status_enum!(
     }
 );
 
-status_enum!(
+text_enum!(
     /// Where the top-up is, once the order is paid.
     RechargeStatus, "recharge" {
         Pending => "pending",
@@ -243,6 +279,18 @@ status_enum!(
         Success => "success",
         Failed => "failed",
         Unknown => "unknown",
+    }
+);
+
+text_enum!(
+    /// Where the money going back to the customer is: asked of WeChat (`requested`), taken
+    /// by WeChat with the outcome pending (`accepted`), returned (`success`, confirmed by
+    /// `queryrefund`), or refused or closed by WeChat (`failed`: a person must act).
+    RefundStatus, "refund" {
+        Requested => "requested",
+        Accepted => "accepted",
+        Success => "success",
+        Failed => "failed",
     }
 );
 

@@ -40,8 +40,8 @@ pub async fn seed_orders(database_url: &str, seed: &Seed) -> anyhow::Result<()> 
         "INSERT INTO orders (order_number, user_id, openid, phone_number, product_operator,
                              recharge_type, product_code, product_name, price_mnt,
                              exchange_rate, amount_fen, payment_status, transaction_id,
-                             paid_at, closed_at, recharge_status, recharged_at, created_at,
-                             updated_at)
+                             paid_at, payment_recorded_at, closed_at, recharge_status,
+                             recharged_at, created_at, updated_at)
          SELECT 'SD' || $1 || lpad(x.g::text, 10, '0'),
                 $2 + x.u, 'seed-' || $1 || '-' || x.u,
                 '8' || lpad((x.g % 10000000)::text, 7, '0'),
@@ -49,6 +49,7 @@ pub async fn seed_orders(database_url: &str, seed: &Seed) -> anyhow::Result<()> 
                 round(p.price * 100 / 440.0)::bigint,
                 ps.pay,
                 CASE WHEN ps.pay = 'paid' THEN 'T' || $1 || x.g END,
+                CASE WHEN ps.pay = 'paid' THEN x.created + interval '1 minute' END,
                 CASE WHEN ps.pay = 'paid' THEN x.created + interval '1 minute' END,
                 CASE WHEN ps.pay = 'closed' THEN x.created + interval '30 minutes' END,
                 rs.recharge,
@@ -92,7 +93,7 @@ pub async fn seed_orders(database_url: &str, seed: &Seed) -> anyhow::Result<()> 
     sqlx::query(
         "INSERT INTO refunds (order_number, out_refund_no, amount_fen, reason, requested_by,
                               status, completed_at, next_check_at, created_at)
-         SELECT order_number, 'RF' || order_number, amount_fen, 'seeded', 'seed', s.status,
+         SELECT order_number, 'RF' || order_number, amount_fen, 'seeded', 'admin:seed', s.status,
                 CASE WHEN s.status IN ('success', 'failed') THEN created_at + interval '1 hour' END,
                 'infinity', created_at + interval '3 minutes'
            FROM (SELECT order_number, amount_fen, created_at, recharge_status, random() AS r

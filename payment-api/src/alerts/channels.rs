@@ -22,7 +22,6 @@ struct Email {
     to: Vec<Mailbox>,
 }
 
-#[derive(sqlx::FromRow)]
 struct Due {
     id: i64,
     kind: String,
@@ -65,17 +64,17 @@ impl Channels {
     /// Sends what is due, within the per-minute budget; failures are retried with backoff.
     pub async fn deliver_due(&self, db: &PgPool) -> Result<usize, sqlx::Error> {
         // Channels that are not configured are switched off, so their alerts do not wait.
-        sqlx::query(
+        sqlx::query!(
             "UPDATE alerts SET wecom_status = CASE WHEN $1 THEN wecom_status ELSE 'off' END,
                                email_status = CASE WHEN $2 THEN email_status ELSE 'off' END
               WHERE (wecom_status = 'pending' AND NOT $1) OR (email_status = 'pending' AND NOT $2)",
+            self.wecom_url.is_some(),
+            self.email.is_some(),
         )
-        .bind(self.wecom_url.is_some())
-        .bind(self.email.is_some())
         .execute(db)
         .await?;
-        let sent_last_minute: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM alerts WHERE delivered_at > now() - interval '1 minute'",
+        let sent_last_minute = sqlx::query_scalar!(
+            r#"SELECT count(*) AS "count!" FROM alerts WHERE delivered_at > now() - interval '1 minute'"#
         )
         .fetch_one(db)
         .await?;
@@ -83,7 +82,8 @@ impl Channels {
         if budget == 0 {
             return Ok(0);
         }
-        let due: Vec<Due> = sqlx::query_as(
+        let due = sqlx::query_as!(
+            Due,
             "SELECT id, kind, order_number, message, occurrences, wecom_status, email_status
                FROM alerts
               WHERE (wecom_status = 'pending' OR email_status = 'pending') AND next_attempt_at <= now()
@@ -91,8 +91,8 @@ impl Channels {
               ORDER BY kind NOT IN ('recharge_unknown', 'money_taken_unfulfilled', 'refund_failed',
                                     'refund_stuck', 'recharge_failed'), id
               LIMIT $1",
+            budget,
         )
-        .bind(budget)
         .fetch_all(db)
         .await?;
         let mut delivered = 0;
@@ -129,20 +129,20 @@ impl Channels {
             }
             let done = wecom != "pending" && email != "pending";
             let delivered_now = wecom != alert.wecom_status || email != alert.email_status;
-            sqlx::query(
+            sqlx::query!(
                 "UPDATE alerts SET wecom_status = $2, email_status = $3, last_error = $4,
                         attempts = attempts + 1,
                         sent_at = CASE WHEN $5 THEN now() ELSE sent_at END,
                         delivered_at = CASE WHEN $6 THEN now() ELSE delivered_at END,
                         next_attempt_at = now() + make_interval(secs => LEAST(600, 5 * power(2, LEAST(attempts, 7))))
                   WHERE id = $1",
+                alert.id,
+                wecom,
+                email,
+                (!errors.is_empty()).then(|| errors.join("; ")),
+                done,
+                delivered_now,
             )
-            .bind(alert.id)
-            .bind(&wecom)
-            .bind(&email)
-            .bind((!errors.is_empty()).then(|| errors.join("; ")))
-            .bind(done)
-            .bind(delivered_now)
             .execute(db)
             .await?;
             if done {

@@ -9,45 +9,59 @@
 mod channels;
 mod produce;
 
-use std::time::Duration;
+use std::sync::Arc;
 
+use shared::jobs::{self, ExclusiveJob, RoundReport};
+use shared::outbox::OutboxSignal;
+use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
 pub use channels::Channels;
-pub use produce::produce_once;
 
-use crate::context::ApiContext;
+use crate::config::AlertConfig;
 
-const LOCK: i64 = 0x656c_6966_6504;
-
-/// One round: raise what is new, deliver what is due. One payment-api instance at a time.
-pub async fn run_once(ctx: &ApiContext) -> Result<(usize, usize), sqlx::Error> {
-    let mut lock = ctx.db.begin().await?;
-    let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)")
-        .bind(LOCK)
-        .fetch_one(&mut *lock)
-        .await?;
-    if !locked {
-        return Ok((0, 0));
-    }
-    let raised = produce_once(ctx).await?;
-    let delivered = ctx.alerts.deliver_due(&ctx.db).await?;
-    lock.commit().await?;
-    Ok((raised, delivered))
+/// What alerting needs, and nothing else.
+pub struct Alerting {
+    pub db: PgPool,
+    pub channels: Channels,
+    /// Queue depths, as the outbox relay last measured them.
+    pub signal: OutboxSignal,
+    pub config: AlertConfig,
 }
 
-pub async fn run(ctx: ApiContext, every: Duration, stop: CancellationToken) {
-    let mut tick = tokio::time::interval(every);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            _ = tick.tick() => {}
-        }
-        match run_once(&ctx).await {
-            Ok((0, 0)) => {}
-            Ok((raised, delivered)) => tracing::info!(raised, delivered, "alerts"),
-            Err(error) => tracing::warn!(%error, "alert round failed"),
-        }
+#[derive(Debug, Default)]
+pub struct AlertReport {
+    pub raised: usize,
+    pub delivered: usize,
+}
+
+impl RoundReport for AlertReport {
+    fn is_quiet(&self) -> bool {
+        self.raised + self.delivered == 0
+    }
+}
+
+impl Alerting {
+    /// One round: raise what is new, deliver what is due.
+    pub async fn round(&self) -> Result<AlertReport, sqlx::Error> {
+        let raised = self.produce().await?;
+        let delivered = self.channels.deliver_due(&self.db).await?;
+        Ok(AlertReport { raised, delivered })
+    }
+
+    /// A round every `ALERT_INTERVAL_MS`, one instance at a time.
+    pub async fn run(self: Arc<Self>, stop: CancellationToken) {
+        let alerting = self.clone();
+        jobs::run_every(
+            self.db.clone(),
+            ExclusiveJob::Alerts,
+            self.config.every,
+            stop,
+            move || {
+                let alerting = alerting.clone();
+                async move { alerting.round().await }
+            },
+        )
+        .await
     }
 }

@@ -1,166 +1,323 @@
-//! Turning records into alerts, idempotently: each source is read past a cursor moved in
-//! the same statement, and each alert has a dedupe key (a repeat only counts an occurrence).
+//! Turning records into alerts, idempotently. Each append-only source (order events,
+//! anomalies) is read in bounded batches past a cursor that moves in the same
+//! transaction as the alerts it raised; each alert has a dedupe key, so a repeat only
+//! counts an occurrence.
+//!
+//! Rows are read in (transaction id, id) order, up to the oldest transaction still
+//! running: every row below that boundary is committed (or never will be), so a row that
+//! committed late is never skipped.
 
-use crate::context::ApiContext;
+use std::collections::BTreeMap;
 
-// Rows are read by transaction id, up to the oldest transaction still running: anything
-// below that boundary is committed (or never will be), so nothing is skipped.
+use serde_json::Value;
+use shared::history::{Actor, AnomalyKind, OrderEvent};
+use shared::order::OrderNumber;
 
-pub async fn produce_once(ctx: &ApiContext) -> Result<usize, sqlx::Error> {
-    let mut raised = 0;
-    raised += from_order_events(ctx).await?;
-    raised += from_anomalies(ctx).await?;
-    raised += stuck_refunds(ctx).await?;
-    raised += health(ctx).await?;
-    Ok(raised)
+use super::Alerting;
+
+/// Rows read from a source per statement: a backlog of forged callbacks is worked off in
+/// bounded steps, never read whole.
+const BATCH: i64 = 500;
+/// Batches per source per round, so that one round ends even under a flood.
+const BATCHES_PER_ROUND: usize = 20;
+
+/// One alert to raise (or to count again), keyed by what it is about.
+struct Raised {
+    kind: &'static str,
+    dedupe_key: String,
+    order_number: Option<String>,
+    message: String,
+    occurrences: i32,
 }
 
-async fn from_order_events(ctx: &ApiContext) -> Result<usize, sqlx::Error> {
-    let read: i64 = sqlx::query_scalar(
-        "WITH cursor AS (
-            SELECT next_txid, pg_snapshot_xmin(pg_current_snapshot()) AS boundary
-              FROM alert_cursors WHERE source = 'order_events' FOR UPDATE
-         ), batch AS (
-            SELECT e.id, e.order_number, e.event, e.actor, e.detail
-              FROM order_events e, cursor
-             WHERE e.txid >= cursor.next_txid AND e.txid < cursor.boundary
-         ), classified AS (
-            SELECT b.*, CASE
-                     WHEN b.event = 'unknown' THEN 'recharge_unknown'
-                     WHEN b.event = 'failed' AND b.actor NOT LIKE 'admin:%' THEN 'recharge_failed'
-                     WHEN b.event = 'refund_failed' THEN 'refund_failed'
-                     WHEN b.event = 'paid' AND b.actor = 'wechat-query' THEN 'payment_without_callback'
-                   END AS kind
-              FROM batch b
-         ), raised AS (
-            -- Grouped: one row per alert, however many times the batch repeats it.
-            INSERT INTO alerts (kind, dedupe_key, order_number, message, occurrences)
-            SELECT kind, kind || ':' || order_number, order_number,
-                   CASE kind
-                     WHEN 'recharge_unknown' THEN 'Top-up outcome unknown: check with Unitel, then resolve the order'
-                     WHEN 'recharge_failed' THEN 'Top-up failed'
-                     WHEN 'refund_failed' THEN 'Refund failed: return the money by hand'
-                     ELSE 'Payment found by query: its callback never came'
-                   END || coalesce(' (' || min(coalesce(detail->>'message', detail->>'reason', detail->>'error')) || ')', ''),
-                   count(*)
-              FROM classified WHERE kind IS NOT NULL
-             GROUP BY kind, order_number
-            ON CONFLICT (dedupe_key) DO UPDATE
-               SET occurrences = alerts.occurrences + EXCLUDED.occurrences, last_seen_at = now()
-         ), moved AS (
-            UPDATE alert_cursors SET next_txid = (SELECT boundary FROM cursor)
-             WHERE source = 'order_events'
-         )
-         SELECT count(*) FROM classified WHERE kind IS NOT NULL",
-    )
-    .fetch_one(&ctx.db)
-    .await?;
-    Ok(read as usize)
-}
+/// Alerts grouped by dedupe key, as one batch raises them.
+#[derive(Default)]
+struct Batch(BTreeMap<String, Raised>);
 
-async fn from_anomalies(ctx: &ApiContext) -> Result<usize, sqlx::Error> {
-    let read: i64 = sqlx::query_scalar(
-        "WITH cursor AS (
-            SELECT next_txid, pg_snapshot_xmin(pg_current_snapshot()) AS boundary
-              FROM alert_cursors WHERE source = 'payment_anomalies' FOR UPDATE
-         ), batch AS (
-            SELECT a.id, a.order_number, a.kind,
-                   EXISTS (SELECT 1 FROM orders o WHERE o.order_number = a.order_number) AS known
-              FROM payment_anomalies a, cursor
-             WHERE a.txid >= cursor.next_txid AND a.txid < cursor.boundary
-         ), keyed AS (
-            SELECT CASE WHEN kind IN ('paid_after_close', 'second_transaction')
-                        THEN 'money_taken_unfulfilled' ELSE 'callback_anomaly' END AS alert_kind,
-                   -- forgeries naming made-up orders: one alert per kind and hour, so that
-                   -- inventing order numbers cannot flood the channel
-                   'anomaly:' || kind || ':' || CASE WHEN known THEN order_number
-                                                     ELSE to_char(now(), 'YYYY-MM-DD-HH24') END AS dedupe_key,
-                   CASE WHEN known THEN order_number END AS order_number,
-                   CASE WHEN kind IN ('paid_after_close', 'second_transaction')
-                        THEN 'Money taken for an order that will not be fulfilled (' || kind || '): refund it'
-                        ELSE 'Callback not fulfilled (' || kind || '): forged or mismatched' END AS message
-              FROM batch
-         ), raised AS (
-            INSERT INTO alerts (kind, dedupe_key, order_number, message, occurrences)
-            SELECT alert_kind, dedupe_key, min(order_number), min(message), count(*)
-              FROM keyed GROUP BY alert_kind, dedupe_key
-            ON CONFLICT (dedupe_key) DO UPDATE
-               SET occurrences = alerts.occurrences + EXCLUDED.occurrences, last_seen_at = now()
-         ), moved AS (
-            UPDATE alert_cursors SET next_txid = (SELECT boundary FROM cursor)
-             WHERE source = 'payment_anomalies'
-         )
-         SELECT count(*) FROM batch",
-    )
-    .fetch_one(&ctx.db)
-    .await?;
-    Ok(read as usize)
-}
-
-async fn stuck_refunds(ctx: &ApiContext) -> Result<usize, sqlx::Error> {
-    let raised = sqlx::query(
-        "INSERT INTO alerts (kind, dedupe_key, order_number, message)
-         SELECT 'refund_stuck', 'refund_stuck:' || order_number, order_number,
-                'Refund not settled after an hour (' || status || coalesce(', ' || last_error, '') || ')'
-           FROM refunds
-          WHERE status IN ('requested', 'accepted') AND created_at < now() - interval '1 hour'
-         ON CONFLICT (dedupe_key) DO NOTHING",
-    )
-    .execute(&ctx.db)
-    .await?
-    .rows_affected();
-    Ok(raised as usize)
-}
-
-/// Backlogs: at most one alert per kind and hour.
-async fn health(ctx: &ApiContext) -> Result<usize, sqlx::Error> {
-    let thresholds = &ctx.config.alerts;
-    let (backlog, oldest_secs): (i64, Option<f64>) = sqlx::query_as(
-        "SELECT count(*), extract(epoch FROM now() - min(created_at))::float8
-           FROM outbox WHERE published_at IS NULL",
-    )
-    .fetch_one(&ctx.db)
-    .await?;
-    metrics::gauge!("outbox_backlog").set(backlog as f64);
-    let (queued, dead) = ctx.outbox.queue_depths();
-    let mut raised = Vec::new();
-    if backlog > thresholds.outbox_backlog || oldest_secs.unwrap_or(0.0) > 300.0 {
-        raised.push((
-            "outbox_backlog",
-            format!(
-                "{backlog} paid orders not yet handed to RabbitMQ (oldest {:.0} s)",
-                oldest_secs.unwrap_or(0.0)
-            ),
-        ));
+impl Batch {
+    fn add(
+        &mut self,
+        kind: &'static str,
+        dedupe_key: String,
+        order_number: Option<String>,
+        message: String,
+    ) {
+        self.0
+            .entry(dedupe_key.clone())
+            .and_modify(|raised| raised.occurrences += 1)
+            .or_insert(Raised {
+                kind,
+                dedupe_key,
+                order_number,
+                message,
+                occurrences: 1,
+            });
     }
-    if queued.is_some_and(|q| q > thresholds.queue_depth) {
-        raised.push((
-            "queue_depth",
-            format!(
-                "{} OrderPaid messages waiting for workers",
-                queued.unwrap_or(0)
-            ),
-        ));
+}
+
+/// What an order event means for a person, if anything.
+fn event_alert(event: OrderEvent, actor: &Actor) -> Option<(&'static str, &'static str)> {
+    Some(match event {
+        OrderEvent::Unknown => (
+            "recharge_unknown",
+            "Top-up outcome unknown: check with Unitel, then resolve the order",
+        ),
+        // A person's own verdict is not news to a person.
+        OrderEvent::Failed if !actor.is_person() => ("recharge_failed", "Top-up failed"),
+        OrderEvent::RefundFailed => ("refund_failed", "Refund failed: return the money by hand"),
+        OrderEvent::Paid if *actor == Actor::WechatQuery => (
+            "payment_without_callback",
+            "Payment found by query: its callback never came",
+        ),
+        _ => return None,
+    })
+}
+
+/// What the history says of why, appended to the alert.
+fn why(detail: Option<&Value>) -> Option<String> {
+    let detail = detail?;
+    ["message", "reason", "error"]
+        .iter()
+        .find_map(|key| detail.get(*key).and_then(Value::as_str))
+        .map(str::to_owned)
+}
+
+impl Alerting {
+    pub(super) async fn produce(&self) -> Result<usize, sqlx::Error> {
+        let mut raised = 0;
+        for _ in 0..BATCHES_PER_ROUND {
+            let (read, count) = self.raise_from_order_events().await?;
+            raised += count;
+            if read < BATCH {
+                break;
+            }
+        }
+        for _ in 0..BATCHES_PER_ROUND {
+            let (read, count) = self.raise_from_anomalies().await?;
+            raised += count;
+            if read < BATCH {
+                break;
+            }
+        }
+        raised += self.stuck_refunds().await?;
+        raised += self.health().await?;
+        Ok(raised)
     }
-    if dead.is_some_and(|d| d > 0) {
-        raised.push((
-            "dead_letters",
-            format!("{} messages in the dead-letter queue", dead.unwrap_or(0)),
-        ));
-    }
-    let mut count = 0;
-    for (kind, message) in raised {
-        count += sqlx::query(
-            "INSERT INTO alerts (kind, dedupe_key, message)
-             VALUES ($1, $1 || ':' || to_char(now(), 'YYYY-MM-DD-HH24'), $2)
-             ON CONFLICT (dedupe_key) DO UPDATE
-                SET occurrences = alerts.occurrences + 1, last_seen_at = now(), message = $2",
+
+    /// One batch of order events; (rows read, alerts raised).
+    async fn raise_from_order_events(&self) -> Result<(i64, usize), sqlx::Error> {
+        let mut tx = self.db.begin().await?;
+        let rows = sqlx::query!(
+            r#"WITH cursor AS (
+                  SELECT next_txid, last_id, pg_snapshot_xmin(pg_current_snapshot()) AS boundary
+                    FROM alert_cursors WHERE source = 'order_events' FOR UPDATE
+               )
+               SELECT e.id, e.txid::text AS "txid!", e.order_number AS "order_number: OrderNumber",
+                      e.event AS "event: OrderEvent", e.actor AS "actor: Actor", e.detail
+                 FROM order_events e, cursor
+                WHERE (e.txid, e.id) > (cursor.next_txid, cursor.last_id)
+                  AND e.txid < cursor.boundary
+                ORDER BY e.txid, e.id LIMIT $1"#,
+            BATCH,
         )
-        .bind(kind)
-        .bind(message)
-        .execute(&ctx.db)
-        .await?
-        .rows_affected() as usize;
+        .fetch_all(&mut *tx)
+        .await?;
+        let Some(last) = rows.last() else {
+            return Ok((0, 0));
+        };
+        let cursor = (last.txid.clone(), last.id);
+        let mut batch = Batch::default();
+        for row in &rows {
+            if let Some((kind, message)) = event_alert(row.event, &row.actor) {
+                let message = match why(row.detail.as_ref()) {
+                    Some(why) => format!("{message} ({why})"),
+                    None => message.to_owned(),
+                };
+                batch.add(
+                    kind,
+                    format!("{kind}:{}", row.order_number),
+                    Some(row.order_number.to_string()),
+                    message,
+                );
+            }
+        }
+        let raised = raise(&mut tx, batch).await?;
+        move_cursor(&mut tx, "order_events", cursor).await?;
+        tx.commit().await?;
+        Ok((rows.len() as i64, raised))
     }
+
+    /// One batch of anomalies; (rows read, alerts raised).
+    async fn raise_from_anomalies(&self) -> Result<(i64, usize), sqlx::Error> {
+        let mut tx = self.db.begin().await?;
+        let rows = sqlx::query!(
+            r#"WITH cursor AS (
+                  SELECT next_txid, last_id, pg_snapshot_xmin(pg_current_snapshot()) AS boundary
+                    FROM alert_cursors WHERE source = 'payment_anomalies' FOR UPDATE
+               )
+               SELECT a.id, a.txid::text AS "txid!", a.order_number, a.kind AS "kind: AnomalyKind",
+                      EXISTS (SELECT 1 FROM orders o WHERE o.order_number = a.order_number) AS "known!",
+                      to_char(now(), 'YYYY-MM-DD-HH24') AS "hour!"
+                 FROM payment_anomalies a, cursor
+                WHERE (a.txid, a.id) > (cursor.next_txid, cursor.last_id)
+                  AND a.txid < cursor.boundary
+                ORDER BY a.txid, a.id LIMIT $1"#,
+            BATCH,
+        )
+        .fetch_all(&mut *tx)
+        .await?;
+        let Some(last) = rows.last() else {
+            return Ok((0, 0));
+        };
+        let cursor = (last.txid.clone(), last.id);
+        let mut batch = Batch::default();
+        for row in rows.iter() {
+            let (kind, message) = if row.kind.money_taken_unfulfilled() {
+                (
+                    "money_taken_unfulfilled",
+                    format!(
+                        "Money taken for an order that will not be fulfilled ({}): refund it",
+                        row.kind
+                    ),
+                )
+            } else {
+                (
+                    "callback_anomaly",
+                    format!(
+                        "Callback not fulfilled ({}): forged or mismatched",
+                        row.kind
+                    ),
+                )
+            };
+            // Forgeries naming made-up orders: one alert per kind and hour, so that
+            // inventing order numbers cannot flood the channel.
+            let (subject, order_number) = match (&row.order_number, row.known) {
+                (Some(order), true) => (order.clone(), Some(order.clone())),
+                _ => (row.hour.clone(), None),
+            };
+            batch.add(
+                kind,
+                format!("anomaly:{}:{subject}", row.kind),
+                order_number,
+                message,
+            );
+        }
+        let raised = raise(&mut tx, batch).await?;
+        move_cursor(&mut tx, "payment_anomalies", cursor).await?;
+        tx.commit().await?;
+        Ok((rows.len() as i64, raised))
+    }
+
+    async fn stuck_refunds(&self) -> Result<usize, sqlx::Error> {
+        let raised = sqlx::query!(
+            "INSERT INTO alerts (kind, dedupe_key, order_number, message)
+             SELECT 'refund_stuck', 'refund_stuck:' || order_number, order_number,
+                    'Refund not settled after an hour (' || status || coalesce(', ' || last_error, '') || ')'
+               FROM refunds
+              WHERE status IN ('requested', 'accepted') AND created_at < now() - interval '1 hour'
+             ON CONFLICT (dedupe_key) DO NOTHING"
+        )
+        .execute(&self.db)
+        .await?
+        .rows_affected();
+        Ok(raised as usize)
+    }
+
+    /// Backlogs: at most one alert per kind and hour.
+    async fn health(&self) -> Result<usize, sqlx::Error> {
+        let thresholds = &self.config;
+        let (backlog, oldest_secs) = shared::outbox::backlog(&self.db).await?;
+        let oldest_secs = oldest_secs.unwrap_or(0.0);
+        let (queued, dead) = self.signal.queue_depths();
+        let mut raised = Vec::new();
+        if backlog > thresholds.outbox_backlog || oldest_secs > 300.0 {
+            raised.push((
+                "outbox_backlog",
+                format!(
+                    "{backlog} paid orders not yet handed to RabbitMQ (oldest {oldest_secs:.0} s)"
+                ),
+            ));
+        }
+        if let Some(queued) = queued.filter(|q| *q > thresholds.queue_depth) {
+            raised.push((
+                "queue_depth",
+                format!("{queued} OrderPaid messages waiting for workers"),
+            ));
+        }
+        if let Some(dead) = dead.filter(|d| *d > 0) {
+            raised.push((
+                "dead_letters",
+                format!("{dead} messages in the dead-letter queue"),
+            ));
+        }
+        let mut count = 0;
+        for (kind, message) in raised {
+            count += sqlx::query!(
+                "INSERT INTO alerts (kind, dedupe_key, message)
+                 VALUES ($1, $1 || ':' || to_char(now(), 'YYYY-MM-DD-HH24'), $2)
+                 ON CONFLICT (dedupe_key) DO UPDATE
+                    SET occurrences = alerts.occurrences + 1, last_seen_at = now(), message = $2",
+                kind,
+                message,
+            )
+            .execute(&self.db)
+            .await?
+            .rows_affected() as usize;
+        }
+        Ok(count)
+    }
+}
+
+/// Inserts a batch's alerts, or counts them again where they exist.
+async fn raise(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    batch: Batch,
+) -> Result<usize, sqlx::Error> {
+    if batch.0.is_empty() {
+        return Ok(0);
+    }
+    let mut kinds = Vec::new();
+    let mut keys = Vec::new();
+    let mut orders = Vec::new();
+    let mut messages = Vec::new();
+    let mut occurrences = Vec::new();
+    for raised in batch.0.into_values() {
+        kinds.push(raised.kind.to_owned());
+        keys.push(raised.dedupe_key);
+        orders.push(raised.order_number);
+        messages.push(raised.message);
+        occurrences.push(raised.occurrences);
+    }
+    let count = kinds.len();
+    sqlx::query!(
+        "INSERT INTO alerts (kind, dedupe_key, order_number, message, occurrences)
+         SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::int4[])
+         ON CONFLICT (dedupe_key) DO UPDATE
+            SET occurrences = alerts.occurrences + EXCLUDED.occurrences, last_seen_at = now()",
+        &kinds,
+        &keys,
+        &orders as &[Option<String>],
+        &messages,
+        &occurrences,
+    )
+    .execute(&mut **tx)
+    .await?;
     Ok(count)
+}
+
+/// Everything up to and including this (transaction id, id) was turned into alerts.
+async fn move_cursor(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    source: &str,
+    (txid, id): (String, i64),
+) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        "UPDATE alert_cursors SET next_txid = $2::text::xid8, last_id = $3 WHERE source = $1",
+        source,
+        txid,
+        id,
+    )
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
 }

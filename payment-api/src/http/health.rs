@@ -8,7 +8,6 @@ use utoipa::ToSchema;
 
 use super::envelope::timestamp;
 use crate::context::ApiContext;
-use crate::outbox;
 
 pub fn router() -> Router<ApiContext> {
     Router::new().route("/health", get(health))
@@ -29,7 +28,10 @@ pub struct Health {
 #[utoipa::path(get, path = "/health", tag = "operations",
     responses((status = 200, body = Health), (status = 503, body = Health)))]
 async fn health(State(ctx): State<ApiContext>) -> Response {
-    let backlog = outbox::backlog(&ctx.db).await.ok();
+    let backlog = shared::outbox::backlog(&ctx.db)
+        .await
+        .ok()
+        .map(|(count, _)| count);
     let database_up = backlog.is_some();
     let broker_up = ctx.outbox.broker_up();
     let healthy = database_up && broker_up;

@@ -1,21 +1,23 @@
 //! The HTTP surface: one module per resource, each exposing `router()`, merged here.
 
 mod admin;
+mod admin_page;
+mod attention;
 mod callback;
 mod envelope;
 mod error;
 mod exchange_rate;
+mod extractor;
 mod health;
-mod identity;
 mod json;
+mod notification;
 mod openapi;
-mod operator;
 mod orders;
 mod payment;
 mod products;
-mod rate_limit;
 mod refund;
 mod stats;
+mod types;
 
 use std::time::Duration;
 
@@ -27,7 +29,6 @@ use tower_http::trace::TraceLayer;
 use crate::context::ApiContext;
 
 pub use error::ApiError;
-pub use rate_limit::RateLimiter;
 
 /// No route takes more than a few hundred bytes; this bounds what a client can make us read.
 const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -43,7 +44,8 @@ pub fn router(ctx: ApiContext) -> Router {
         .merge(admin::router())
         .merge(refund::router())
         .merge(stats::router())
-        .merge(operator::router())
+        .merge(attention::router())
+        .merge(admin_page::router())
         .with_state(ctx)
         .merge(openapi::router())
         .route("/metrics", axum::routing::get(metrics_text))

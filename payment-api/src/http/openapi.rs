@@ -27,9 +27,9 @@ use utoipa_swagger_ui::SwaggerUi;
         super::refund::request_refund,
         super::refund::refund_callback,
         super::stats::statistics,
-        super::operator::attention,
-        super::operator::retry_refund,
-        super::operator::set_exchange_rate,
+        super::attention::attention,
+        super::refund::retry_refund,
+        super::exchange_rate::set_exchange_rate,
     ),
     modifiers(&AdminTokenScheme, &ResponseEnvelopes),
     tags(

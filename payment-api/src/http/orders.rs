@@ -10,15 +10,18 @@ use shared::money::{price_in_fen, Fen, Mnt};
 use shared::order::{Operator, OrderNumber, PaymentStatus, RechargeStatus, RechargeType};
 use utoipa::{IntoParams, ToSchema};
 
+use shared::history::Actor;
+use shared::lifecycle::{self, NewOrder};
+
 use super::envelope::Envelope;
 use super::error::ApiError;
-use super::identity::CurrentUser;
+use super::extractor::CurrentUser;
 use super::json::ApiJson;
-use super::products::{parse_msisdn, unitel_error};
+use super::types::{parse_msisdn, parse_order_number, unitel_error, OrderNumberParam};
 use crate::context::ApiContext;
-use crate::reconcile::{self, QueryResult};
+use crate::payment_watch::QueryResult;
 use crate::refunds::{self, Refund};
-use crate::store::orders::{self, ListFilter, NewOrder, OrderRow};
+use crate::store::orders::{self, ListFilter, OrderRow};
 use crate::store::rates;
 
 pub fn router() -> Router<ApiContext> {
@@ -56,25 +59,32 @@ pub struct RechargeErrorView {
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct OrderView {
-    order_number: String,
-    phone_number: String,
+    #[schema(value_type = String)]
+    order_number: OrderNumber,
+    #[schema(value_type = String)]
+    phone_number: shared::order::Msisdn,
     product_operator: String,
-    recharge_type: String,
+    #[schema(value_type = String)]
+    recharge_type: RechargeType,
     product_code: String,
     product_name: String,
     product_eng_name: Option<String>,
-    price_mnt: i64,
+    #[schema(value_type = i64)]
+    price_mnt: Mnt,
     #[schema(value_type = String, example = "440")]
     exchange_rate: Decimal,
-    amount_fen: i64,
+    #[schema(value_type = i64)]
+    amount_fen: Fen,
     /// Yuan, two decimals.
     #[schema(value_type = String, example = "11.36")]
     price_rmb: Decimal,
     /// `unpaid`, `paid` or `closed`.
-    payment_status: String,
+    #[schema(value_type = String)]
+    payment_status: PaymentStatus,
     /// `pending`, `processing`, `success`, `failed` or `unknown` (being checked; nobody is
     /// charged twice).
-    recharge_status: String,
+    #[schema(value_type = String)]
+    recharge_status: RechargeStatus,
     transaction_id: Option<String>,
     paid_at: Option<DateTime<Utc>>,
     recharged_at: Option<DateTime<Utc>>,
@@ -98,7 +108,7 @@ impl From<OrderRow> for OrderView {
             message: row.recharge_error_message.clone(),
         });
         OrderView {
-            price_rmb: Decimal::new(row.amount_fen, 2),
+            price_rmb: row.amount_fen.yuan(),
             order_number: row.order_number,
             phone_number: row.phone_number,
             product_operator: row.product_operator,
@@ -124,31 +134,15 @@ impl From<OrderRow> for OrderView {
     }
 }
 
-/// An order number in a path.
-#[derive(IntoParams)]
-#[into_params(names("orderNumber"), parameter_in = Path)]
-#[allow(dead_code)]
-pub struct OrderNumberParam(
-    #[param(
-        pattern = r"^[0-9A-Za-z_|*-]{6,32}$",
-        example = "ORD1795562423906XQ68VSFX"
-    )]
-    String,
-);
-
 /// The caller's order; someone else's answers exactly like one that does not exist.
 async fn owned_order(
     ctx: &ApiContext,
     order_number: &OrderNumber,
     user: &CurrentUser,
 ) -> Result<OrderRow, ApiError> {
-    orders::find_owned(&ctx.db, order_number, &user.openid)
+    orders::find(&ctx.db, order_number, Some(&user.openid))
         .await?
         .ok_or_else(|| ApiError::NotFound("Order not found".into()))
-}
-
-pub fn parse_order_number(value: &str) -> Result<OrderNumber, ApiError> {
-    OrderNumber::parse(value).map_err(|e| ApiError::BadRequest(format!("orderNumber: {e}")))
 }
 
 struct PricedProduct {
@@ -247,7 +241,7 @@ async fn create(
         .map_err(|e| ApiError::BadRequest(format!("This product cannot be priced: {e}")))?;
     let order_number = OrderNumber::generate();
     tracing::Span::current().record("order_number", order_number.as_str());
-    let row = orders::insert(
+    lifecycle::create_order(
         &ctx.db,
         &NewOrder {
             order_number: &order_number,
@@ -266,6 +260,7 @@ async fn create(
     )
     .await?;
     tracing::info!(order_number = %order_number, amount_fen = amount.get(), "order created");
+    let row = owned_order(&ctx, &order_number, &user).await?;
     Ok(Envelope(row.into()))
 }
 
@@ -319,16 +314,10 @@ fn china_day_start(value: &str, field: &str) -> Result<DateTime<Utc>, ApiError> 
 
 fn status_filter(query: &MyOrdersQuery) -> Result<ListFilter, ApiError> {
     let mut filter = ListFilter::default();
-    let payment = |s: &str| {
-        PaymentStatus::parse(s)
-            .map(|p| p.as_str().to_owned())
-            .map_err(|e| ApiError::BadRequest(e.to_string()))
-    };
-    let recharge = |s: &str| {
-        RechargeStatus::parse(s)
-            .map(|r| r.as_str().to_owned())
-            .map_err(|e| ApiError::BadRequest(e.to_string()))
-    };
+    let payment =
+        |s: &str| PaymentStatus::parse(s).map_err(|e| ApiError::BadRequest(e.to_string()));
+    let recharge =
+        |s: &str| RechargeStatus::parse(s).map_err(|e| ApiError::BadRequest(e.to_string()));
     if let Some(status) = query.status.as_deref() {
         if PaymentStatus::parse(status).is_ok() {
             filter.payment_status = Some(payment(status)?);
@@ -403,9 +392,12 @@ async fn one(
     let row = owned_order(&ctx, &order_number, &user).await?;
     // The user is looking at an order they may just have paid: if its callback is late or
     // lost, ask WeChat now rather than show it unpaid.
-    if row.payment_status == "unpaid" && row.prepay_id.is_some() {
-        let amount = Fen::new(row.amount_fen).map_err(anyhow::Error::from)?;
-        match reconcile::settle_by_query(&ctx, &order_number, amount).await {
+    if row.payment_status == PaymentStatus::Unpaid && row.prepay_id.is_some() {
+        match ctx
+            .payments
+            .settle_by_query(&order_number, row.amount_fen)
+            .await
+        {
             Ok(QueryResult::Paid(_)) => {
                 let row = owned_order(&ctx, &order_number, &user).await?;
                 return Ok(Envelope(OrderView::from(row)));
@@ -415,7 +407,7 @@ async fn one(
         }
     }
     let mut view = OrderView::from(row);
-    view.refund = refunds::find(&ctx.db, order_number.as_str()).await?;
+    view.refund = refunds::find(&ctx.db, &order_number).await?;
     Ok(Envelope(view))
 }
 
@@ -435,10 +427,10 @@ async fn cancel(
     let order_number = parse_order_number(&order_number)?;
     tracing::Span::current().record("order_number", order_number.as_str());
     let row = owned_order(&ctx, &order_number, &user).await?;
-    match row.payment_status.as_str() {
-        "unpaid" => {}
-        "closed" => return Ok(Envelope(OrderView::from(row))),
-        _ => {
+    match row.payment_status {
+        PaymentStatus::Unpaid => {}
+        PaymentStatus::Closed => return Ok(Envelope(OrderView::from(row))),
+        PaymentStatus::Paid => {
             return Err(ApiError::Conflict(
                 "A paid order cannot be cancelled".into(),
             ))
@@ -448,8 +440,7 @@ async fn cancel(
         match ctx.wechat.close_order(&order_number).await {
             Ok(crate::wechat::CloseOutcome::Closed) => {}
             Ok(crate::wechat::CloseOutcome::AlreadyPaid) => {
-                let amount = Fen::new(row.amount_fen).map_err(anyhow::Error::from)?;
-                if let Err(error) = reconcile::settle_by_query(&ctx, &order_number, amount).await {
+                if let Err(error) = ctx.payments.settle_by_query(&order_number, row.amount_fen).await {
                     tracing::warn!(%error, "recording a payment found while cancelling failed");
                 }
                 return Err(ApiError::Conflict("This order has already been paid".into()));
@@ -465,17 +456,16 @@ async fn cancel(
             }
         }
     }
-    let actor = format!("user:{}", user.openid.as_str());
-    orders::close_unpaid(
+    lifecycle::close_unpaid(
         &ctx.db,
-        order_number.as_str(),
-        &actor,
+        &order_number,
+        &Actor::User(user.openid.clone()),
         "cancelled by the user",
         row.prepay_id.is_none(),
     )
     .await?;
     let row = owned_order(&ctx, &order_number, &user).await?;
-    if row.payment_status != "closed" {
+    if row.payment_status != PaymentStatus::Closed {
         // A payment started meanwhile: the sweep closes it at WeChat first.
         return Err(ApiError::Conflict(
             "The order changed meanwhile; please look at it again".into(),

@@ -5,15 +5,15 @@ use axum::extract::State;
 use axum::routing::post;
 use axum::Router;
 use serde::Deserialize;
-use shared::money::Fen;
+use shared::lifecycle;
 use shared::order::PaymentStatus;
 use utoipa::ToSchema;
 
 use super::envelope::Envelope;
 use super::error::ApiError;
-use super::identity::CurrentUser;
+use super::extractor::CurrentUser;
 use super::json::ApiJson;
-use super::orders::parse_order_number;
+use super::types::parse_order_number;
 use crate::context::ApiContext;
 use crate::store::orders;
 use crate::wechat::WechatError;
@@ -86,10 +86,10 @@ async fn create(
     )?;
     let order_number = parse_order_number(&request.order_number)?;
     tracing::Span::current().record("order_number", order_number.as_str());
-    let order = orders::find_owned(&ctx.db, &order_number, &user.openid)
+    let order = orders::find(&ctx.db, &order_number, Some(&user.openid))
         .await?
         .ok_or_else(|| ApiError::NotFound("Order not found".into()))?;
-    match PaymentStatus::parse(&order.payment_status).map_err(anyhow::Error::from)? {
+    match order.payment_status {
         PaymentStatus::Unpaid => {}
         PaymentStatus::Paid => {
             return Err(ApiError::Conflict(
@@ -109,7 +109,7 @@ async fn create(
             "The payment window of this order is over; please place a new one".into(),
         ));
     }
-    let amount = Fen::new(order.amount_fen).map_err(anyhow::Error::from)?;
+    let amount = order.amount_fen;
     let description = format!(
         "境外话费充值 - {}",
         order
@@ -122,7 +122,7 @@ async fn create(
         .unified_order(&order_number, &user.openid, amount, &description)
         .await
         .map_err(wechat_error)?;
-    if !orders::record_prepay(&ctx.db, &order_number, &prepaid.prepay_id).await? {
+    if !lifecycle::record_prepay(&ctx.db, &order_number, &prepaid.prepay_id).await? {
         // Closed (or paid) while WeChat was preparing the payment: the sheet must not reach
         // the user. Close it at WeChat too, best effort; the sweep retries otherwise.
         if let Err(error) = ctx.wechat.close_order(&order_number).await {

@@ -9,13 +9,13 @@ use axum::Router;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use shared::money::{price_in_fen, Mnt, MntPerYuan};
-use shared::order::Msisdn;
-use shared::unitel::{Product, ProductGroup, UnitelError};
+use shared::unitel::{Product, ProductGroup};
 use utoipa::ToSchema;
 
 use super::envelope::Envelope;
 use super::error::ApiError;
 use super::json::ApiJson;
+use super::types::{parse_msisdn, unitel_error};
 use crate::context::ApiContext;
 use crate::store::rates;
 
@@ -66,22 +66,6 @@ pub struct ServicesView {
     cards: BTreeMap<String, Vec<ProductView>>,
     /// Data packages by group (`data`, `days`, `entertainment`): rechargeType `data`.
     data: BTreeMap<String, Vec<ProductView>>,
-}
-
-pub fn unitel_error(error: UnitelError) -> ApiError {
-    match error {
-        UnitelError::Rejected { code, message } => {
-            ApiError::BadRequest(format!("Unitel: {message} ({code})"))
-        }
-        other => {
-            tracing::warn!(error = %other, "Unitel unavailable");
-            ApiError::Upstream("Unitel is unavailable, please try again shortly".into())
-        }
-    }
-}
-
-pub fn parse_msisdn(value: &str, field: &str) -> Result<Msisdn, ApiError> {
-    Msisdn::parse(value).map_err(|e| ApiError::BadRequest(format!("{field}: {e}")))
 }
 
 fn view(product: &Product, rate: MntPerYuan) -> Option<ProductView> {

@@ -1,31 +1,33 @@
-//! Refund routes: a person asks for one (`POST /payment/refund`, admin token), and the
+//! Refund routes: a person asks for one (`POST /payment/refund`) or sends a failed one
+//! again (`POST /admin/refunds/{orderNumber}/retry`), both with the admin token; and the
 //! platform reports the result (`POST /payment/refund-callback/{orderNumber}`), which is
 //! confirmed with `queryrefund` before anything is recorded — the callback is
 //! undocumented and unsigned.
 
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
+use axum::http::HeaderMap;
 use axum::routing::post;
-use axum::{Json, Router};
+use axum::Router;
 use bytes::Bytes;
 use serde::Deserialize;
-use serde_json::{json, Value};
-use shared::order::OrderNumber;
+use shared::history::{Actor, AnomalyKind};
+use shared::lifecycle;
+use shared::order::{OrderNumber, RefundStatus};
 use utoipa::ToSchema;
 
-use super::admin::{person, required_text, Admin};
 use super::envelope::Envelope;
 use super::error::ApiError;
-use super::json::{contains_nul, ApiJson};
-use super::orders::{parse_order_number, OrderNumberParam};
+use super::extractor::Admin;
+use super::json::ApiJson;
+use super::notification::{Notification, Reply};
+use super::types::{parse_order_number, person, required_text, OrderNumberParam};
 use crate::context::ApiContext;
 use crate::refunds::{self, Refund, RequestError};
-use crate::store::anomalies;
 
 pub fn router() -> Router<ApiContext> {
     Router::new()
         .route("/payment/refund", post(request_refund))
+        .route("/admin/refunds/{order_number}/retry", post(retry_refund))
         .route(
             "/payment/refund-callback/{order_number}",
             post(refund_callback),
@@ -71,33 +73,71 @@ async fn request_refund(
 ) -> Result<Envelope<Refund>, ApiError> {
     let order_number = parse_order_number(&request.order_number)?;
     let reason = required_text(&request.reason, "reason", 200)?;
-    let who = person(request.requested_by.as_deref(), "requestedBy")?;
-    let actor = format!("admin:{who}");
-    let refund = refunds::request(
-        &ctx.db,
-        &order_number,
-        reason,
-        &actor,
-        request.include_credited,
-    )
-    .await
-    .map_err(|e| match e {
-        RequestError::NotFound => ApiError::NotFound("Order not found".into()),
-        RequestError::Database(e) => ApiError::from(e),
-        other => ApiError::Conflict(other.to_string()),
-    })?;
+    let actor = Actor::Admin(person(request.requested_by.as_deref(), "requestedBy")?);
+    let refund = ctx
+        .refunds
+        .request(&order_number, reason, &actor, request.include_credited)
+        .await
+        .map_err(|e| match e {
+            RequestError::NotFound => ApiError::NotFound("Order not found".into()),
+            RequestError::Database(e) => ApiError::from(e),
+            other => ApiError::Conflict(other.to_string()),
+        })?;
     tracing::info!(order_number = %order_number, by = %actor, "refund requested");
-    if let Err(error) = refunds::push(&ctx, order_number.as_str()).await {
+    if let Err(error) = ctx.refunds.push(&order_number).await {
         tracing::warn!(%error, "sending the refund now failed; the sweep will");
     }
-    let refund = refunds::find(&ctx.db, order_number.as_str())
+    let refund = refunds::find(&ctx.db, &order_number)
         .await?
         .unwrap_or(refund);
     Ok(Envelope(refund))
 }
 
-fn answer(status: StatusCode, errcode: i64, errmsg: &str) -> Response {
-    (status, Json(json!({"errcode": errcode, "errmsg": errmsg}))).into_response()
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RetryRequest {
+    /// Why it is worth sending again (what changed). Kept in the order's history.
+    #[schema(
+        example = "merchant account topped up",
+        pattern = r"\S",
+        max_length = 200
+    )]
+    note: String,
+    /// Who decided (default `admin`).
+    #[serde(default)]
+    #[schema(max_length = 100)]
+    retried_by: Option<String>,
+}
+
+/// Sends a failed refund to WeChat again, under the same refund number (so it can never
+/// be paid twice); the refund sweep takes it from there.
+#[utoipa::path(post, path = "/admin/refunds/{orderNumber}/retry", tag = "admin",
+    params(OrderNumberParam), request_body = RetryRequest, security(("admin_token" = [])),
+    responses((status = 200, body = Refund), (status = 400, description = "Invalid note"),
+              (status = 401, description = "Missing or wrong admin token"),
+              (status = 404, description = "No refund for this order"),
+              (status = 409, description = "The refund has not failed")))]
+async fn retry_refund(
+    State(ctx): State<ApiContext>,
+    _admin: Admin,
+    Path(order_number): Path<String>,
+    ApiJson(request): ApiJson<RetryRequest>,
+) -> Result<Envelope<Refund>, ApiError> {
+    let order_number = parse_order_number(&order_number)?;
+    let note = required_text(&request.note, "note", 200)?;
+    let actor = Actor::Admin(person(request.retried_by.as_deref(), "retriedBy")?);
+    let retried = lifecycle::retry_refund(&ctx.db, &order_number, &actor, note).await?;
+    let refund = refunds::find(&ctx.db, &order_number)
+        .await?
+        .ok_or_else(|| ApiError::NotFound("No refund for this order".into()))?;
+    if !retried {
+        return Err(ApiError::Conflict(format!(
+            "Only a failed refund can be retried; this one is {}",
+            refund.status
+        )));
+    }
+    tracing::info!(order_number = %order_number, by = %actor, "failed refund sent again by a person");
+    Ok(Envelope(refund))
 }
 
 /// WeChat's refund result. Answered `{"errcode":0,"errmsg":""}` once handled; the outcome
@@ -110,73 +150,71 @@ fn answer(status: StatusCode, errcode: i64, errmsg: &str) -> Response {
 async fn refund_callback(
     State(ctx): State<ApiContext>,
     Path(path_order): Path<String>,
-    headers: axum::http::HeaderMap,
+    headers: HeaderMap,
     body: Bytes,
-) -> Response {
+) -> Reply {
     let Ok(order_number) = OrderNumber::parse(&path_order) else {
-        return answer(
-            StatusCode::BAD_REQUEST,
-            400,
-            "invalid order number in the path",
-        );
+        return Reply::Unreadable("invalid order number in the path");
     };
-    let body: Value = match serde_json::from_slice::<Value>(&body) {
-        Ok(value @ Value::Object(_)) if !contains_nul(&value) => value,
-        _ => return answer(StatusCode::BAD_REQUEST, 400, "unreadable body"),
+    let notification = match Notification::read(&headers, &body) {
+        Ok(notification) => notification,
+        Err(error) => {
+            tracing::warn!(%error, "unreadable refund callback");
+            return Reply::Unreadable("unreadable body");
+        }
     };
-    let field = |key: &str| body.get(key).and_then(Value::as_str).unwrap_or("");
-    let expected_refund_no = refunds::out_refund_no(order_number.as_str());
-    let mismatch = if field("subMchId") != ctx.wechat.merchant_id() {
-        Some("refund_merchant_mismatch")
-    } else if field("outTradeNo") != order_number.as_str()
-        || field("outRefundNo") != expected_refund_no
+    match handle_refund_result(&ctx, &order_number, &notification).await {
+        Ok(true) => Reply::Handled,
+        Ok(false) => Reply::RetryLater("temporarily unable to handle the refund result"),
+        Err(error) => {
+            tracing::error!(%error, order_number = %order_number, "refund callback not handled; asking for a retry");
+            Reply::RetryLater("temporarily unable to handle the refund result")
+        }
+    }
+}
+
+/// True once the notification is dealt with; false when it must come again later.
+async fn handle_refund_result(
+    ctx: &ApiContext,
+    order_number: &OrderNumber,
+    notification: &Notification,
+) -> Result<bool, sqlx::Error> {
+    let mismatch = if !notification.for_merchant(ctx.wechat.merchant_id()) {
+        Some(AnomalyKind::RefundMerchantMismatch)
+    } else if notification.text("outTradeNo") != Some(order_number.as_str())
+        || notification.text("outRefundNo") != Some(lifecycle::out_refund_no(order_number).as_str())
     {
-        Some("refund_order_mismatch")
+        Some(AnomalyKind::RefundOrderMismatch)
+    } else if !notification.source_trusted(ctx.config.app_env) {
+        Some(AnomalyKind::RefundMissingSource)
     } else {
         None
     };
-    let production = ctx.config.app_env == shared::config::AppEnv::Production;
-    let mismatch =
-        mismatch
-            .or((production && !headers.contains_key("x-wx-source"))
-                .then_some("refund_missing_source"));
-    let handled: Result<bool, sqlx::Error> = match mismatch {
-        Some(kind) => anomalies::record(&ctx.db, Some(order_number.as_str()), kind, body.clone())
-            .await
-            .map(|()| true),
-        None => match refunds::find(&ctx.db, order_number.as_str()).await {
-            Err(e) => Err(e),
-            // Money returned that this system never asked for: a person must know.
-            Ok(None) => anomalies::record(
-                &ctx.db,
-                Some(order_number.as_str()),
-                "refund_unknown",
-                body.clone(),
-            )
-            .await
-            .map(|()| true),
-            // Accepted at WeChat before we recorded it: send it again later.
-            Ok(Some(refund)) if refund.status == "requested" => Ok(false),
-            Ok(Some(_)) => refunds::check(&ctx, &order_number).await.map(|status| {
-                tracing::info!(order_number = %order_number, ?status, "refund callback checked");
-                status.is_some()
-            }),
-        },
+    let record = |kind| {
+        lifecycle::record_anomaly(
+            &ctx.db,
+            Some(order_number.as_str()),
+            kind,
+            &Actor::WechatRefundCallback,
+            notification.body(),
+        )
     };
-    let handled = match handled {
-        Ok(true) => Ok(()),
-        Ok(false) => Err("not settled yet".to_owned()),
-        Err(e) => Err(e.to_string()),
-    };
-    match handled {
-        Ok(()) => answer(StatusCode::OK, 0, ""),
-        Err(error) => {
-            tracing::error!(%error, order_number = %order_number, "refund callback not handled; asking for a retry");
-            answer(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                -1,
-                "temporarily unable to handle the refund result",
-            )
+    if let Some(kind) = mismatch {
+        record(kind).await?;
+        return Ok(true);
+    }
+    match refunds::find(&ctx.db, order_number).await? {
+        // Money returned that this system never asked for: a person must know.
+        None => {
+            record(AnomalyKind::RefundUnknown).await?;
+            Ok(true)
+        }
+        // Accepted at WeChat before we recorded it: send it again later.
+        Some(refund) if refund.status == RefundStatus::Requested => Ok(false),
+        Some(_) => {
+            let status = ctx.refunds.check(order_number).await?;
+            tracing::info!(order_number = %order_number, ?status, "refund callback checked");
+            Ok(status.is_some())
         }
     }
 }

@@ -7,9 +7,9 @@ use chrono::NaiveDate;
 use serde::Deserialize;
 use utoipa::IntoParams;
 
-use super::admin::Admin;
 use super::envelope::Envelope;
 use super::error::ApiError;
+use super::extractor::Admin;
 use crate::context::ApiContext;
 use crate::stats::{self, Stats};
 

@@ -5,10 +5,10 @@
 use std::time::Duration;
 
 use chrono::{NaiveDate, NaiveDateTime};
+use shared::jobs::{self, ExclusiveJob, RoundReport};
 use sqlx::{PgPool, Postgres, Transaction};
 use tokio_util::sync::CancellationToken;
 
-const LOCK: i64 = 0x656c_6966_6505;
 /// Customers recomputed per statement, so a first build over years of orders stays a
 /// series of bounded statements.
 const CUSTOMERS_PER_STATEMENT: usize = 20_000;
@@ -23,30 +23,43 @@ pub struct Refreshed {
     pub customers: usize,
 }
 
+impl RoundReport for Refreshed {
+    fn is_quiet(&self) -> bool {
+        self.hours == 0
+    }
+}
+
 /// Folds in every change committed so far. Changes by transactions still running keep
-/// their markers for the next refresh. One refresher at a time.
+/// their markers for the next refresh. Waits for a refresh already running.
 pub async fn refresh(db: &PgPool) -> Result<Refreshed, sqlx::Error> {
+    let lock = ExclusiveJob::StatsRefresh.lock(db).await?;
+    let refreshed = refresh_holding_the_lock(db).await?;
+    lock.release().await?;
+    Ok(refreshed)
+}
+
+async fn refresh_holding_the_lock(db: &PgPool) -> Result<Refreshed, sqlx::Error> {
     let mut tx = db.begin().await?;
-    sqlx::query("SELECT pg_advisory_xact_lock($1)")
-        .bind(LOCK)
-        .execute(&mut *tx)
-        .await?;
     // The planner cannot tell how many orders an hour holds and guesses thousands; at
     // that cost it would compile the recount with JIT, which takes longer (~200 ms) than
     // the recount itself.
-    sqlx::query("SET LOCAL jit = off").execute(&mut *tx).await?;
+    sqlx::query!("SET LOCAL jit = off")
+        .execute(&mut *tx)
+        .await?;
     // The markers this statement sees were committed, so the changes they mark are visible
     // to every statement that follows (read committed). Markers it cannot see yet stay.
-    let (hours, customers): (Vec<NaiveDateTime>, Vec<i64>) = sqlx::query_as(
-        "WITH done AS (
+    let marked = sqlx::query!(
+        r#"WITH done AS (
             DELETE FROM stats_changes RETURNING hour, user_id
          )
-         SELECT COALESCE(array_agg(DISTINCT hour ORDER BY hour), '{}'),
+         SELECT COALESCE(array_agg(DISTINCT hour ORDER BY hour), '{}') AS "hours!: Vec<NaiveDateTime>",
                 COALESCE(array_agg(DISTINCT user_id) FILTER (WHERE user_id IS NOT NULL), '{}')
-           FROM done",
+                    AS "customers!: Vec<i64>"
+           FROM done"#
     )
     .fetch_one(&mut *tx)
     .await?;
+    let (hours, customers) = (marked.hours, marked.customers);
     if !hours.is_empty() {
         let mut days: Vec<NaiveDate> = hours.iter().map(NaiveDateTime::date).collect();
         days.dedup();
@@ -57,7 +70,7 @@ pub async fn refresh(db: &PgPool) -> Result<Refreshed, sqlx::Error> {
         recompute_customers(&mut tx, chunk).await?;
     }
     if !customers.is_empty() {
-        sqlx::query("DELETE FROM customer_day_counts WHERE customers = 0")
+        sqlx::query!("DELETE FROM customer_day_counts WHERE customers = 0")
             .execute(&mut *tx)
             .await?;
     }
@@ -73,11 +86,10 @@ async fn recompute_hours(
     tx: &mut Transaction<'_, Postgres>,
     hours: &[NaiveDateTime],
 ) -> Result<(), sqlx::Error> {
-    sqlx::query("DELETE FROM stats_hourly WHERE hour = ANY($1)")
-        .bind(hours)
+    sqlx::query!("DELETE FROM stats_hourly WHERE hour = ANY($1)", hours)
         .execute(&mut **tx)
         .await?;
-    sqlx::query(
+    sqlx::query!(
         "INSERT INTO stats_hourly
          SELECT hour, product_code, recharge_type, max(product_name),
                 count(*),
@@ -104,8 +116,8 @@ async fn recompute_hours(
                      ON o.created_at >= (h.hour AT TIME ZONE 'Asia/Shanghai')
                     AND o.created_at < ((h.hour + interval '1 hour') AT TIME ZONE 'Asia/Shanghai')) o
           GROUP BY hour, product_code, recharge_type",
+        hours,
     )
-    .bind(hours)
     .execute(&mut **tx)
     .await?;
     Ok(())
@@ -116,11 +128,10 @@ async fn recompute_days(
     tx: &mut Transaction<'_, Postgres>,
     days: &[NaiveDate],
 ) -> Result<(), sqlx::Error> {
-    sqlx::query("DELETE FROM stats_daily WHERE day = ANY($1)")
-        .bind(days)
+    sqlx::query!("DELETE FROM stats_daily WHERE day = ANY($1)", days)
         .execute(&mut **tx)
         .await?;
-    sqlx::query(
+    sqlx::query!(
         "INSERT INTO stats_daily
          SELECT d.day, s.product_code, s.recharge_type, max(s.product_name),
                 sum(created), sum(paid), sum(paid_fen), sum(paid_mnt), sum(success),
@@ -130,8 +141,8 @@ async fn recompute_days(
            FROM unnest($1::date[]) AS d(day)
            JOIN stats_hourly s ON s.hour >= d.day AND s.hour < d.day + 1
           GROUP BY d.day, s.product_code, s.recharge_type",
+        days,
     )
-    .bind(days)
     .execute(&mut **tx)
     .await?;
     Ok(())
@@ -143,7 +154,7 @@ async fn recompute_customers(
     tx: &mut Transaction<'_, Postgres>,
     customers: &[i64],
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(
+    sqlx::query!(
         "WITH old AS (
             DELETE FROM customer_days WHERE user_id = ANY($1) RETURNING day, prev_day
          )
@@ -151,11 +162,11 @@ async fn recompute_customers(
          SELECT day, prev_day, -count(*) FROM old GROUP BY day, prev_day
          ON CONFLICT (day, prev_day)
          DO UPDATE SET customers = customer_day_counts.customers + EXCLUDED.customers",
+        customers,
     )
-    .bind(customers)
     .execute(&mut **tx)
     .await?;
-    sqlx::query(
+    sqlx::query!(
         "WITH paid_days AS (
             SELECT DISTINCT user_id, (created_at AT TIME ZONE 'Asia/Shanghai')::date AS day
               FROM orders
@@ -171,30 +182,19 @@ async fn recompute_customers(
          SELECT day, prev_day, count(*) FROM fresh GROUP BY day, prev_day
          ON CONFLICT (day, prev_day)
          DO UPDATE SET customers = customer_day_counts.customers + EXCLUDED.customers",
+        customers,
     )
-    .bind(customers)
     .execute(&mut **tx)
     .await?;
     Ok(())
 }
 
-/// Refreshes every [`EVERY`] until stopped.
+/// Refreshes every [`EVERY`] until stopped, unless a refresh is running already.
 pub async fn run(db: PgPool, stop: CancellationToken) {
-    let mut tick = tokio::time::interval(EVERY);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            _ = tick.tick() => {}
-        }
-        match refresh(&db).await {
-            Ok(Refreshed { hours: 0, .. }) => {}
-            Ok(done) => tracing::debug!(
-                hours = done.hours,
-                customers = done.customers,
-                "statistics refreshed"
-            ),
-            Err(error) => tracing::warn!(%error, "statistics refresh failed"),
-        }
-    }
+    let pool = db.clone();
+    jobs::run_every(db, ExclusiveJob::StatsRefresh, EVERY, stop, move || {
+        let db = pool.clone();
+        async move { refresh_holding_the_lock(&db).await }
+    })
+    .await
 }

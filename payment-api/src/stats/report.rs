@@ -112,11 +112,12 @@ pub struct Stats {
 }
 
 /// One row of a grouping set; which one is told by `grouping`, PostgreSQL's bit mask of
-/// the columns rolled up (day, product_code, recharge_type, in that order), or
-/// [`BY_HOUR`] for the hours of the day.
-#[derive(sqlx::FromRow)]
+/// the columns rolled up (source, day, hour of day, product_code, recharge_type, in that
+/// order).
 struct Row {
     grouping: i32,
+    /// 0: from the daily roll-up; 1: from the hourly one.
+    source: i32,
     day: Option<NaiveDate>,
     hour_of_day: Option<i32>,
     product_code: Option<String>,
@@ -137,26 +138,15 @@ struct Row {
     refunded_fen: i64,
 }
 
-const TOTAL: i32 = 0b111;
-const BY_DAY: i32 = 0b011;
-const BY_PRODUCT: i32 = 0b100;
-const BY_TYPE: i32 = 0b110;
-const BY_HOUR: i32 = -1;
-
-/// The sums every row of the report reads (a range without orders still has totals).
-const SUMS: &str = "COALESCE(sum(created), 0)::int8 AS created,
-    COALESCE(sum(paid), 0)::int8 AS paid,
-    COALESCE(sum(paid_fen), 0)::int8 AS paid_fen,
-    COALESCE(sum(paid_mnt), 0)::int8 AS paid_mnt,
-    COALESCE(sum(success), 0)::int8 AS success,
-    COALESCE(sum(failed), 0)::int8 AS failed,
-    COALESCE(sum(unknown), 0)::int8 AS unknown,
-    COALESCE(sum(pending), 0)::int8 AS pending,
-    COALESCE(sum(credited_mnt), 0)::int8 AS credited_mnt,
-    COALESCE(sum(refunds_pending), 0)::int8 AS refunds_pending,
-    COALESCE(sum(refunds_succeeded), 0)::int8 AS refunds_succeeded,
-    COALESCE(sum(refunds_failed), 0)::int8 AS refunds_failed,
-    COALESCE(sum(refunded_fen), 0)::int8 AS refunded_fen";
+// Every grouping set keeps `source`; the mask names what else is rolled up. Hours of the
+// day come from the hourly roll-up, everything else from the daily one.
+const DAILY: i32 = 0;
+const HOURLY: i32 = 1;
+const TOTAL: i32 = 0b01111;
+const BY_DAY: i32 = 0b00111;
+const BY_HOUR: i32 = 0b01011;
+const BY_PRODUCT: i32 = 0b01100;
+const BY_TYPE: i32 = 0b01110;
 
 impl Row {
     fn figures(&self) -> Figures {
@@ -206,44 +196,60 @@ pub async fn read(db: &PgPool, from: NaiveDate, to: NaiveDate) -> Result<Stats, 
         .expect("midnight exists");
     // Totals, days, products and types from the daily roll-up; hours of the day from the
     // hourly one.
-    let mut rows: Vec<Row> = sqlx::query_as(&format!(
-        "SELECT GROUPING(day, product_code, recharge_type) AS grouping, day,
-                NULL::int4 AS hour_of_day, product_code, recharge_type,
-                max(product_name) AS product_name, {SUMS}
-           FROM stats_daily
-          WHERE day >= $1 AND day <= $2
-          GROUP BY GROUPING SETS ((), (day), (product_code, recharge_type), (recharge_type))"
-    ))
-    .bind(from)
-    .bind(to)
+    let rows = sqlx::query_as!(
+        Row,
+        r#"WITH facts AS (
+            SELECT 0 AS source, day, NULL::int4 AS hour_of_day, product_code, recharge_type,
+                   product_name, created, paid, paid_fen, paid_mnt, success, failed, unknown,
+                   pending, credited_mnt, refunds_pending, refunds_succeeded, refunds_failed,
+                   refunded_fen
+              FROM stats_daily WHERE day >= $1 AND day <= $2
+            UNION ALL
+            SELECT 1, NULL, extract(hour FROM hour)::int4, NULL, NULL, NULL, created, paid,
+                   paid_fen, paid_mnt, success, failed, unknown, pending, credited_mnt,
+                   refunds_pending, refunds_succeeded, refunds_failed, refunded_fen
+              FROM stats_hourly WHERE hour >= $3 AND hour < $4
+         )
+         SELECT GROUPING(source, day, hour_of_day, product_code, recharge_type) AS "grouping!",
+                source AS "source!", day, hour_of_day, product_code, recharge_type,
+                max(product_name) AS product_name,
+                COALESCE(sum(created), 0)::int8 AS "created!",
+                COALESCE(sum(paid), 0)::int8 AS "paid!",
+                COALESCE(sum(paid_fen), 0)::int8 AS "paid_fen!",
+                COALESCE(sum(paid_mnt), 0)::int8 AS "paid_mnt!",
+                COALESCE(sum(success), 0)::int8 AS "success!",
+                COALESCE(sum(failed), 0)::int8 AS "failed!",
+                COALESCE(sum(unknown), 0)::int8 AS "unknown!",
+                COALESCE(sum(pending), 0)::int8 AS "pending!",
+                COALESCE(sum(credited_mnt), 0)::int8 AS "credited_mnt!",
+                COALESCE(sum(refunds_pending), 0)::int8 AS "refunds_pending!",
+                COALESCE(sum(refunds_succeeded), 0)::int8 AS "refunds_succeeded!",
+                COALESCE(sum(refunds_failed), 0)::int8 AS "refunds_failed!",
+                COALESCE(sum(refunded_fen), 0)::int8 AS "refunded_fen!"
+           FROM facts
+          GROUP BY GROUPING SETS ((source), (source, day), (source, hour_of_day),
+                                  (source, product_code, recharge_type), (source, recharge_type))"#,
+        from,
+        to,
+        start,
+        end,
+    )
     .fetch_all(db)
     .await?;
-    rows.extend(
-        sqlx::query_as::<_, Row>(&format!(
-            "SELECT {BY_HOUR} AS grouping, NULL::date AS day,
-                    extract(hour FROM hour)::int4 AS hour_of_day, NULL AS product_code,
-                    NULL AS recharge_type, NULL AS product_name, {SUMS}
-               FROM stats_hourly
-              WHERE hour >= $1 AND hour < $2
-              GROUP BY 3"
-        ))
-        .bind(start)
-        .bind(end)
-        .fetch_all(db)
-        .await?,
-    );
 
-    let customer_rows: Vec<(NaiveDate, i64, i64, i64)> = sqlx::query_as(
-        "SELECT day,
-                COALESCE(sum(customers) FILTER (WHERE prev_day = '-infinity'), 0)::int8,
-                COALESCE(sum(customers) FILTER (WHERE prev_day <> '-infinity'), 0)::int8,
-                COALESCE(sum(customers) FILTER (WHERE prev_day <> '-infinity' AND prev_day < $1), 0)::int8
-           FROM customer_day_counts
-          WHERE day >= $1 AND day <= $2
-          GROUP BY day",
+    let customer_rows = sqlx::query!(
+        r#"SELECT day,
+                  COALESCE(sum(customers) FILTER (WHERE prev_day = '-infinity'), 0)::int8 AS "new!",
+                  COALESCE(sum(customers) FILTER (WHERE prev_day <> '-infinity'), 0)::int8
+                      AS "returning_that_day!",
+                  COALESCE(sum(customers) FILTER (WHERE prev_day <> '-infinity' AND prev_day < $1), 0)::int8
+                      AS "returning_to_range!"
+             FROM customer_day_counts
+            WHERE day >= $1 AND day <= $2
+            GROUP BY day"#,
+        from,
+        to,
     )
-    .bind(from)
-    .bind(to)
     .fetch_all(db)
     .await?;
 
@@ -253,29 +259,30 @@ pub async fn read(db: &PgPool, from: NaiveDate, to: NaiveDate) -> Result<Stats, 
     let mut per_product = Vec::new();
     let mut per_recharge_type = Vec::new();
     for row in rows {
-        match row.grouping {
-            TOTAL => totals = row.figures(),
-            BY_DAY => {
+        match (row.source, row.grouping) {
+            (DAILY, TOTAL) => totals = row.figures(),
+            (DAILY, BY_DAY) => {
                 if let Some(day) = row.day {
                     by_day.insert(day, row.figures());
                 }
             }
-            BY_HOUR => {
+            (HOURLY, BY_HOUR) => {
                 if let Some(hour) = row.hour_of_day {
                     by_hour.insert(hour, row.figures());
                 }
             }
-            BY_PRODUCT => per_product.push(ProductFigures {
+            (DAILY, BY_PRODUCT) => per_product.push(ProductFigures {
                 figures: row.figures(),
                 product_code: row.product_code.unwrap_or_default(),
                 product_name: row.product_name.unwrap_or_default(),
                 recharge_type: row.recharge_type.unwrap_or_default(),
             }),
-            BY_TYPE => per_recharge_type.push(RechargeTypeFigures {
+            (DAILY, BY_TYPE) => per_recharge_type.push(RechargeTypeFigures {
                 figures: row.figures(),
                 recharge_type: row.recharge_type.unwrap_or_default(),
             }),
-            other => unreachable!("no grouping set has mask {other:#b}"),
+            // The other source's view of a grouping: not read.
+            _ => {}
         }
     }
     per_product.sort_by(|a, b| {
@@ -289,10 +296,10 @@ pub async fn read(db: &PgPool, from: NaiveDate, to: NaiveDate) -> Result<Stats, 
 
     let mut customers = Customers::default();
     let mut customers_by_day = BTreeMap::new();
-    for (day, new, returning_that_day, returning_to_range) in customer_rows {
-        customers.new += new;
-        customers.returning += returning_to_range;
-        customers_by_day.insert(day, (new, returning_that_day));
+    for row in customer_rows {
+        customers.new += row.new;
+        customers.returning += row.returning_to_range;
+        customers_by_day.insert(row.day, (row.new, row.returning_that_day));
     }
 
     let per_day = from

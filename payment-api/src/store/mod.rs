@@ -1,8 +1,7 @@
-//! SQL, one module per table. Every state change is one statement that states what it
-//! expects to find (`WHERE payment_status = 'unpaid'`), so concurrent requests cannot race.
+//! Reading what the routes and jobs show, one module per table. Changes of an order's or
+//! a refund's state are not here: they are the transitions of [`shared::lifecycle`].
 
-pub mod anomalies;
+pub mod history;
 pub mod orders;
-pub mod payments;
 pub mod rates;
 pub mod users;

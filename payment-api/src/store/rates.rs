@@ -1,5 +1,7 @@
+//! The MNT-per-yuan rate: the newest row is current; older rows stay so that every
+//! order's price can be explained.
+
 use chrono::{DateTime, Utc};
-use rust_decimal::Decimal;
 use shared::money::MntPerYuan;
 use sqlx::PgPool;
 
@@ -9,15 +11,29 @@ pub struct CurrentRate {
 }
 
 pub async fn current(db: &PgPool) -> Result<CurrentRate, anyhow::Error> {
-    let (rate, set_at): (Decimal, DateTime<Utc>) = sqlx::query_as(
-        "SELECT rate, created_at FROM exchange_rates WHERE currency_pair = 'MNT_TO_CNY'
-         ORDER BY created_at DESC, id DESC LIMIT 1",
+    sqlx::query_as!(
+        CurrentRate,
+        r#"SELECT rate AS "rate: MntPerYuan", created_at AS set_at FROM exchange_rates
+            WHERE currency_pair = 'MNT_TO_CNY'
+            ORDER BY created_at DESC, id DESC LIMIT 1"#
     )
     .fetch_optional(db)
     .await?
-    .ok_or_else(|| anyhow::anyhow!("no MNT_TO_CNY exchange rate is configured"))?;
-    Ok(CurrentRate {
-        rate: MntPerYuan::new(rate)?,
-        set_at,
-    })
+    .ok_or_else(|| anyhow::anyhow!("no MNT_TO_CNY exchange rate is configured"))
+}
+
+/// Makes `rate` the current rate; returns when it was set.
+pub async fn set(
+    db: &PgPool,
+    rate: MntPerYuan,
+    set_by: &str,
+) -> Result<DateTime<Utc>, sqlx::Error> {
+    sqlx::query_scalar!(
+        "INSERT INTO exchange_rates (currency_pair, rate, set_by)
+         VALUES ('MNT_TO_CNY', $1, $2) RETURNING created_at",
+        rate.get(),
+        set_by,
+    )
+    .fetch_one(db)
+    .await
 }

@@ -9,17 +9,17 @@ pub async fn upsert(
     unionid: Option<&str>,
     appid: Option<&str>,
 ) -> Result<i64, sqlx::Error> {
-    sqlx::query_scalar(
+    sqlx::query_scalar!(
         "INSERT INTO users (openid, unionid, appid) VALUES ($1, $2, $3)
          ON CONFLICT (openid) DO UPDATE
             SET unionid = COALESCE(EXCLUDED.unionid, users.unionid),
                 appid = COALESCE(EXCLUDED.appid, users.appid),
                 last_seen_at = now()
          RETURNING id",
+        openid.as_str(),
+        unionid,
+        appid,
     )
-    .bind(openid.as_str())
-    .bind(unionid)
-    .bind(appid)
     .fetch_one(db)
     .await
 }

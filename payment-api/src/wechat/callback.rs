@@ -49,7 +49,7 @@ pub(super) fn fen_amount<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>,
 
 #[cfg(test)]
 mod tests {
-    use super::super::QueriedOrder;
+    use super::super::QueryAnswer as QueriedOrder;
 
     #[test]
     fn amounts_are_read_as_numbers_or_digit_strings_and_nothing_else() {

@@ -2,16 +2,22 @@
 //! token or signature (the platform adds identity), v2 field names, and a two-level
 //! answer: `errcode` says whether the platform relayed the call, `respdata` holds WeChat
 //! Pay's own verdict.
+//!
+//! WeChat's words stop here: its trade and refund states become our [`PaymentStatus`] and
+//! [`RefundStatus`], its `time_end` a UTC time, in this module and nowhere else.
 
 mod callback;
+mod states;
 
 pub use callback::PaymentNotification;
+pub use states::china_time;
 
+use chrono::{DateTime, Utc};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use shared::money::Fen;
-use shared::order::{OpenId, OrderNumber};
+use shared::order::{OpenId, OrderNumber, PaymentStatus, RefundStatus};
 
 use crate::config::WechatConfig;
 
@@ -43,12 +49,17 @@ pub struct AcceptedRefund {
     pub refund_id: Option<String>,
 }
 
-/// One refund as `queryrefund` reports it: SUCCESS, PROCESSING, REFUNDCLOSE or CHANGE.
+/// One refund as `queryrefund` reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RefundState {
     pub out_refund_no: String,
     pub refund_id: Option<String>,
-    pub status: String,
+    /// `SUCCESS` is [`RefundStatus::Success`]; `REFUNDCLOSE` and `CHANGE` (the money could
+    /// not reach the customer's account) are [`RefundStatus::Failed`]; `PROCESSING`, and
+    /// anything unknown, [`RefundStatus::Accepted`]: taken, outcome pending.
+    pub status: RefundStatus,
+    /// WeChat's own word, for the history.
+    pub wechat_status: String,
 }
 
 impl RefundState {
@@ -72,10 +83,12 @@ impl RefundState {
             .unwrap_or(0) as usize;
         (0..count.min(50))
             .filter_map(|i| {
+                let wechat_status = list("refund_status", i)?;
                 Some(RefundState {
                     out_refund_no: list("out_refund_no", i)?,
                     refund_id: list("refund_id", i),
-                    status: list("refund_status", i)?,
+                    status: states::refund_status(&wechat_status),
+                    wechat_status,
                 })
             })
             .collect()
@@ -89,22 +102,49 @@ pub enum CloseOutcome {
     AlreadyPaid,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+/// What `queryorder` says of an order.
+#[derive(Debug, Clone)]
 pub struct QueriedOrder {
+    /// `SUCCESS` is [`PaymentStatus::Paid`]; `CLOSED`, `REVOKED` and `REFUND` are
+    /// [`PaymentStatus::Closed`]; `NOTPAY`, `USERPAYING`, `ACCEPT`, `PAYERROR` and anything
+    /// unknown are [`PaymentStatus::Unpaid`].
+    pub status: PaymentStatus,
+    /// WeChat's own word, for logs and anomalies.
     pub trade_state: String,
+    pub total_fee: Option<i64>,
+    pub transaction_id: Option<String>,
+    /// When the customer paid, by WeChat's clock.
+    pub paid_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Deserialize)]
+struct QueryAnswer {
+    trade_state: String,
     /// A number in the documented answer; a string of digits is read too.
     #[serde(default, deserialize_with = "callback::fen_amount")]
-    pub total_fee: Option<i64>,
+    total_fee: Option<i64>,
     #[serde(default)]
-    pub transaction_id: Option<String>,
+    transaction_id: Option<String>,
     #[serde(default)]
-    pub time_end: Option<String>,
+    time_end: Option<String>,
+}
+
+impl From<QueryAnswer> for QueriedOrder {
+    fn from(answer: QueryAnswer) -> Self {
+        QueriedOrder {
+            status: states::payment_status(&answer.trade_state),
+            paid_at: answer.time_end.as_deref().and_then(china_time),
+            trade_state: answer.trade_state,
+            total_fee: answer.total_fee,
+            transaction_id: answer.transaction_id.filter(|t| !t.is_empty()),
+        }
+    }
 }
 
 impl QueriedOrder {
     /// Paid, for this amount: what fulfilment requires of a query.
     pub fn confirms(&self, amount: Fen) -> bool {
-        self.trade_state == "SUCCESS" && self.total_fee == Some(amount.get())
+        self.status == PaymentStatus::Paid && self.total_fee == Some(amount.get())
     }
 }
 
@@ -164,11 +204,13 @@ impl WechatPay {
         &self,
         order_number: &OrderNumber,
     ) -> Result<QueriedOrder, WechatError> {
-        self.call(
-            "queryorder",
-            &json!({"out_trade_no": order_number.as_str(), "sub_mch_id": self.config.mch_id}),
-        )
-        .await
+        let answer: QueryAnswer = self
+            .call(
+                "queryorder",
+                &json!({"out_trade_no": order_number.as_str(), "sub_mch_id": self.config.mch_id}),
+            )
+            .await?;
+        Ok(answer.into())
     }
 
     /// Closes an unpaid order at WeChat so that it can no longer be paid.

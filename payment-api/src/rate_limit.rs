@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use super::error::ApiError;
+use crate::http::ApiError;
 
 const WINDOW: Duration = Duration::from_secs(60);
 /// Beyond this many tracked (route, user) pairs, expired windows are dropped.

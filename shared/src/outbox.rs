@@ -1,9 +1,11 @@
 //! The outbox relay: publishes the messages that state changes wrote to the `outbox`
-//! table, with publisher confirms, persistent and mandatory, and marks them published only
-//! once RabbitMQ has confirmed them. A crash or a broker outage delays messages; it cannot
-//! lose them. Several payment-api instances can relay at once (`FOR UPDATE SKIP LOCKED`).
-//! A message may be published twice (crash between confirm and mark): consumers are
-//! idempotent by design, through the claim on the order.
+//! table ([`crate::message::OutboxEntry`]), with publisher confirms, persistent and
+//! mandatory, and marks them published only once RabbitMQ has confirmed them. A crash or a
+//! broker outage delays messages; it cannot lose them. Every process that writes outbox
+//! rows runs a relay (payment-api for payments, each worker for its requeues), and any
+//! relay publishes any row: they share the table (`FOR UPDATE SKIP LOCKED`). A message may
+//! be published twice (crash between confirm and mark): consumers are idempotent by
+//! design, through the claim on the order.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -13,23 +15,23 @@ use futures::future::join_all;
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions};
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Channel, Connection};
-use shared::amqp::{self, Topology};
 use sqlx::PgPool;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+use crate::amqp::{self, Reconnect, Topology};
+
 const BATCH: i64 = 200;
-/// Batches in flight at once. A batch waits for RabbitMQ to confirm its messages (a disk
+/// Batches in flight at once in payment-api. A batch waits for RabbitMQ to confirm its messages (a disk
 /// write at the broker, several milliseconds); with one lane, a payment recorded meanwhile
 /// waits for that batch to finish before its own can start. Lanes lock disjoint rows
 /// (`SKIP LOCKED`), so a message is still published by one lane only. Each lane holds one
 /// pool connection while its confirms are awaited: size `DATABASE_POOL_SIZE` with that in
 /// mind. A lane failing drops the others' open transactions (rolled back, published again
 /// later: consumers are idempotent through the claim).
-const LANES: usize = 4;
+pub const PAYMENT_LANES: usize = 4;
 /// Also polled on this period, in case a wake-up was missed or another instance wrote.
 const POLL: Duration = Duration::from_secs(1);
-const RECONNECT_DELAY_MAX: Duration = Duration::from_secs(10);
 const DEPTH_EVERY: Duration = Duration::from_secs(30);
 
 /// Handlers use this to wake the relay right after committing a message, and `/health`
@@ -77,26 +79,38 @@ pub struct OutboxRelay {
     pub amqp_url: String,
     pub topology: Topology,
     pub signal: OutboxSignal,
+    /// Batches in flight at once (see [`PAYMENT_LANES`]).
+    pub lanes: usize,
+    /// Also reads the queue depths for `/health` and alerts (payment-api's relay does).
+    pub measures_depths: bool,
+    /// Names the connection in RabbitMQ's management UI.
+    pub connection_name: String,
 }
 
-pub async fn backlog(db: &PgPool) -> Result<i64, sqlx::Error> {
-    let backlog: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox WHERE published_at IS NULL")
-        .fetch_one(db)
-        .await?;
-    metrics::gauge!("outbox_backlog").set(backlog as f64);
-    Ok(backlog)
+/// Messages written and not yet confirmed by RabbitMQ, and how old the oldest is.
+pub async fn backlog(db: &PgPool) -> Result<(i64, Option<f64>), sqlx::Error> {
+    let backlog = sqlx::query!(
+        r#"SELECT count(*) AS "count!", extract(epoch FROM now() - min(created_at))::float8 AS oldest_secs
+             FROM outbox WHERE published_at IS NULL"#
+    )
+    .fetch_one(db)
+    .await?;
+    metrics::gauge!("outbox_backlog").set(backlog.count as f64);
+    Ok((backlog.count, backlog.oldest_secs))
 }
 
 impl OutboxRelay {
     pub async fn run(self, shutdown: CancellationToken) {
-        let mut delay = Duration::from_millis(200);
+        let mut reconnect = Reconnect::default();
         while !shutdown.is_cancelled() {
             match self.connect().await {
                 Ok((connection, channel)) => {
-                    delay = Duration::from_millis(200);
+                    reconnect.connected();
                     self.signal.broker_up.store(true, Ordering::Relaxed);
                     tracing::info!("outbox relay connected to RabbitMQ");
-                    let lanes = (0..LANES).map(|lane| self.relay(&channel, &shutdown, lane == 0));
+                    let lanes = (0..self.lanes.max(1)).map(|lane| {
+                        self.relay(&channel, &shutdown, lane == 0 && self.measures_depths)
+                    });
                     let error = futures::future::try_join_all(lanes).await.map(drop);
                     self.signal.broker_up.store(false, Ordering::Relaxed);
                     let _ = connection.close(200, "shutting down".into()).await;
@@ -105,21 +119,18 @@ impl OutboxRelay {
                     }
                 }
                 Err(error) => {
-                    let waiting = backlog(&self.db).await.unwrap_or(-1);
+                    let waiting = backlog(&self.db).await.map_or(-1, |(count, _)| count);
                     tracing::warn!(%error, backlog = waiting, "outbox relay cannot reach RabbitMQ");
                 }
             }
-            tokio::select! {
-                _ = shutdown.cancelled() => break,
-                _ = tokio::time::sleep(delay) => {}
+            if !reconnect.wait(&shutdown).await {
+                break;
             }
-            delay = (delay * 2).min(RECONNECT_DELAY_MAX);
         }
     }
 
     async fn connect(&self) -> Result<(Connection, Channel), lapin::Error> {
-        let name = format!("payment-api outbox relay ({})", self.topology.exchange);
-        let connection = amqp::connect(&self.amqp_url, &name).await?;
+        let connection = amqp::connect(&self.amqp_url, &self.connection_name).await?;
         let channel = connection.create_channel().await?;
         channel
             .confirm_select(ConfirmSelectOptions::default())
@@ -177,11 +188,11 @@ impl OutboxRelay {
     /// Publishes up to a batch of unpublished rows, all confirms awaited together.
     async fn publish_batch(&self, channel: &Channel) -> Result<usize, RelayError> {
         let mut tx = self.db.begin().await?;
-        let rows: Vec<(i64, String, String, serde_json::Value)> = sqlx::query_as(
+        let rows = sqlx::query!(
             "SELECT id, idempotency_key, routing_key, payload FROM outbox
              WHERE published_at IS NULL ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
+            BATCH
         )
-        .bind(BATCH)
         .fetch_all(&mut *tx)
         .await?;
         if rows.is_empty() {
@@ -189,24 +200,24 @@ impl OutboxRelay {
         }
 
         let mut pending = Vec::with_capacity(rows.len());
-        for (id, key, routing_key, payload) in &rows {
+        for row in &rows {
             let properties = BasicProperties::default()
                 .with_delivery_mode(2)
                 .with_content_type("application/json".into())
-                .with_message_id(key.as_str().into());
+                .with_message_id(row.idempotency_key.as_str().into());
             let confirm = channel
                 .basic_publish(
                     self.topology.exchange.as_str().into(),
-                    routing_key.as_str().into(),
+                    row.routing_key.as_str().into(),
                     BasicPublishOptions {
                         mandatory: true,
                         ..Default::default()
                     },
-                    payload.to_string().as_bytes(),
+                    row.payload.to_string().as_bytes(),
                     properties,
                 )
                 .await?;
-            pending.push((*id, confirm));
+            pending.push((row.id, confirm));
         }
         let (ids, confirms): (Vec<i64>, Vec<_>) = pending.into_iter().unzip();
         let mut confirmed = Vec::with_capacity(ids.len());
@@ -218,18 +229,20 @@ impl OutboxRelay {
                 other => refused.push((id, format!("{other:?}"))),
             }
         }
-        sqlx::query(
+        sqlx::query!(
             "UPDATE outbox SET published_at = now(), attempts = attempts + 1 WHERE id = ANY($1)",
+            &confirmed
         )
-        .bind(&confirmed)
         .execute(&mut *tx)
         .await?;
         for (id, why) in &refused {
-            sqlx::query("UPDATE outbox SET attempts = attempts + 1, last_error = $2 WHERE id = $1")
-                .bind(id)
-                .bind(why)
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query!(
+                "UPDATE outbox SET attempts = attempts + 1, last_error = $2 WHERE id = $1",
+                id,
+                why
+            )
+            .execute(&mut *tx)
+            .await?;
         }
         tx.commit().await?;
         if !refused.is_empty() {

@@ -1,0 +1,117 @@
+//! Background jobs that must run in one process at a time, however many instances are
+//! deployed: each holds a PostgreSQL advisory lock of its own while it works. A process
+//! that finds the lock taken skips the round; the holder's crash releases the lock with
+//! its connection.
+
+use std::fmt::Debug;
+use std::future::Future;
+use std::time::Duration;
+
+use sqlx::{PgPool, Postgres, Transaction};
+use tokio_util::sync::CancellationToken;
+
+/// Every exclusive job, each with its own lock. The keys only have to differ from each
+/// other and from anything else taking advisory locks in the same database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExclusiveJob {
+    /// payment-api: lost callbacks and expired orders.
+    PaymentWatch,
+    /// recharge-worker: stale claims, lost messages, unknown top-ups with a seq.
+    RechargeSweep,
+    /// payment-api: sending refunds and settling them by `queryrefund`.
+    RefundSweep,
+    /// payment-api: raising and delivering alerts.
+    Alerts,
+    /// payment-api: folding status changes into the statistics roll-ups.
+    StatsRefresh,
+}
+
+impl ExclusiveJob {
+    fn lock_key(self) -> i64 {
+        // "elife" in ASCII, then the job.
+        const BASE: i64 = 0x656c_6966_6500;
+        BASE + match self {
+            ExclusiveJob::PaymentWatch => 1,
+            ExclusiveJob::RechargeSweep => 2,
+            ExclusiveJob::RefundSweep => 3,
+            ExclusiveJob::Alerts => 4,
+            ExclusiveJob::StatsRefresh => 5,
+        }
+    }
+
+    /// Takes the job's lock if nobody holds it.
+    pub async fn try_lock(self, db: &PgPool) -> Result<Option<JobLock>, sqlx::Error> {
+        let mut tx = db.begin().await?;
+        let locked = sqlx::query_scalar!(
+            "SELECT pg_try_advisory_xact_lock($1) AS \"locked!\"",
+            self.lock_key()
+        )
+        .fetch_one(&mut *tx)
+        .await?;
+        Ok(locked.then_some(JobLock { tx }))
+    }
+
+    /// Waits for the job's lock.
+    pub async fn lock(self, db: &PgPool) -> Result<JobLock, sqlx::Error> {
+        let mut tx = db.begin().await?;
+        sqlx::query!("SELECT pg_advisory_xact_lock($1)", self.lock_key())
+            .execute(&mut *tx)
+            .await?;
+        Ok(JobLock { tx })
+    }
+}
+
+/// Holds a job's lock (a transaction on its own connection) until released or dropped.
+pub struct JobLock {
+    tx: Transaction<'static, Postgres>,
+}
+
+impl JobLock {
+    pub async fn release(self) -> Result<(), sqlx::Error> {
+        self.tx.commit().await
+    }
+}
+
+/// What a round did; rounds that did nothing are not logged.
+pub trait RoundReport: Debug {
+    fn is_quiet(&self) -> bool;
+}
+
+/// Runs `round` every `every` (the first at once) under the job's lock until `stop`. A
+/// round another process is running is skipped; a failed round is logged and the next one
+/// comes on time.
+pub async fn run_every<R, E, F, Fut>(
+    db: PgPool,
+    job: ExclusiveJob,
+    every: Duration,
+    stop: CancellationToken,
+    mut round: F,
+) where
+    R: RoundReport,
+    E: std::fmt::Display + From<sqlx::Error>,
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<R, E>>,
+{
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let outcome: Result<Option<R>, E> = async {
+            let Some(lock) = job.try_lock(&db).await? else {
+                return Ok(None);
+            };
+            let report = round().await?;
+            lock.release().await?;
+            Ok(Some(report))
+        }
+        .await;
+        match outcome {
+            Ok(Some(report)) if !report.is_quiet() => tracing::info!(?job, ?report, "round done"),
+            Ok(_) => {}
+            Err(error) => tracing::warn!(?job, %error, "round failed"),
+        }
+    }
+}

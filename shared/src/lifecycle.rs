@@ -1,0 +1,991 @@
+//! Every change of an order's or a refund's state, for both binaries, in this one file.
+//!
+//! ```text
+//! payment   unpaid ──record_payment──▶ paid            unpaid ──close_unpaid──▶ closed
+//! recharge  pending ──claim──▶ processing ──record_outcome──▶ success | failed | unknown
+//!                   ◀──release / release_stale_claims──┘   (nothing sent yet)
+//!           processing ──give_up_stale_sends──▶ unknown ──settle_unknown──▶ success | failed
+//! refund    requested ──refund_accepted──▶ accepted ──refund_succeeded──▶ success
+//!           requested | accepted ──refund_failed──▶ failed ──retry_refund──▶ requested
+//! ```
+//!
+//! Each transition is one SQL statement that says what it expects to find (`WHERE
+//! payment_status = 'unpaid'`), so concurrent callers cannot race: one changes the row,
+//! the others change nothing and are told so. Each writes its own line of the order's
+//! history ([`OrderEvent`] by an [`Actor`]) in the same statement, and a payment writes its
+//! [`OrderPaid`] message to the outbox there too. Nothing else in the code base changes an
+//! order's or a refund's state or writes its history.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde_json::{json, Value};
+use sqlx::PgPool;
+
+use crate::history::{Actor, AnomalyKind, OrderEvent};
+use crate::message::OrderPaid;
+use crate::money::{Fen, Mnt, MntPerYuan};
+use crate::order::{
+    Msisdn, OpenId, Operator, OrderNumber, PaymentStatus, RechargeStatus, RechargeType,
+    RefundStatus,
+};
+use crate::unitel::TopUpReceipt;
+
+// ───────────────────────────── orders and payments ─────────────────────────────
+
+pub struct NewOrder<'a> {
+    pub order_number: &'a OrderNumber,
+    pub user_id: i64,
+    pub openid: &'a OpenId,
+    pub msisdn: &'a Msisdn,
+    pub operator: Operator,
+    pub recharge_type: RechargeType,
+    pub product_code: &'a str,
+    pub product_name: &'a str,
+    pub product_eng_name: Option<&'a str>,
+    pub price: Mnt,
+    pub rate: MntPerYuan,
+    pub amount: Fen,
+}
+
+/// A new order, `unpaid`, priced as given.
+pub async fn create_order(db: &PgPool, order: &NewOrder<'_>) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        "WITH created AS (
+            INSERT INTO orders (order_number, user_id, openid, phone_number, product_operator,
+                recharge_type, product_code, product_name, product_eng_name, price_mnt,
+                exchange_rate, amount_fen)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+            RETURNING order_number, amount_fen, price_mnt, exchange_rate
+         )
+         INSERT INTO order_events (order_number, event, actor, detail)
+         SELECT order_number, $13, $14,
+                jsonb_build_object('amountFen', amount_fen, 'priceMnt', price_mnt,
+                                   'exchangeRate', exchange_rate)
+           FROM created",
+        order.order_number.as_str(),
+        order.user_id,
+        order.openid.as_str(),
+        order.msisdn.as_str(),
+        order.operator.as_str(),
+        order.recharge_type.as_str(),
+        order.product_code,
+        order.product_name,
+        order.product_eng_name,
+        order.price.get(),
+        order.rate.get(),
+        order.amount.get(),
+        OrderEvent::Created.as_str(),
+        Actor::User(order.openid.clone()).as_column(),
+    )
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// Remembers the WeChat payment started for an unpaid order. False if the order stopped
+/// being unpaid meanwhile (closed by the watch, or paid): its payment sheet must not be
+/// shown.
+pub async fn record_prepay(
+    db: &PgPool,
+    order_number: &OrderNumber,
+    prepay_id: &str,
+) -> Result<bool, sqlx::Error> {
+    let updated = sqlx::query!(
+        "UPDATE orders SET prepay_id = $2, prepay_at = now(), updated_at = now()
+          WHERE order_number = $1 AND payment_status = 'unpaid'",
+        order_number.as_str(),
+        prepay_id,
+    )
+    .execute(db)
+    .await?;
+    Ok(updated.rows_affected() == 1)
+}
+
+/// A payment WeChat reported (callback) or confirmed (query).
+pub struct ReportedPayment<'a> {
+    pub order_number: &'a OrderNumber,
+    pub transaction_id: &'a str,
+    pub amount: Fen,
+    /// When WeChat says the customer paid (`time_end`); when we recorded it is kept apart.
+    pub paid_at: DateTime<Utc>,
+    pub reported_by: Actor,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum PaymentOutcome {
+    /// unpaid → paid, with its `OrderPaid` message in the outbox.
+    Recorded,
+    /// Reported before with this transaction: a duplicate, nothing to do.
+    AlreadyRecorded,
+    /// Paid before with another transaction: the customer may have paid twice.
+    PaidWithAnotherTransaction {
+        recorded: String,
+    },
+    /// The order was closed and cannot become paid.
+    Closed,
+    /// The amount differs from the order's.
+    AmountMismatch {
+        expected: Fen,
+    },
+    NotFound,
+}
+
+// The statements of `record_payment`, as macros so that the benchmark's pgbench can be
+// given exactly their text (`record_payment_statements`).
+macro_rules! record_payment_query {
+    ($($arg:expr),+ $(,)?) => {
+        sqlx::query_scalar!(
+            "WITH paid AS (
+                UPDATE orders
+                   SET payment_status = 'paid', transaction_id = $2, paid_at = $3,
+                       payment_recorded_at = now(), updated_at = now()
+                 WHERE order_number = $1 AND payment_status = 'unpaid' AND amount_fen = $4
+                RETURNING order_number
+             ), event AS (
+                INSERT INTO order_events (order_number, event, actor, detail)
+                SELECT order_number, $5, $6, jsonb_build_object('transactionId', $2::text)
+                  FROM paid
+             ), message AS (
+                INSERT INTO outbox (idempotency_key, order_number, routing_key, payload)
+                SELECT $7, order_number, $8, $9 FROM paid
+                ON CONFLICT (idempotency_key) DO NOTHING
+             )
+             SELECT order_number FROM paid",
+            $($arg),+
+        )
+    };
+}
+
+macro_rules! state_after_no_change_query {
+    ($order_number:expr) => {
+        sqlx::query!(
+            r#"SELECT payment_status AS "payment_status: PaymentStatus", transaction_id,
+                      amount_fen AS "amount_fen: Fen"
+                 FROM orders WHERE order_number = $1"#,
+            $order_number
+        )
+    };
+}
+
+/// The text of the two statements [`record_payment`] sends: the transition, and what it
+/// reads when the transition changed nothing. The benchmark gives them to pgbench.
+pub fn record_payment_statements() -> (&'static str, &'static str) {
+    use sqlx::Execute;
+    let now = Utc::now();
+    let transition = record_payment_query!("", "", now, 0i64, "", "", "", "", Value::Null);
+    let explanation = state_after_no_change_query!("");
+    (transition.sql(), explanation.sql())
+}
+
+/// `unpaid → paid`. The transition, its history and its message are one statement: all or
+/// nothing, and a concurrent duplicate finds the order paid already and changes nothing.
+/// When nothing changed, a second statement says why.
+pub async fn record_payment(
+    db: &PgPool,
+    payment: &ReportedPayment<'_>,
+) -> Result<PaymentOutcome, sqlx::Error> {
+    let message = OrderPaid::new(
+        payment.order_number.clone(),
+        payment.amount,
+        payment.transaction_id.to_owned(),
+        payment.paid_at,
+    )
+    .outbox_entry();
+    let recorded = record_payment_query!(
+        payment.order_number.as_str(),
+        payment.transaction_id,
+        payment.paid_at,
+        payment.amount.get(),
+        OrderEvent::Paid.as_str(),
+        payment.reported_by.as_column(),
+        message.idempotency_key,
+        message.routing_key,
+        message.payload,
+    )
+    .fetch_optional(db)
+    .await?;
+    if recorded.is_some() {
+        return Ok(PaymentOutcome::Recorded);
+    }
+    let current = state_after_no_change_query!(payment.order_number.as_str())
+        .fetch_optional(db)
+        .await?;
+    Ok(match current {
+        None => PaymentOutcome::NotFound,
+        Some(order) if order.amount_fen != payment.amount => PaymentOutcome::AmountMismatch {
+            expected: order.amount_fen,
+        },
+        Some(order) => match (order.payment_status, order.transaction_id) {
+            (PaymentStatus::Paid, Some(recorded)) if recorded == payment.transaction_id => {
+                PaymentOutcome::AlreadyRecorded
+            }
+            (PaymentStatus::Paid, Some(recorded)) => {
+                PaymentOutcome::PaidWithAnotherTransaction { recorded }
+            }
+            _ => PaymentOutcome::Closed,
+        },
+    })
+}
+
+/// `unpaid → closed`: the order can no longer be paid. With `only_without_prepay`, an
+/// order whose payment started meanwhile is left alone (it must be closed at WeChat
+/// first).
+pub async fn close_unpaid(
+    db: &PgPool,
+    order_number: &OrderNumber,
+    closed_by: &Actor,
+    reason: &str,
+    only_without_prepay: bool,
+) -> Result<bool, sqlx::Error> {
+    let closed = sqlx::query_scalar!(
+        "WITH closed AS (
+            UPDATE orders SET payment_status = 'closed', closed_at = now(), updated_at = now()
+             WHERE order_number = $1 AND payment_status = 'unpaid'
+               AND (NOT $2 OR prepay_id IS NULL)
+            RETURNING order_number
+         ), event AS (
+            INSERT INTO order_events (order_number, event, actor, detail)
+            SELECT order_number, $3, $4, jsonb_build_object('reason', $5::text) FROM closed
+         )
+         SELECT order_number FROM closed",
+        order_number.as_str(),
+        only_without_prepay,
+        OrderEvent::Closed.as_str(),
+        closed_by.as_column(),
+        reason,
+    )
+    .fetch_optional(db)
+    .await?;
+    Ok(closed.is_some())
+}
+
+/// Notes that WeChat was asked about this unpaid order, so the watch asks again only later.
+pub async fn mark_payment_checked(
+    db: &PgPool,
+    order_number: &OrderNumber,
+) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        "UPDATE orders SET payment_checked_at = now() WHERE order_number = $1",
+        order_number.as_str(),
+    )
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// A report that disagreed with our records, kept for a person and never fulfilled. On a
+/// known order it also flags the order and writes its history.
+pub async fn record_anomaly(
+    db: &PgPool,
+    order_number: Option<&str>,
+    kind: AnomalyKind,
+    reported_by: &Actor,
+    detail: Value,
+) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        "WITH anomaly AS (
+            INSERT INTO payment_anomalies (order_number, kind, detail) VALUES ($1, $2, $3)
+         ), flagged AS (
+            UPDATE orders SET anomaly = $2, updated_at = now() WHERE order_number = $1
+            RETURNING order_number
+         )
+         INSERT INTO order_events (order_number, event, actor, detail)
+         SELECT order_number, $4, $5, jsonb_build_object('kind', $2::text) || $3 FROM flagged",
+        order_number.map(|o| storable_text(o, 64)),
+        kind.as_str(),
+        storable(detail),
+        OrderEvent::Anomaly.as_str(),
+        reported_by.as_column(),
+    )
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// What a forger sent is kept, minus what PostgreSQL cannot store (NUL characters) and
+/// within reason in size: recording an anomaly must never fail because of its content.
+fn storable(value: Value) -> Value {
+    match value {
+        Value::String(s) => Value::String(storable_text(&s, 1000)),
+        Value::Array(items) => Value::Array(items.into_iter().map(storable).collect()),
+        Value::Object(map) => Value::Object(
+            map.into_iter()
+                .map(|(k, v)| (storable_text(&k, 100), storable(v)))
+                .collect(),
+        ),
+        other => other,
+    }
+}
+
+fn storable_text(text: &str, max_chars: usize) -> String {
+    text.chars()
+        .filter(|c| *c != '\0')
+        .take(max_chars)
+        .collect()
+}
+
+// ───────────────────────────── top-ups (recharge-worker) ─────────────────────────────
+
+/// What a worker needs to send the top-up of an order it claimed.
+#[derive(Debug)]
+pub struct ClaimedOrder {
+    pub order_number: OrderNumber,
+    pub msisdn: Msisdn,
+    pub recharge_type: RechargeType,
+    pub product_code: String,
+    pub price: Mnt,
+}
+
+/// `pending → processing` for this worker, if the order is paid and nothing was sent, and
+/// it is unclaimed or claimed so long ago (nothing sent) that its holder must be dead.
+pub async fn claim(
+    db: &PgPool,
+    order_number: &OrderNumber,
+    worker: &str,
+    stale_after: Duration,
+) -> Result<Option<ClaimedOrder>, sqlx::Error> {
+    sqlx::query_as!(
+        ClaimedOrder,
+        r#"WITH claimed AS (
+            UPDATE orders
+               SET recharge_status = 'processing', recharge_at = now(), recharge_worker = $2,
+                   updated_at = now()
+             WHERE order_number = $1
+               AND payment_status = 'paid'
+               AND recharge_sent_at IS NULL
+               AND (recharge_status = 'pending'
+                    OR (recharge_status = 'processing'
+                        AND recharge_at < now() - make_interval(secs => $3)))
+            RETURNING order_number, phone_number, recharge_type, product_code, price_mnt
+         ), event AS (
+            INSERT INTO order_events (order_number, event, actor)
+            SELECT order_number, $4, $5 FROM claimed
+         )
+         SELECT order_number AS "order_number!: OrderNumber", phone_number AS "msisdn!: Msisdn",
+                recharge_type AS "recharge_type!: RechargeType", product_code AS "product_code!",
+                price_mnt AS "price!: Mnt"
+           FROM claimed"#,
+        order_number.as_str(),
+        worker,
+        stale_after.as_secs_f64(),
+        OrderEvent::Claimed.as_str(),
+        Actor::Worker(worker.to_owned()).as_column(),
+    )
+    .fetch_optional(db)
+    .await
+}
+
+/// Written just before the request goes out: from here on the order may be credited and
+/// is never sent again automatically. False if the claim is no longer this worker's.
+pub async fn mark_sent(
+    db: &PgPool,
+    order_number: &OrderNumber,
+    worker: &str,
+) -> Result<bool, sqlx::Error> {
+    let updated = sqlx::query!(
+        "UPDATE orders SET recharge_sent_at = now(), recharge_at = now(),
+                recharge_attempts = recharge_attempts + 1, updated_at = now()
+          WHERE order_number = $1 AND recharge_worker = $2
+            AND recharge_status = 'processing' AND recharge_sent_at IS NULL",
+        order_number.as_str(),
+        worker,
+    )
+    .execute(db)
+    .await?;
+    Ok(updated.rows_affected() == 1)
+}
+
+/// Undoes [`mark_sent`] for a request that provably never reached Unitel.
+pub async fn unmark_sent(
+    db: &PgPool,
+    order_number: &OrderNumber,
+    worker: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        "UPDATE orders SET recharge_sent_at = NULL, updated_at = now()
+          WHERE order_number = $1 AND recharge_worker = $2 AND recharge_status = 'processing'",
+        order_number.as_str(),
+        worker,
+    )
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// `processing → pending`: gives an unsent order back so that a later delivery can take it.
+pub async fn release(
+    db: &PgPool,
+    order_number: &OrderNumber,
+    worker: &str,
+    why: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        "WITH released AS (
+            UPDATE orders
+               SET recharge_status = 'pending', recharge_at = NULL, recharge_worker = NULL,
+                   recharge_sent_at = NULL, recharge_error_message = $3, updated_at = now()
+             WHERE order_number = $1 AND recharge_worker = $2 AND recharge_status = 'processing'
+               AND recharge_sent_at IS NULL
+            RETURNING order_number
+         )
+         INSERT INTO order_events (order_number, event, actor, detail)
+         SELECT order_number, $4, $5, jsonb_build_object('reason', $3::text) FROM released",
+        order_number.as_str(),
+        worker,
+        why,
+        OrderEvent::Released.as_str(),
+        Actor::Worker(worker.to_owned()).as_column(),
+    )
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// How a top-up ended, as the worker that sent it knows it.
+pub enum Outcome<'a> {
+    Success(&'a TopUpReceipt),
+    Failed {
+        code: &'a str,
+        message: &'a str,
+    },
+    /// `seq` when Unitel accepted without finishing: reconciliation can ask about it.
+    Unknown {
+        reason: &'a str,
+        seq: Option<&'a str>,
+    },
+}
+
+impl Outcome<'_> {
+    pub fn status(&self) -> RechargeStatus {
+        match self {
+            Outcome::Success(_) => RechargeStatus::Success,
+            Outcome::Failed { .. } => RechargeStatus::Failed,
+            Outcome::Unknown { .. } => RechargeStatus::Unknown,
+        }
+    }
+
+    fn event(&self) -> OrderEvent {
+        match self {
+            Outcome::Success(_) => OrderEvent::Success,
+            Outcome::Failed { .. } => OrderEvent::Failed,
+            Outcome::Unknown { .. } => OrderEvent::Unknown,
+        }
+    }
+}
+
+/// `processing → success | failed | unknown` by the worker holding the claim; also from
+/// `unknown` when the sweep gave up on this worker, which has the real answer now. False
+/// if the order was not this worker's to finish any more.
+pub async fn record_outcome(
+    db: &PgPool,
+    order_number: &OrderNumber,
+    worker: &str,
+    outcome: &Outcome<'_>,
+) -> Result<bool, sqlx::Error> {
+    let (seq, sv_id, vat, code, message) = match *outcome {
+        Outcome::Success(receipt) => (
+            receipt.seq.as_deref(),
+            receipt.sv_id.as_deref(),
+            receipt.vat.clone(),
+            None,
+            None,
+        ),
+        Outcome::Failed { code, message } => (None, None, None, Some(code), Some(message)),
+        Outcome::Unknown { reason, seq } => (seq, None, None, None, Some(reason)),
+    };
+    let recorded = sqlx::query_scalar!(
+        "WITH finished AS (
+            UPDATE orders
+               SET recharge_status = $3, recharged_at = now(), seq_id = $4, sv_id = $5,
+                   vat_receipt = $6, recharge_error_code = $7, recharge_error_message = $8,
+                   unknown_at = CASE WHEN $3 = 'unknown' THEN COALESCE(unknown_at, now())
+                                     ELSE unknown_at END,
+                   unknown_settled_by = CASE WHEN recharge_status = 'unknown' AND $3 <> 'unknown'
+                                             THEN 'worker' ELSE unknown_settled_by END,
+                   updated_at = now()
+             WHERE order_number = $1 AND recharge_worker = $2
+               AND recharge_status IN ('processing', 'unknown')
+            RETURNING order_number
+         ), event AS (
+            INSERT INTO order_events (order_number, event, actor, detail)
+            SELECT order_number, $9, $10,
+                   jsonb_strip_nulls(jsonb_build_object('seq', $4::text, 'code', $7::text,
+                                                        'message', $8::text))
+              FROM finished
+         )
+         SELECT order_number FROM finished",
+        order_number.as_str(),
+        worker,
+        outcome.status().as_str(),
+        seq,
+        sv_id,
+        vat,
+        code,
+        message,
+        outcome.event().as_str(),
+        Actor::Worker(worker.to_owned()).as_column(),
+    )
+    .fetch_optional(db)
+    .await?;
+    Ok(recorded.is_some())
+}
+
+/// `processing → pending` for claims that went stale before anything was sent: their
+/// worker is gone, and sending later is safe.
+pub async fn release_stale_claims(
+    db: &PgPool,
+    stale_after: Duration,
+    sweeper: &Actor,
+) -> Result<u64, sqlx::Error> {
+    Ok(sqlx::query!(
+        "WITH released AS (
+            UPDATE orders
+               SET recharge_status = 'pending', recharge_at = NULL, recharge_worker = NULL,
+                   updated_at = now()
+             WHERE payment_status = 'paid' AND recharge_status = 'processing'
+               AND recharge_sent_at IS NULL
+               AND recharge_at < now() - make_interval(secs => $1)
+            RETURNING order_number
+         )
+         INSERT INTO order_events (order_number, event, actor, detail)
+         SELECT order_number, $2, $3,
+                jsonb_build_object('reason', 'claim went stale before anything was sent')
+           FROM released",
+        stale_after.as_secs_f64(),
+        OrderEvent::Released.as_str(),
+        sweeper.as_column(),
+    )
+    .execute(db)
+    .await?
+    .rows_affected())
+}
+
+/// `processing → unknown` for claims that went stale after their request may have gone
+/// out: nobody can tell whether the number was credited.
+pub async fn give_up_stale_sends(
+    db: &PgPool,
+    stale_after: Duration,
+    sweeper: &Actor,
+) -> Result<Vec<OrderNumber>, sqlx::Error> {
+    sqlx::query_scalar!(
+        r#"WITH lost AS (
+            UPDATE orders
+               SET recharge_status = 'unknown', recharged_at = now(), updated_at = now(),
+                   unknown_at = COALESCE(unknown_at, now()),
+                   recharge_error_message = 'the worker stopped after sending; outcome unknown'
+             WHERE payment_status = 'paid' AND recharge_status = 'processing'
+               AND recharge_sent_at < now() - make_interval(secs => $1)
+            RETURNING order_number
+         ), event AS (
+            INSERT INTO order_events (order_number, event, actor, detail)
+            SELECT order_number, $2, $3,
+                   jsonb_build_object('reason', 'the worker stopped after sending')
+              FROM lost
+         )
+         SELECT order_number AS "order_number!: OrderNumber" FROM lost"#,
+        stale_after.as_secs_f64(),
+        OrderEvent::Unknown.as_str(),
+        sweeper.as_column(),
+    )
+    .fetch_all(db)
+    .await
+}
+
+/// Puts paid orders still `pending` this long after payment back on the queue (their
+/// message was lost, dead-lettered or never published): a fresh outbox row each time,
+/// at most once per `after`. Returns how many were requeued.
+pub async fn requeue_pending(
+    db: &PgPool,
+    after: Duration,
+    limit: i64,
+    sweeper: &Actor,
+) -> Result<u64, sqlx::Error> {
+    let due = sqlx::query!(
+        r#"SELECT order_number AS "order_number: OrderNumber", requeue_count,
+                  amount_fen AS "amount_fen: Fen", transaction_id AS "transaction_id!",
+                  paid_at AS "paid_at!"
+             FROM orders
+            WHERE payment_status = 'paid' AND recharge_status = 'pending'
+              AND payment_recorded_at < now() - make_interval(secs => $1)
+              AND (requeued_at IS NULL OR requeued_at < now() - make_interval(secs => $1))
+            ORDER BY payment_recorded_at LIMIT $2"#,
+        after.as_secs_f64(),
+        limit,
+    )
+    .fetch_all(db)
+    .await?;
+    let mut requeued = 0;
+    for order in due {
+        let requeue = order.requeue_count + 1;
+        let message = OrderPaid::new(
+            order.order_number.clone(),
+            order.amount_fen,
+            order.transaction_id,
+            order.paid_at,
+        )
+        .requeue_entry(requeue);
+        requeued += sqlx::query!(
+            "WITH marked AS (
+                UPDATE orders SET requeued_at = now(), requeue_count = $2
+                 WHERE order_number = $1 AND payment_status = 'paid'
+                   AND recharge_status = 'pending' AND requeue_count = $2 - 1
+                RETURNING order_number
+             ), queued AS (
+                INSERT INTO outbox (idempotency_key, order_number, routing_key, payload)
+                SELECT $3, order_number, $4, $5 FROM marked
+                ON CONFLICT (idempotency_key) DO NOTHING
+             )
+             INSERT INTO order_events (order_number, event, actor)
+             SELECT order_number, $6, $7 FROM marked",
+            order.order_number.as_str(),
+            requeue,
+            message.idempotency_key,
+            message.routing_key,
+            message.payload,
+            OrderEvent::Requeued.as_str(),
+            sweeper.as_column(),
+        )
+        .execute(db)
+        .await?
+        .rows_affected();
+    }
+    Ok(requeued)
+}
+
+/// `unknown` orders with a Unitel `seq` not asked about for `every`, marked as asked now.
+pub async fn due_for_reconciliation(
+    db: &PgPool,
+    every: Duration,
+    limit: i64,
+) -> Result<Vec<(OrderNumber, String)>, sqlx::Error> {
+    let rows = sqlx::query!(
+        r#"UPDATE orders SET reconciled_at = now()
+            WHERE order_number IN (
+              SELECT order_number FROM orders
+               WHERE recharge_status = 'unknown' AND seq_id IS NOT NULL
+                 AND (reconciled_at IS NULL OR reconciled_at < now() - make_interval(secs => $1))
+               LIMIT $2)
+           RETURNING order_number AS "order_number: OrderNumber", seq_id AS "seq_id!""#,
+        every.as_secs_f64(),
+        limit,
+    )
+    .fetch_all(db)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| (r.order_number, r.seq_id))
+        .collect())
+}
+
+/// What became of an `unknown` top-up, once someone knows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// The number was credited.
+    Credited,
+    /// Nothing was credited; why.
+    NotCredited { reason: String },
+}
+
+/// Who settled an `unknown` top-up, and on what grounds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Settler {
+    /// The recharge sweep, from Unitel's `check_transaction_result` for this seq.
+    Reconciliation { sweeper: Actor, seq: String },
+    /// A person, after checking with Unitel; their note is kept in the history.
+    Person { name: String, note: String },
+}
+
+/// `unknown → success | failed`, the one way an unknown top-up is settled. The result is
+/// the same whoever settles it: the status is the verdict; `recharged_at` keeps the time
+/// the first outcome was recorded; a credited order carries no error, a failed one the
+/// reason (Unitel's message, or the person's note) under `CHECK_FAILED` or
+/// `RESOLVED_FAILED`; `unknown_settled_by` says whether a person decided, which is what
+/// allows an automatic refund of a once-unknown order. False if the order was not
+/// `unknown`.
+pub async fn settle_unknown(
+    db: &PgPool,
+    order_number: &OrderNumber,
+    verdict: &Verdict,
+    settler: &Settler,
+) -> Result<bool, sqlx::Error> {
+    let (status, event) = match verdict {
+        Verdict::Credited => (RechargeStatus::Success, OrderEvent::Success),
+        Verdict::NotCredited { .. } => (RechargeStatus::Failed, OrderEvent::Failed),
+    };
+    let (actor, settled_by, code, detail) = match settler {
+        Settler::Reconciliation { sweeper, seq } => (
+            sweeper.clone(),
+            "reconciliation",
+            "CHECK_FAILED",
+            json!({"reconciled": true, "seq": seq}),
+        ),
+        Settler::Person { name, note } => (
+            Actor::Admin(name.clone()),
+            "person",
+            "RESOLVED_FAILED",
+            json!({"resolved": true, "note": note}),
+        ),
+    };
+    let (code, reason) = match verdict {
+        Verdict::Credited => (None, None),
+        Verdict::NotCredited { reason } => (Some(code), Some(reason.as_str())),
+    };
+    let settled = sqlx::query_scalar!(
+        "WITH settled AS (
+            UPDATE orders
+               SET recharge_status = $2, recharged_at = COALESCE(recharged_at, now()),
+                   recharge_error_code = $3, recharge_error_message = $4,
+                   unknown_settled_by = $5, updated_at = now()
+             WHERE order_number = $1 AND recharge_status = 'unknown'
+            RETURNING order_number
+         ), event AS (
+            INSERT INTO order_events (order_number, event, actor, detail)
+            SELECT order_number, $6, $7, $8 FROM settled
+         )
+         SELECT order_number FROM settled",
+        order_number.as_str(),
+        status.as_str(),
+        code,
+        reason,
+        settled_by,
+        event.as_str(),
+        actor.as_column(),
+        detail,
+    )
+    .fetch_optional(db)
+    .await?;
+    Ok(settled.is_some())
+}
+
+// ───────────────────────────── refunds ─────────────────────────────
+
+/// Our refund number for an order: one refund per order, always the same number, so that
+/// sending it again can never refund twice.
+pub fn out_refund_no(order_number: &OrderNumber) -> String {
+    format!("RF{order_number}")
+}
+
+/// Asks for the whole amount of a paid order back: one whose top-up failed, or — only
+/// with `include_credited` — one that was credited. False if nothing was requested (not
+/// refundable in its state, or a refund exists already): the caller reads why.
+pub async fn request_refund(
+    db: &PgPool,
+    order_number: &OrderNumber,
+    reason: &str,
+    requested_by: &Actor,
+    include_credited: bool,
+) -> Result<bool, sqlx::Error> {
+    let created = sqlx::query_scalar!(
+        "WITH created AS (
+            INSERT INTO refunds (order_number, out_refund_no, amount_fen, reason, requested_by)
+            SELECT order_number, $2, amount_fen, $3, $4 FROM orders
+             WHERE order_number = $1 AND payment_status = 'paid'
+               AND (recharge_status = 'failed' OR (recharge_status = 'success' AND $5))
+            ON CONFLICT (order_number) DO NOTHING
+            RETURNING order_number
+         ), event AS (
+            INSERT INTO order_events (order_number, event, actor, detail)
+            SELECT order_number, $6, $4, jsonb_build_object('reason', $3::text) FROM created
+         )
+         SELECT order_number FROM created",
+        order_number.as_str(),
+        out_refund_no(order_number),
+        reason,
+        requested_by.as_column(),
+        include_credited,
+        OrderEvent::RefundRequested.as_str(),
+    )
+    .fetch_optional(db)
+    .await?;
+    Ok(created.is_some())
+}
+
+/// A paid order whose top-up failed definitively, and which may be refunded without a
+/// person: no refund yet, failed since automatic refunds exist (earlier failures may have
+/// been refunded by hand), and never `unknown` on the way unless a person settled it.
+pub struct FailedTopUp {
+    pub order_number: OrderNumber,
+    pub error_code: Option<String>,
+    pub error_message: Option<String>,
+}
+
+pub async fn failed_top_ups_to_refund(
+    db: &PgPool,
+    limit: i64,
+) -> Result<Vec<FailedTopUp>, sqlx::Error> {
+    sqlx::query_as!(
+        FailedTopUp,
+        r#"SELECT o.order_number AS "order_number: OrderNumber", o.recharge_error_code AS error_code,
+                  o.recharge_error_message AS error_message
+             FROM orders o
+            WHERE o.payment_status = 'paid' AND o.recharge_status = 'failed'
+              AND NOT EXISTS (SELECT 1 FROM refunds r WHERE r.order_number = o.order_number)
+              AND o.recharged_at >= (SELECT at FROM app_settings WHERE name = 'auto_refunds_since')
+              AND (o.unknown_at IS NULL OR o.unknown_settled_by = 'person')
+            ORDER BY o.recharged_at LIMIT $1"#,
+        limit,
+    )
+    .fetch_all(db)
+    .await
+}
+
+/// Counts refunds by the state they reached (`refunds_total`).
+fn counted(changed: bool, to: RefundStatus) -> bool {
+    if changed {
+        metrics::counter!("refunds_total", "status" => to.as_str()).increment(1);
+    }
+    changed
+}
+
+/// `requested → accepted`: WeChat took it; the outcome comes from `queryrefund`.
+pub async fn refund_accepted(
+    db: &PgPool,
+    order_number: &OrderNumber,
+    refund_id: Option<&str>,
+) -> Result<bool, sqlx::Error> {
+    let changed = sqlx::query_scalar!(
+        "WITH changed AS (
+            UPDATE refunds
+               SET status = 'accepted', refund_id = COALESCE($2, refund_id), last_error = NULL,
+                   attempts = attempts + 1, next_check_at = now() + interval '5 seconds',
+                   updated_at = now()
+             WHERE order_number = $1 AND status = 'requested'
+            RETURNING order_number
+         ), event AS (
+            INSERT INTO order_events (order_number, event, actor, detail)
+            SELECT order_number, $3, $4, jsonb_strip_nulls(jsonb_build_object('refundId', $2::text))
+              FROM changed
+         )
+         SELECT order_number FROM changed",
+        order_number.as_str(),
+        refund_id,
+        OrderEvent::RefundAccepted.as_str(),
+        Actor::RefundSweep.as_column(),
+    )
+    .fetch_optional(db)
+    .await?;
+    Ok(counted(changed.is_some(), RefundStatus::Accepted))
+}
+
+/// `accepted → success`: `queryrefund` says the money is back.
+pub async fn refund_succeeded(
+    db: &PgPool,
+    order_number: &OrderNumber,
+    refund_id: Option<&str>,
+) -> Result<bool, sqlx::Error> {
+    let changed = sqlx::query_scalar!(
+        "WITH changed AS (
+            UPDATE refunds
+               SET status = 'success', refund_id = COALESCE($2, refund_id), last_error = NULL,
+                   completed_at = now(), updated_at = now()
+             WHERE order_number = $1 AND status = 'accepted'
+            RETURNING order_number
+         ), event AS (
+            INSERT INTO order_events (order_number, event, actor, detail)
+            SELECT order_number, $3, $4, jsonb_strip_nulls(jsonb_build_object('refundId', $2::text))
+              FROM changed
+         )
+         SELECT order_number FROM changed",
+        order_number.as_str(),
+        refund_id,
+        OrderEvent::RefundSucceeded.as_str(),
+        Actor::RefundSweep.as_column(),
+    )
+    .fetch_optional(db)
+    .await?;
+    Ok(counted(changed.is_some(), RefundStatus::Success))
+}
+
+/// `requested | accepted → failed`: WeChat refused it for good, or closed it. A person
+/// must return the money.
+pub async fn refund_failed(
+    db: &PgPool,
+    order_number: &OrderNumber,
+    from: RefundStatus,
+    error: &str,
+) -> Result<bool, sqlx::Error> {
+    let changed = sqlx::query_scalar!(
+        "WITH changed AS (
+            UPDATE refunds
+               SET status = 'failed', last_error = $3, completed_at = now(), updated_at = now()
+             WHERE order_number = $1 AND status = $2
+            RETURNING order_number
+         ), event AS (
+            INSERT INTO order_events (order_number, event, actor, detail)
+            SELECT order_number, $4, $5, jsonb_build_object('error', $3::text) FROM changed
+         )
+         SELECT order_number FROM changed",
+        order_number.as_str(),
+        from.as_str(),
+        error,
+        OrderEvent::RefundFailed.as_str(),
+        Actor::RefundSweep.as_column(),
+    )
+    .fetch_optional(db)
+    .await?;
+    Ok(counted(changed.is_some(), RefundStatus::Failed))
+}
+
+/// A requested refund WeChat did not take for a passing reason: sent again later, under
+/// the same number, with a growing delay.
+pub async fn refund_deferred(
+    db: &PgPool,
+    order_number: &OrderNumber,
+    error: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        "UPDATE refunds SET attempts = attempts + 1, last_error = $2, updated_at = now(),
+                next_check_at = now() + make_interval(secs => LEAST(600, 5 * power(2, LEAST(attempts, 7))))
+          WHERE order_number = $1 AND status = 'requested'",
+        order_number.as_str(),
+        error,
+    )
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// An accepted refund WeChat is still processing: asked about again in a while.
+pub async fn refund_check_later(
+    db: &PgPool,
+    order_number: &OrderNumber,
+) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        "UPDATE refunds SET next_check_at = now() + interval '30 seconds'
+          WHERE order_number = $1 AND status = 'accepted'",
+        order_number.as_str(),
+    )
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// `failed → requested`: a person sends a failed refund again, under the same number.
+pub async fn retry_refund(
+    db: &PgPool,
+    order_number: &OrderNumber,
+    retried_by: &Actor,
+    note: &str,
+) -> Result<bool, sqlx::Error> {
+    let retried = sqlx::query_scalar!(
+        "WITH retried AS (
+            UPDATE refunds
+               SET status = 'requested', attempts = 0, last_error = NULL, completed_at = NULL,
+                   next_check_at = now(), updated_at = now()
+             WHERE order_number = $1 AND status = 'failed'
+            RETURNING order_number
+         ), event AS (
+            INSERT INTO order_events (order_number, event, actor, detail)
+            SELECT order_number, $2, $3, jsonb_build_object('note', $4::text) FROM retried
+         )
+         SELECT order_number FROM retried",
+        order_number.as_str(),
+        OrderEvent::RefundRetried.as_str(),
+        retried_by.as_column(),
+        note,
+    )
+    .fetch_optional(db)
+    .await?;
+    Ok(retried.is_some())
+}
