@@ -9,13 +9,12 @@ use std::sync::Arc;
 use chrono::Utc;
 use serde_json::json;
 use shared::history::{Actor, AnomalyKind};
-use shared::jobs::{self, ExclusiveJob, RoundReport};
+use shared::jobs::{RoundReport, Rounds};
 use shared::lifecycle::{self, PaymentOutcome, ReportedPayment};
 use shared::money::Fen;
 use shared::order::{OrderNumber, PaymentStatus};
 use shared::outbox::OutboxSignal;
 use sqlx::PgPool;
-use tokio_util::sync::CancellationToken;
 
 use crate::config::PaymentPolicy;
 use crate::store::orders;
@@ -168,20 +167,13 @@ impl PaymentWatch {
         }
         Ok(closed)
     }
+}
 
-    /// A round every `PAYMENT_SWEEP_INTERVAL_MS`, one instance at a time.
-    pub async fn run(self: Arc<Self>, stop: CancellationToken) {
-        let watch = self.clone();
-        jobs::run_every(
-            self.db.clone(),
-            ExclusiveJob::PaymentWatch,
-            self.policy.sweep_every,
-            stop,
-            move || {
-                let watch = watch.clone();
-                async move { watch.round().await }
-            },
-        )
-        .await
+impl Rounds for PaymentWatch {
+    type Report = WatchReport;
+    type Error = WatchError;
+
+    async fn round(&self) -> Result<WatchReport, WatchError> {
+        PaymentWatch::round(self).await
     }
 }

@@ -12,12 +12,11 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use shared::history::Actor;
-use shared::jobs::{self, ExclusiveJob, RoundReport};
-use shared::lifecycle;
+use shared::jobs::{ExclusiveJob, RoundReport, Rounds};
+use shared::lifecycle::{self, RefundChange};
 use shared::money::Fen;
 use shared::order::{OrderNumber, PaymentStatus, RechargeStatus, RefundStatus};
 use sqlx::PgPool;
-use tokio_util::sync::CancellationToken;
 
 use crate::wechat::{WechatError, WechatPay};
 
@@ -194,8 +193,14 @@ impl Refunds {
             .await;
         match sent {
             Ok(accepted) => {
-                lifecycle::refund_accepted(&self.db, order_number, accepted.refund_id.as_deref())
-                    .await?;
+                lifecycle::change_refund(
+                    &self.db,
+                    order_number,
+                    RefundChange::Accepted {
+                        refund_id: accepted.refund_id.as_deref(),
+                    },
+                )
+                .await?;
                 tracing::info!(order_number = %order_number, "refund accepted by WeChat");
             }
             Err(WechatError::Business { code, description })
@@ -211,13 +216,26 @@ impl Refunds {
                     .iter()
                     .find(|s| s.out_refund_no == refund.out_refund_no)
                 {
-                    lifecycle::refund_accepted(&self.db, order_number, ours.refund_id.as_deref())
-                        .await?;
+                    lifecycle::change_refund(
+                        &self.db,
+                        order_number,
+                        RefundChange::Accepted {
+                            refund_id: ours.refund_id.as_deref(),
+                        },
+                    )
+                    .await?;
                     return Ok(());
                 }
                 let error = format!("{code}: {description}");
-                lifecycle::refund_failed(&self.db, order_number, RefundStatus::Requested, &error)
-                    .await?;
+                lifecycle::change_refund(
+                    &self.db,
+                    order_number,
+                    RefundChange::Failed {
+                        from: RefundStatus::Requested,
+                        error: &error,
+                    },
+                )
+                .await?;
                 tracing::error!(order_number = %order_number, %error, alert = true, "WeChat refused the refund");
             }
             Err(error) => {
@@ -269,14 +287,27 @@ impl Refunds {
         let status = ours.map_or(RefundStatus::Accepted, |s| s.status);
         match (status, ours) {
             (RefundStatus::Success, Some(ours)) => {
-                lifecycle::refund_succeeded(&self.db, order_number, ours.refund_id.as_deref())
-                    .await?;
+                lifecycle::change_refund(
+                    &self.db,
+                    order_number,
+                    RefundChange::Succeeded {
+                        refund_id: ours.refund_id.as_deref(),
+                    },
+                )
+                .await?;
                 tracing::info!(order_number = %order_number, "refund confirmed");
             }
             (RefundStatus::Failed, Some(ours)) => {
                 let error = format!("WeChat reports the refund {}", ours.wechat_status);
-                lifecycle::refund_failed(&self.db, order_number, RefundStatus::Accepted, &error)
-                    .await?;
+                lifecycle::change_refund(
+                    &self.db,
+                    order_number,
+                    RefundChange::Failed {
+                        from: RefundStatus::Accepted,
+                        error: &error,
+                    },
+                )
+                .await?;
                 tracing::error!(order_number = %order_number, %error, alert = true, "refund failed; a person must return the money");
             }
             _ => lifecycle::refund_check_later(&self.db, order_number).await?,
@@ -316,20 +347,13 @@ impl Refunds {
         }
         Ok(report)
     }
+}
 
-    /// A round every `REFUND_SWEEP_INTERVAL_MS`, one instance at a time.
-    pub async fn run(self: Arc<Self>, stop: CancellationToken) {
-        let refunds = self.clone();
-        jobs::run_every(
-            self.db.clone(),
-            ExclusiveJob::RefundSweep,
-            self.every,
-            stop,
-            move || {
-                let refunds = refunds.clone();
-                async move { refunds.round().await }
-            },
-        )
-        .await
+impl Rounds for Refunds {
+    type Report = RefundReport;
+    type Error = sqlx::Error;
+
+    async fn round(&self) -> Result<RefundReport, sqlx::Error> {
+        Refunds::round(self).await
     }
 }

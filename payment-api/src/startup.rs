@@ -4,13 +4,16 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use shared::amqp::Topology;
+use shared::jobs::{self, ExclusiveJob, Rounds};
 use shared::outbox::{OutboxRelay, OutboxSignal, PAYMENT_LANES};
 use shared::unitel::UnitelClient;
 use sqlx::PgPool;
 use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::alerts::{Alerting, Channels};
@@ -19,6 +22,7 @@ use crate::context::ApiContext;
 use crate::payment_watch::PaymentWatch;
 use crate::rate_limit::RateLimiter;
 use crate::refunds::Refunds;
+use crate::stats::{self, Refresher};
 use crate::wechat::WechatPay;
 
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
@@ -107,12 +111,52 @@ impl Application {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let stop = CancellationToken::new();
+        fn every<J: Rounds>(
+            db: &PgPool,
+            job: ExclusiveJob,
+            every: Duration,
+            stop: &CancellationToken,
+            rounds: Arc<J>,
+        ) -> JoinHandle<()> {
+            tokio::spawn(jobs::run_every(
+                db.clone(),
+                job,
+                every,
+                stop.clone(),
+                rounds,
+            ))
+        }
+        let (db, policy) = (&self.db, &self.ctx.config.payments);
         let jobs = [
             tokio::spawn(self.relay.run(stop.clone())),
-            tokio::spawn(self.ctx.payments.clone().run(stop.clone())),
-            tokio::spawn(self.ctx.refunds.clone().run(stop.clone())),
-            tokio::spawn(self.alerting.run(stop.clone())),
-            tokio::spawn(crate::stats::refresh::run(self.db.clone(), stop.clone())),
+            every(
+                db,
+                ExclusiveJob::PaymentWatch,
+                policy.sweep_every,
+                &stop,
+                self.ctx.payments.clone(),
+            ),
+            every(
+                db,
+                ExclusiveJob::RefundSweep,
+                policy.refund_sweep_every,
+                &stop,
+                self.ctx.refunds.clone(),
+            ),
+            every(
+                db,
+                ExclusiveJob::Alerts,
+                self.alerting.config.every,
+                &stop,
+                self.alerting.clone(),
+            ),
+            every(
+                db,
+                ExclusiveJob::StatsRefresh,
+                stats::refresh::EVERY,
+                &stop,
+                Arc::new(Refresher(db.clone())),
+            ),
         ];
         let stop_server = stop.clone();
         let served = axum::serve(self.listener, crate::http::router(self.ctx))

@@ -521,3 +521,34 @@ async fn a_callback_that_cannot_be_confirmed_yet_is_retried_by_the_platform() {
     assert!(refused >= 1);
     system.shutdown().await;
 }
+
+#[tokio::test]
+async fn paid_at_is_wechats_time_and_the_recording_time_is_kept_apart() {
+    let system = System::start(api_only()).await;
+    let (order, transaction) = paid_at_wechat_quietly(&system, "o-time-end").await;
+    // WeChat's clock says the customer paid a while ago (China time); we hear of it now.
+    let mut body = with_transaction(genuine(&order, 1136), &transaction);
+    body["timeEnd"] = "20261124132007".into();
+    let (status, answer) =
+        post_callback(&system, &format!("/payment/callback/{order}"), &body).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    let (paid_at, recorded_at, message): (String, chrono::DateTime<chrono::Utc>, Value) =
+        sqlx::query_as(
+            "SELECT to_char(o.paid_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS'),
+                    o.payment_recorded_at, m.payload
+               FROM orders o JOIN outbox m ON m.order_number = o.order_number
+              WHERE o.order_number = $1",
+        )
+        .bind(&order)
+        .fetch_one(&system.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(paid_at, "2026-11-24 05:20:07", "13:20:07 in Shanghai");
+    let since_recorded = chrono::Utc::now() - recorded_at;
+    assert!(
+        since_recorded < chrono::Duration::seconds(30),
+        "recorded just now, not at WeChat's time: {recorded_at}"
+    );
+    assert_eq!(message["paidAt"], "2026-11-24T05:20:07Z");
+    system.shutdown().await;
+}

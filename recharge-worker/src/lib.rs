@@ -11,6 +11,7 @@ pub mod sweep;
 use std::sync::Arc;
 
 use shared::amqp::Topology;
+use shared::jobs::ExclusiveJob;
 use shared::outbox::{OutboxRelay, OutboxSignal};
 use shared::unitel::UnitelClient;
 use tokio_util::sync::CancellationToken;
@@ -57,7 +58,13 @@ pub async fn run(config: WorkerConfig, shutdown: CancellationToken) -> anyhow::R
         requeue_after: config.requeue_after,
         outbox,
     });
-    let sweeping = tokio::spawn(sweeper.run(shutdown.clone()));
+    let sweeping = tokio::spawn(shared::jobs::run_every(
+        db.clone(),
+        ExclusiveJob::RechargeSweep,
+        config.sweep_every,
+        shutdown.clone(),
+        sweeper,
+    ));
     let fulfiller = fulfil::Fulfiller {
         shutdown: shutdown.clone(),
         db: db.clone(),

@@ -14,12 +14,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use shared::history::Actor;
-use shared::jobs::{self, ExclusiveJob, RoundReport};
+use shared::jobs::{RoundReport, Rounds};
 use shared::lifecycle::{self, Settler, Verdict};
 use shared::outbox::OutboxSignal;
 use shared::unitel::{TransactionStatus, UnitelClient};
 use sqlx::PgPool;
-use tokio_util::sync::CancellationToken;
 
 const BATCH: i64 = 200;
 
@@ -48,22 +47,16 @@ impl RoundReport for SweepReport {
     }
 }
 
-impl Sweeper {
-    pub async fn run(self: Arc<Self>, stop: CancellationToken) {
-        let sweeper = self.clone();
-        jobs::run_every(
-            self.db.clone(),
-            ExclusiveJob::RechargeSweep,
-            self.every,
-            stop,
-            move || {
-                let sweeper = sweeper.clone();
-                async move { sweeper.sweep().await }
-            },
-        )
-        .await
-    }
+impl Rounds for Sweeper {
+    type Report = SweepReport;
+    type Error = sqlx::Error;
 
+    async fn round(&self) -> Result<SweepReport, sqlx::Error> {
+        self.sweep().await
+    }
+}
+
+impl Sweeper {
     async fn sweep(&self) -> Result<SweepReport, sqlx::Error> {
         let actor = Actor::RechargeSweep(self.worker_id.clone());
         let released =

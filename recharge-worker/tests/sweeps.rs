@@ -165,6 +165,139 @@ async fn unknown_orders_with_a_seq_are_settled_with_unitel() {
     system.shutdown().await;
 }
 
+#[derive(Debug, PartialEq, sqlx::FromRow)]
+struct Settled {
+    recharge_status: String,
+    recharged_at: String,
+    recharge_error_code: Option<String>,
+    recharge_error_message: Option<String>,
+    unknown_settled_by: Option<String>,
+}
+
+async fn settled(system: &System, order: &str) -> Settled {
+    sqlx::query_as(
+        "SELECT recharge_status, to_char(recharged_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI') AS recharged_at,
+                recharge_error_code, recharge_error_message, unknown_settled_by
+           FROM orders WHERE order_number = $1",
+    )
+    .bind(order)
+    .fetch_one(&system.db.pool)
+    .await
+    .unwrap()
+}
+
+async fn resolve(system: &System, order: &str, outcome: &str, note: &str) {
+    let body = serde_json::json!({"outcome": outcome, "note": note, "resolvedBy": "ops"});
+    let path = format!("/admin/orders/{order}/resolve");
+    let (status, body) = system
+        .admin_request(
+            reqwest::Method::POST,
+            &path,
+            Some(testkit::ADMIN_TOKEN),
+            Some(body),
+        )
+        .await;
+    assert!(status.is_success(), "{body}");
+}
+
+#[tokio::test]
+async fn an_unknown_top_up_settles_to_one_result_whether_unitel_or_a_person_decides() {
+    let system = System::start(sweeping(1)).await;
+    let mut orders = Vec::new();
+    for _ in 0..4 {
+        let order = system
+            .order_and_pay("o-settle", "88616600", "voice", "SD5000")
+            .await;
+        assert_eq!(
+            system
+                .wait_for_outcome(&order, Duration::from_secs(20))
+                .await,
+            "success"
+        );
+        orders.push(order);
+    }
+    // As a worker leaves an unknown top-up: the time and the reason it was recorded. The
+    // first two keep the seq Unitel gave (the sweep asks Unitel about them; the first was
+    // credited, the second's seq Unitel does not know: failed); the last two have none
+    // (a person decides).
+    for (i, order) in orders.iter().enumerate() {
+        let seq = match i {
+            0 => "seq_id",
+            1 => "'9999999999999'",
+            _ => "NULL",
+        };
+        set(
+            &system,
+            order,
+            &format!(
+                "recharge_status = 'unknown', recharged_at = '2026-01-02T03:04:00Z', unknown_at = now(),
+                 recharge_error_message = 'timed out after sending', seq_id = {seq}"
+            ),
+        )
+        .await;
+    }
+    resolve(
+        &system,
+        &orders[2],
+        "success",
+        "Unitel confirmed the credit",
+    )
+    .await;
+    resolve(
+        &system,
+        &orders[3],
+        "failed",
+        "Unitel has no such journal id",
+    )
+    .await;
+    system
+        .wait_for_count(
+            "SELECT count(*) FROM orders WHERE recharge_status = 'unknown'",
+            0,
+            Duration::from_secs(10),
+        )
+        .await;
+
+    let credited = |by: &str| Settled {
+        recharge_status: "success".into(),
+        recharged_at: "2026-01-02 03:04".into(),
+        recharge_error_code: None,
+        recharge_error_message: None,
+        unknown_settled_by: Some(by.into()),
+    };
+    let not_credited = |code: &str, reason: &str, by: &str| Settled {
+        recharge_status: "failed".into(),
+        recharged_at: "2026-01-02 03:04".into(),
+        recharge_error_code: Some(code.into()),
+        recharge_error_message: Some(reason.into()),
+        unknown_settled_by: Some(by.into()),
+    };
+    assert_eq!(
+        settled(&system, &orders[0]).await,
+        credited("reconciliation")
+    );
+    let unitel_says = settled(&system, &orders[1]).await;
+    assert_eq!(
+        unitel_says,
+        not_credited(
+            "CHECK_FAILED",
+            unitel_says.recharge_error_message.as_deref().unwrap_or("-"),
+            "reconciliation"
+        )
+    );
+    assert_ne!(
+        unitel_says.recharge_error_message.as_deref(),
+        Some("timed out after sending"),
+        "Unitel's reason replaces the unknown's"
+    );
+    assert_eq!(settled(&system, &orders[2]).await, credited("person"));
+    assert_eq!(
+        settled(&system, &orders[3]).await,
+        not_credited("RESOLVED_FAILED", "Unitel has no such journal id", "person")
+    );
+    system.shutdown().await;
+}
+
 #[tokio::test]
 async fn a_message_that_keeps_failing_is_dead_lettered_then_requeued_by_the_sweep() {
     let mut system = System::start(SystemOptions {

@@ -5,6 +5,7 @@
 
 use std::fmt::Debug;
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::{PgPool, Postgres, Transaction};
@@ -77,21 +78,24 @@ pub trait RoundReport: Debug {
     fn is_quiet(&self) -> bool;
 }
 
-/// Runs `round` every `every` (the first at once) under the job's lock until `stop`. A
-/// round another process is running is skipped; a failed round is logged and the next one
-/// comes on time.
-pub async fn run_every<R, E, F, Fut>(
+/// A job done in rounds, holding what it uses.
+pub trait Rounds: Send + Sync + 'static {
+    type Report: RoundReport + Send;
+    type Error: std::fmt::Display + From<sqlx::Error> + Send;
+
+    fn round(&self) -> impl Future<Output = Result<Self::Report, Self::Error>> + Send;
+}
+
+/// Runs a round of `rounds` every `every` (the first at once) under the job's lock until
+/// `stop`. A round another process is running is skipped; a failed round is logged and the
+/// next one comes on time.
+pub async fn run_every<J: Rounds>(
     db: PgPool,
     job: ExclusiveJob,
     every: Duration,
     stop: CancellationToken,
-    mut round: F,
-) where
-    R: RoundReport,
-    E: std::fmt::Display + From<sqlx::Error>,
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<R, E>>,
-{
+    rounds: Arc<J>,
+) {
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -99,11 +103,11 @@ pub async fn run_every<R, E, F, Fut>(
             _ = stop.cancelled() => return,
             _ = tick.tick() => {}
         }
-        let outcome: Result<Option<R>, E> = async {
+        let outcome: Result<Option<J::Report>, J::Error> = async {
             let Some(lock) = job.try_lock(&db).await? else {
                 return Ok(None);
             };
-            let report = round().await?;
+            let report = rounds.round().await?;
             lock.release().await?;
             Ok(Some(report))
         }

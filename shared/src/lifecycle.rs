@@ -5,8 +5,8 @@
 //! recharge  pending ──claim──▶ processing ──record_outcome──▶ success | failed | unknown
 //!                   ◀──release / release_stale_claims──┘   (nothing sent yet)
 //!           processing ──give_up_stale_sends──▶ unknown ──settle_unknown──▶ success | failed
-//! refund    requested ──refund_accepted──▶ accepted ──refund_succeeded──▶ success
-//!           requested | accepted ──refund_failed──▶ failed ──retry_refund──▶ requested
+//! refund    requested ──change_refund(Accepted)──▶ accepted ──(Succeeded)──▶ success
+//!           requested | accepted ──(Failed)──▶ failed ──retry_refund──▶ requested
 //! ```
 //!
 //! Each transition is one SQL statement that says what it expects to find (`WHERE
@@ -830,101 +830,87 @@ pub async fn failed_top_ups_to_refund(
     .await
 }
 
-/// Counts refunds by the state they reached (`refunds_total`).
-fn counted(changed: bool, to: RefundStatus) -> bool {
-    if changed {
-        metrics::counter!("refunds_total", "status" => to.as_str()).increment(1);
+/// What WeChat's answers do to a refund, each a change from one state to another.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefundChange<'a> {
+    /// `requested → accepted`: WeChat took it; the outcome comes from `queryrefund`.
+    Accepted { refund_id: Option<&'a str> },
+    /// `accepted → success`: `queryrefund` says the money is back.
+    Succeeded { refund_id: Option<&'a str> },
+    /// `requested | accepted → failed`: WeChat refused it for good, or closed it. A person
+    /// must return the money.
+    Failed { from: RefundStatus, error: &'a str },
+}
+
+impl RefundChange<'_> {
+    fn from(&self) -> RefundStatus {
+        match self {
+            RefundChange::Accepted { .. } => RefundStatus::Requested,
+            RefundChange::Succeeded { .. } => RefundStatus::Accepted,
+            RefundChange::Failed { from, .. } => *from,
+        }
     }
-    changed
+
+    fn to(&self) -> RefundStatus {
+        match self {
+            RefundChange::Accepted { .. } => RefundStatus::Accepted,
+            RefundChange::Succeeded { .. } => RefundStatus::Success,
+            RefundChange::Failed { .. } => RefundStatus::Failed,
+        }
+    }
+
+    fn event(&self) -> OrderEvent {
+        match self {
+            RefundChange::Accepted { .. } => OrderEvent::RefundAccepted,
+            RefundChange::Succeeded { .. } => OrderEvent::RefundSucceeded,
+            RefundChange::Failed { .. } => OrderEvent::RefundFailed,
+        }
+    }
 }
 
-/// `requested → accepted`: WeChat took it; the outcome comes from `queryrefund`.
-pub async fn refund_accepted(
+/// Applies a [`RefundChange`] made by the refund sweep, if the refund is in the state the
+/// change starts from. Counted by the state reached (`refunds_total`).
+pub async fn change_refund(
     db: &PgPool,
     order_number: &OrderNumber,
-    refund_id: Option<&str>,
+    change: RefundChange<'_>,
 ) -> Result<bool, sqlx::Error> {
+    let (refund_id, error) = match change {
+        RefundChange::Accepted { refund_id } | RefundChange::Succeeded { refund_id } => {
+            (refund_id, None)
+        }
+        RefundChange::Failed { error, .. } => (None, Some(error)),
+    };
     let changed = sqlx::query_scalar!(
         "WITH changed AS (
             UPDATE refunds
-               SET status = 'accepted', refund_id = COALESCE($2, refund_id), last_error = NULL,
-                   attempts = attempts + 1, next_check_at = now() + interval '5 seconds',
-                   updated_at = now()
-             WHERE order_number = $1 AND status = 'requested'
-            RETURNING order_number
-         ), event AS (
-            INSERT INTO order_events (order_number, event, actor, detail)
-            SELECT order_number, $3, $4, jsonb_strip_nulls(jsonb_build_object('refundId', $2::text))
-              FROM changed
-         )
-         SELECT order_number FROM changed",
-        order_number.as_str(),
-        refund_id,
-        OrderEvent::RefundAccepted.as_str(),
-        Actor::RefundSweep.as_column(),
-    )
-    .fetch_optional(db)
-    .await?;
-    Ok(counted(changed.is_some(), RefundStatus::Accepted))
-}
-
-/// `accepted → success`: `queryrefund` says the money is back.
-pub async fn refund_succeeded(
-    db: &PgPool,
-    order_number: &OrderNumber,
-    refund_id: Option<&str>,
-) -> Result<bool, sqlx::Error> {
-    let changed = sqlx::query_scalar!(
-        "WITH changed AS (
-            UPDATE refunds
-               SET status = 'success', refund_id = COALESCE($2, refund_id), last_error = NULL,
-                   completed_at = now(), updated_at = now()
-             WHERE order_number = $1 AND status = 'accepted'
-            RETURNING order_number
-         ), event AS (
-            INSERT INTO order_events (order_number, event, actor, detail)
-            SELECT order_number, $3, $4, jsonb_strip_nulls(jsonb_build_object('refundId', $2::text))
-              FROM changed
-         )
-         SELECT order_number FROM changed",
-        order_number.as_str(),
-        refund_id,
-        OrderEvent::RefundSucceeded.as_str(),
-        Actor::RefundSweep.as_column(),
-    )
-    .fetch_optional(db)
-    .await?;
-    Ok(counted(changed.is_some(), RefundStatus::Success))
-}
-
-/// `requested | accepted → failed`: WeChat refused it for good, or closed it. A person
-/// must return the money.
-pub async fn refund_failed(
-    db: &PgPool,
-    order_number: &OrderNumber,
-    from: RefundStatus,
-    error: &str,
-) -> Result<bool, sqlx::Error> {
-    let changed = sqlx::query_scalar!(
-        "WITH changed AS (
-            UPDATE refunds
-               SET status = 'failed', last_error = $3, completed_at = now(), updated_at = now()
+               SET status = $3, refund_id = COALESCE($4, refund_id), last_error = $5,
+                   attempts = attempts + CASE WHEN $3 = 'accepted' THEN 1 ELSE 0 END,
+                   completed_at = CASE WHEN $3 IN ('success', 'failed') THEN now() END,
+                   next_check_at = now() + interval '5 seconds', updated_at = now()
              WHERE order_number = $1 AND status = $2
             RETURNING order_number
          ), event AS (
             INSERT INTO order_events (order_number, event, actor, detail)
-            SELECT order_number, $4, $5, jsonb_build_object('error', $3::text) FROM changed
+            SELECT order_number, $6, $7,
+                   jsonb_strip_nulls(jsonb_build_object('refundId', $4::text, 'error', $5::text))
+              FROM changed
          )
          SELECT order_number FROM changed",
         order_number.as_str(),
-        from.as_str(),
+        change.from().as_str(),
+        change.to().as_str(),
+        refund_id,
         error,
-        OrderEvent::RefundFailed.as_str(),
+        change.event().as_str(),
         Actor::RefundSweep.as_column(),
     )
     .fetch_optional(db)
     .await?;
-    Ok(counted(changed.is_some(), RefundStatus::Failed))
+    if changed.is_some() {
+        metrics::counter!("refunds_total", "status" => change.to().as_str()).increment(1);
+    }
+    Ok(changed.is_some())
 }
 
 /// A requested refund WeChat did not take for a passing reason: sent again later, under

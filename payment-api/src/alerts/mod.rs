@@ -9,12 +9,9 @@
 mod channels;
 mod produce;
 
-use std::sync::Arc;
-
-use shared::jobs::{self, ExclusiveJob, RoundReport};
+use shared::jobs::{RoundReport, Rounds};
 use shared::outbox::OutboxSignal;
 use sqlx::PgPool;
-use tokio_util::sync::CancellationToken;
 
 pub use channels::Channels;
 
@@ -48,20 +45,13 @@ impl Alerting {
         let delivered = self.channels.deliver_due(&self.db).await?;
         Ok(AlertReport { raised, delivered })
     }
+}
 
-    /// A round every `ALERT_INTERVAL_MS`, one instance at a time.
-    pub async fn run(self: Arc<Self>, stop: CancellationToken) {
-        let alerting = self.clone();
-        jobs::run_every(
-            self.db.clone(),
-            ExclusiveJob::Alerts,
-            self.config.every,
-            stop,
-            move || {
-                let alerting = alerting.clone();
-                async move { alerting.round().await }
-            },
-        )
-        .await
+impl Rounds for Alerting {
+    type Report = AlertReport;
+    type Error = sqlx::Error;
+
+    async fn round(&self) -> Result<AlertReport, sqlx::Error> {
+        Alerting::round(self).await
     }
 }

@@ -106,18 +106,16 @@ impl Alerting {
 
     /// One batch of order events; (rows read, alerts raised).
     async fn raise_from_order_events(&self) -> Result<(i64, usize), sqlx::Error> {
-        let mut tx = self.db.begin().await?;
+        let (mut tx, cursor) = Cursor::take(&self.db, "order_events").await?;
         let rows = sqlx::query!(
-            r#"WITH cursor AS (
-                  SELECT next_txid, last_id, pg_snapshot_xmin(pg_current_snapshot()) AS boundary
-                    FROM alert_cursors WHERE source = 'order_events' FOR UPDATE
-               )
-               SELECT e.id, e.txid::text AS "txid!", e.order_number AS "order_number: OrderNumber",
+            r#"SELECT e.id, e.txid::text AS "txid!", e.order_number AS "order_number: OrderNumber",
                       e.event AS "event: OrderEvent", e.actor AS "actor: Actor", e.detail
-                 FROM order_events e, cursor
-                WHERE (e.txid, e.id) > (cursor.next_txid, cursor.last_id)
-                  AND e.txid < cursor.boundary
-                ORDER BY e.txid, e.id LIMIT $1"#,
+                 FROM order_events e
+                WHERE (e.txid, e.id) > ($1::text::xid8, $2) AND e.txid < $3::text::xid8
+                ORDER BY e.txid, e.id LIMIT $4"#,
+            cursor.txid,
+            cursor.id,
+            cursor.boundary,
             BATCH,
         )
         .fetch_all(&mut *tx)
@@ -125,7 +123,7 @@ impl Alerting {
         let Some(last) = rows.last() else {
             return Ok((0, 0));
         };
-        let cursor = (last.txid.clone(), last.id);
+        let read_up_to = (last.txid.clone(), last.id);
         let mut batch = Batch::default();
         for row in &rows {
             if let Some((kind, message)) = event_alert(row.event, &row.actor) {
@@ -141,27 +139,23 @@ impl Alerting {
                 );
             }
         }
-        let raised = raise(&mut tx, batch).await?;
-        move_cursor(&mut tx, "order_events", cursor).await?;
-        tx.commit().await?;
+        let raised = finish(tx, "order_events", read_up_to, batch).await?;
         Ok((rows.len() as i64, raised))
     }
 
     /// One batch of anomalies; (rows read, alerts raised).
     async fn raise_from_anomalies(&self) -> Result<(i64, usize), sqlx::Error> {
-        let mut tx = self.db.begin().await?;
+        let (mut tx, cursor) = Cursor::take(&self.db, "payment_anomalies").await?;
         let rows = sqlx::query!(
-            r#"WITH cursor AS (
-                  SELECT next_txid, last_id, pg_snapshot_xmin(pg_current_snapshot()) AS boundary
-                    FROM alert_cursors WHERE source = 'payment_anomalies' FOR UPDATE
-               )
-               SELECT a.id, a.txid::text AS "txid!", a.order_number, a.kind AS "kind: AnomalyKind",
+            r#"SELECT a.id, a.txid::text AS "txid!", a.order_number, a.kind AS "kind: AnomalyKind",
                       EXISTS (SELECT 1 FROM orders o WHERE o.order_number = a.order_number) AS "known!",
                       to_char(now(), 'YYYY-MM-DD-HH24') AS "hour!"
-                 FROM payment_anomalies a, cursor
-                WHERE (a.txid, a.id) > (cursor.next_txid, cursor.last_id)
-                  AND a.txid < cursor.boundary
-                ORDER BY a.txid, a.id LIMIT $1"#,
+                 FROM payment_anomalies a
+                WHERE (a.txid, a.id) > ($1::text::xid8, $2) AND a.txid < $3::text::xid8
+                ORDER BY a.txid, a.id LIMIT $4"#,
+            cursor.txid,
+            cursor.id,
+            cursor.boundary,
             BATCH,
         )
         .fetch_all(&mut *tx)
@@ -169,7 +163,7 @@ impl Alerting {
         let Some(last) = rows.last() else {
             return Ok((0, 0));
         };
-        let cursor = (last.txid.clone(), last.id);
+        let read_up_to = (last.txid.clone(), last.id);
         let mut batch = Batch::default();
         for row in rows.iter() {
             let (kind, message) = if row.kind.money_taken_unfulfilled() {
@@ -202,9 +196,7 @@ impl Alerting {
                 message,
             );
         }
-        let raised = raise(&mut tx, batch).await?;
-        move_cursor(&mut tx, "payment_anomalies", cursor).await?;
-        tx.commit().await?;
+        let raised = finish(tx, "payment_anomalies", read_up_to, batch).await?;
         Ok((rows.len() as i64, raised))
     }
 
@@ -268,6 +260,53 @@ impl Alerting {
     }
 }
 
+/// Where a source was read up to, locked for this round's transaction, and the boundary
+/// below which every row is final.
+struct Cursor {
+    txid: String,
+    id: i64,
+    boundary: String,
+}
+
+impl Cursor {
+    async fn take(
+        db: &sqlx::PgPool,
+        source: &str,
+    ) -> Result<(sqlx::Transaction<'static, sqlx::Postgres>, Cursor), sqlx::Error> {
+        let mut tx = db.begin().await?;
+        let cursor = sqlx::query_as!(
+            Cursor,
+            r#"SELECT next_txid::text AS "txid!", last_id AS id,
+                      pg_snapshot_xmin(pg_current_snapshot())::text AS "boundary!"
+                 FROM alert_cursors WHERE source = $1 FOR UPDATE"#,
+            source,
+        )
+        .fetch_one(&mut *tx)
+        .await?;
+        Ok((tx, cursor))
+    }
+}
+
+/// Raises a batch's alerts and moves the source's cursor past the batch, together.
+async fn finish(
+    mut tx: sqlx::Transaction<'_, sqlx::Postgres>,
+    source: &str,
+    (txid, id): (String, i64),
+    batch: Batch,
+) -> Result<usize, sqlx::Error> {
+    let raised = raise(&mut tx, batch).await?;
+    sqlx::query!(
+        "UPDATE alert_cursors SET next_txid = $2::text::xid8, last_id = $3 WHERE source = $1",
+        source,
+        txid,
+        id,
+    )
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(raised)
+}
+
 /// Inserts a batch's alerts, or counts them again where they exist.
 async fn raise(
     tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
@@ -303,21 +342,4 @@ async fn raise(
     .execute(&mut **tx)
     .await?;
     Ok(count)
-}
-
-/// Everything up to and including this (transaction id, id) was turned into alerts.
-async fn move_cursor(
-    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
-    source: &str,
-    (txid, id): (String, i64),
-) -> Result<(), sqlx::Error> {
-    sqlx::query!(
-        "UPDATE alert_cursors SET next_txid = $2::text::xid8, last_id = $3 WHERE source = $1",
-        source,
-        txid,
-        id,
-    )
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
 }

@@ -7,7 +7,7 @@ pub mod report;
 
 use chrono::{FixedOffset, NaiveDate, Utc};
 
-pub use refresh::{refresh, Refreshed};
+pub use refresh::{refresh, Refreshed, Refresher};
 pub use report::{read, Stats};
 
 /// Where the customers are. China keeps UTC+8 all year.

@@ -5,9 +5,8 @@
 use std::time::Duration;
 
 use chrono::{NaiveDate, NaiveDateTime};
-use shared::jobs::{self, ExclusiveJob, RoundReport};
+use shared::jobs::{ExclusiveJob, RoundReport, Rounds};
 use sqlx::{PgPool, Postgres, Transaction};
-use tokio_util::sync::CancellationToken;
 
 /// Customers recomputed per statement, so a first build over years of orders stays a
 /// series of bounded statements.
@@ -189,12 +188,14 @@ async fn recompute_customers(
     Ok(())
 }
 
-/// Refreshes every [`EVERY`] until stopped, unless a refresh is running already.
-pub async fn run(db: PgPool, stop: CancellationToken) {
-    let pool = db.clone();
-    jobs::run_every(db, ExclusiveJob::StatsRefresh, EVERY, stop, move || {
-        let db = pool.clone();
-        async move { refresh_holding_the_lock(&db).await }
-    })
-    .await
+/// The periodic refresh, every [`EVERY`], skipped while another refresh runs.
+pub struct Refresher(pub PgPool);
+
+impl Rounds for Refresher {
+    type Report = Refreshed;
+    type Error = sqlx::Error;
+
+    async fn round(&self) -> Result<Refreshed, sqlx::Error> {
+        refresh_holding_the_lock(&self.0).await
+    }
 }
