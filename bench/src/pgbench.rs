@@ -54,7 +54,8 @@ impl Pgbench {
                                  paid_at, payment_recorded_at)
              SELECT 'PGBD' || to_char(g, 'FM0000000000'), user_id, openid, phone_number,
                     product_operator, recharge_type, product_code, product_name, price_mnt,
-                    exchange_rate, amount_fen, 'paid', '4200000000000000000000000000', now(), now()
+                    exchange_rate, amount_fen, 'paid', '42' || to_char(g, 'FM00000000000000000000000000'),
+                    now(), now()
                FROM (SELECT * FROM orders WHERE amount_fen = $2 LIMIT 1) template,
                     generate_series(1, $1) g",
         )
@@ -112,7 +113,6 @@ impl Pgbench {
             .arg(format!("--file={}", self.script.display()))
             .arg(format!("--define=paid_before={PAID_BEFORE}"))
             .arg(format!("--define=amount={}", self.amount_fen))
-            .arg("--define=transaction_id=4200000000000000000000000000")
             .arg(format!("--define=event={}", OrderEvent::Paid))
             .arg(format!("--define=reported_by={}", Actor::WechatCallback))
             .arg(format!("--define=routing_key={ORDER_PAID_ROUTING_KEY}"))
@@ -153,11 +153,11 @@ fn which_pgbench() -> anyhow::Result<()> {
 /// (`\gset`); a duplicate re-reports one of the orders paid before the run.
 fn script_text() -> String {
     let (transition, explanation) = lifecycle::record_payment_statements();
-    let record = |order_number: &str, key: &str| {
+    let record = |order_number: &str, transaction_id: &str, key: &str| {
         one_line(
             &transition
                 .replace("$1", order_number)
-                .replace("$2", ":transaction_id")
+                .replace("$2", transaction_id)
                 .replace("$3", "now()")
                 .replace("$4", ":amount")
                 .replace("$5", ":event")
@@ -168,6 +168,8 @@ fn script_text() -> String {
         )
     };
     let duplicate = "'PGBD' || to_char(:n::int8, 'FM0000000000')";
+    // Each order is paid by a transaction of its own: a transaction id pays one order.
+    let duplicate_transaction = "'42' || to_char(:n::int8, 'FM00000000000000000000000000')";
     format!(
         "\\set duplicate random(1, 10)
 \\if :duplicate = 1
@@ -176,7 +178,8 @@ fn script_text() -> String {
 {};
 \\else
 SELECT 'PGB' || to_char(n, 'FM0000000000') AS order_number,
-       'order-paid' || chr(58) || 'PGB' || to_char(n, 'FM0000000000') AS outbox_key
+       'order-paid' || chr(58) || 'PGB' || to_char(n, 'FM0000000000') AS outbox_key,
+       '43' || to_char(n, 'FM00000000000000000000000000') AS transaction_id
   FROM nextval('bench_pgbench_orders') n \\gset
 {};
 \\endif
@@ -184,10 +187,15 @@ SELECT 'PGB' || to_char(n, 'FM0000000000') AS order_number,
         // chr(58) is ':': pgbench would read a colon in the text as a variable.
         record(
             duplicate,
+            duplicate_transaction,
             &format!("'order-paid' || chr(58) || {duplicate}")
         ),
-        one_line(&explanation.replace("$1", duplicate)),
-        record(":order_number", ":outbox_key"),
+        one_line(
+            &explanation
+                .replace("$1", duplicate)
+                .replace("$2", duplicate_transaction)
+        ),
+        record(":order_number", ":transaction_id", ":outbox_key"),
     )
 }
 

@@ -1,14 +1,34 @@
 //! payment-api's configuration, read once from the environment (see the README's table).
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use shared::config::{AppEnv, ConfigError, InfraConfig, Secret, Settings, UnitelConfig};
+
+/// WeChat's open interface service, as seen from inside a cloud-hosting container.
+pub const WECHAT_OPEN_INTERFACE: &str = "http://api.weixin.qq.com";
+
+/// The setting that lets production start with WeChat settings under which a forged
+/// payment can be fulfilled, and the exact value it must have: nobody sets it by accident.
+pub const UNSAFE_WECHAT_OVERRIDE: &str = "ALLOW_UNSAFE_WECHAT_SETTINGS";
+pub const UNSAFE_WECHAT_CONSENT: &str = "payments-can-be-forged";
+
+/// Admin tokens this project ships in its examples: never accepted in production.
+pub const PLACEHOLDER_ADMIN_TOKENS: &[&str] = &[
+    "change-me-to-a-long-random-string",
+    "replace-with-the-output-of-openssl-rand-hex-32",
+];
+const MIN_ADMIN_TOKEN_CHARS: usize = 32;
 
 #[derive(Debug, Clone)]
 pub struct ApiConfig {
     pub app_env: AppEnv,
     pub host: std::net::IpAddr,
     pub port: u16,
+    /// Where `/metrics`, `/api` and `/api-json` are served, apart from the public port
+    /// (`METRICS_ADDR`; in production `0.0.0.0:9100` unless set). `None`: on the public
+    /// port (development only).
+    pub operations_addr: Option<SocketAddr>,
     pub db_pool_size: u32,
     pub infra: InfraConfig,
     pub wechat: WechatConfig,
@@ -16,7 +36,37 @@ pub struct ApiConfig {
     /// Bearer token for the admin routes; without it they answer 401 to everyone.
     pub admin_token: Option<Secret>,
     pub payments: PaymentPolicy,
+    pub limits: Limits,
     pub alerts: AlertConfig,
+    /// How long a number's product list or postpaid bill is reused before Unitel is asked
+    /// again (`UNITEL_LOOKUP_CACHE_MS`).
+    pub lookup_cache_for: Duration,
+    /// Unsafe settings production was explicitly told to accept: logged at every start and
+    /// shown on `/health`.
+    pub warnings: Vec<String>,
+}
+
+/// How much one caller may ask, per minute, counted across every instance.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// `POST /orders` per openid (`RATE_LIMIT_ORDERS_PER_MINUTE`).
+    pub orders_per_minute: u32,
+    /// `POST /payment/create` per openid (`RATE_LIMIT_PAYMENTS_PER_MINUTE`).
+    pub payments_per_minute: u32,
+    /// `POST /orders/{n}/cancel` per openid (`RATE_LIMIT_CANCELS_PER_MINUTE`).
+    pub cancels_per_minute: u32,
+    /// Product lists and postpaid bills per openid (`RATE_LIMIT_LOOKUPS_PER_MINUTE`).
+    pub lookups_per_minute: u32,
+    /// Each limited route per client address (`RATE_LIMIT_PER_ADDRESS_PER_MINUTE`).
+    pub per_address_per_minute: u32,
+    /// Reading an unpaid order asks WeChat at most this often per order
+    /// (`ORDER_QUERY_EVERY_MS`).
+    pub order_query_every: Duration,
+    /// Rejected callbacks recorded per source address (`CALLBACK_REJECTS_PER_MINUTE`); the
+    /// rest are counted, not stored.
+    pub callback_rejects_per_minute: u32,
+    /// Wrong admin tokens per client address before 429 (`ADMIN_FAILURES_PER_MINUTE`).
+    pub admin_failures_per_minute: u32,
 }
 
 /// Where alerts go and when health figures become alerts.
@@ -50,10 +100,6 @@ pub struct PaymentPolicy {
     /// How long after starting a payment the sweep first asks WeChat about it, and how
     /// long it waits before asking again.
     pub query_after: Duration,
-    /// Orders created per openid per minute (`POST /orders`).
-    pub orders_per_minute: u32,
-    /// Payments started per openid per minute (`POST /payment/create`).
-    pub payments_per_minute: u32,
     /// Refund every order whose top-up failed definitively, without waiting for a person.
     pub auto_refund_failed: bool,
     /// How often requested and accepted refunds are pushed and checked.
@@ -96,37 +142,121 @@ impl ApiConfig {
                 reason: "must start with /".into(),
             });
         }
+        let app_env = AppEnv::from_settings(s)?;
+        let wechat = WechatConfig {
+            api_base: s.url("WECHAT_API_BASE", Some(WECHAT_OPEN_INTERFACE))?,
+            mch_id,
+            env_id: s.required("WECHAT_ENV_ID")?,
+            callback_service: s.required("WECHAT_PAYMENT_CALLBACK_SERVICE")?,
+            callback_path: callback_path.trim_end_matches('/').to_owned(),
+            refund_callback_path: "/payment/refund-callback".to_owned(),
+            server_ip: s.or("WECHAT_PAYMENT_SERVER_IP", "127.0.0.1"),
+            timeout: s.millis("WECHAT_TIMEOUT_MS", 10_000)?,
+        };
+        let payments = PaymentPolicy {
+            confirm_callbacks: s.parsed("WECHAT_CONFIRM_CALLBACKS", true)?,
+            window: s.millis("PAYMENT_WINDOW_MS", 30 * 60 * 1000)?,
+            close_grace: s.millis("PAYMENT_CLOSE_GRACE_MS", 60_000)?,
+            sweep_every: s.millis("PAYMENT_SWEEP_INTERVAL_MS", 30_000)?,
+            query_after: s.millis("PAYMENT_QUERY_AFTER_MS", 60_000)?,
+            auto_refund_failed: s.parsed("AUTO_REFUND_FAILED", true)?,
+            refund_sweep_every: s.millis("REFUND_SWEEP_INTERVAL_MS", 10_000)?,
+        };
+        let admin_token = s.optional("ADMIN_TOKEN").map(Secret::new);
+        let warnings = match app_env {
+            AppEnv::Production => production_checks(s, &wechat, &payments, admin_token.as_ref())?,
+            AppEnv::Development => Vec::new(),
+        };
+        let operations_addr = match (s.optional("METRICS_ADDR"), app_env) {
+            (Some(_), _) => Some(s.parsed("METRICS_ADDR", SocketAddr::from(([0, 0, 0, 0], 9100)))?),
+            (None, AppEnv::Production) => Some(SocketAddr::from(([0, 0, 0, 0], 9100))),
+            (None, AppEnv::Development) => None,
+        };
         Ok(ApiConfig {
-            app_env: AppEnv::from_settings(s)?,
+            app_env,
+            operations_addr,
+            warnings,
             host: s.parsed("HOST", std::net::IpAddr::from([0, 0, 0, 0]))?,
             port: s.parsed("PORT", 3000u16)?,
             db_pool_size: s.parsed("DATABASE_POOL_SIZE", 16u32)?,
             infra: InfraConfig::from_settings(s)?,
-            wechat: WechatConfig {
-                api_base: s.url("WECHAT_API_BASE", Some("http://api.weixin.qq.com"))?,
-                mch_id,
-                env_id: s.required("WECHAT_ENV_ID")?,
-                callback_service: s.required("WECHAT_PAYMENT_CALLBACK_SERVICE")?,
-                callback_path: callback_path.trim_end_matches('/').to_owned(),
-                refund_callback_path: "/payment/refund-callback".to_owned(),
-                server_ip: s.or("WECHAT_PAYMENT_SERVER_IP", "127.0.0.1"),
-                timeout: s.millis("WECHAT_TIMEOUT_MS", 10_000)?,
-            },
+            wechat,
             unitel: UnitelConfig::from_settings(s)?,
-            admin_token: s.optional("ADMIN_TOKEN").map(Secret::new),
+            admin_token,
             alerts: AlertConfig::from_settings(s)?,
-            payments: PaymentPolicy {
-                confirm_callbacks: s.parsed("WECHAT_CONFIRM_CALLBACKS", true)?,
-                window: s.millis("PAYMENT_WINDOW_MS", 30 * 60 * 1000)?,
-                close_grace: s.millis("PAYMENT_CLOSE_GRACE_MS", 60_000)?,
-                sweep_every: s.millis("PAYMENT_SWEEP_INTERVAL_MS", 30_000)?,
-                query_after: s.millis("PAYMENT_QUERY_AFTER_MS", 60_000)?,
+            payments,
+            limits: Limits {
                 orders_per_minute: s.parsed("RATE_LIMIT_ORDERS_PER_MINUTE", 10)?,
                 payments_per_minute: s.parsed("RATE_LIMIT_PAYMENTS_PER_MINUTE", 20)?,
-                auto_refund_failed: s.parsed("AUTO_REFUND_FAILED", true)?,
-                refund_sweep_every: s.millis("REFUND_SWEEP_INTERVAL_MS", 10_000)?,
+                cancels_per_minute: s.parsed("RATE_LIMIT_CANCELS_PER_MINUTE", 10)?,
+                lookups_per_minute: s.parsed("RATE_LIMIT_LOOKUPS_PER_MINUTE", 30)?,
+                per_address_per_minute: s.parsed("RATE_LIMIT_PER_ADDRESS_PER_MINUTE", 100)?,
+                order_query_every: s.millis("ORDER_QUERY_EVERY_MS", 10_000)?,
+                callback_rejects_per_minute: s.parsed("CALLBACK_REJECTS_PER_MINUTE", 60)?,
+                admin_failures_per_minute: s.parsed("ADMIN_FAILURES_PER_MINUTE", 10)?,
             },
+            lookup_cache_for: s.millis("UNITEL_LOOKUP_CACHE_MS", 180_000)?,
         })
+    }
+}
+
+/// What production refuses to start with. Settings under which a forged payment could be
+/// fulfilled are accepted only with [`UNSAFE_WECHAT_OVERRIDE`] set to
+/// [`UNSAFE_WECHAT_CONSENT`]; they are returned as warnings.
+fn production_checks(
+    s: &Settings,
+    wechat: &WechatConfig,
+    payments: &PaymentPolicy,
+    admin_token: Option<&Secret>,
+) -> Result<Vec<String>, ConfigError> {
+    if let Some(token) = admin_token {
+        let token = token.expose();
+        if token.chars().count() < MIN_ADMIN_TOKEN_CHARS {
+            return Err(ConfigError::Invalid {
+                name: "ADMIN_TOKEN",
+                reason: format!(
+                    "must be at least {MIN_ADMIN_TOKEN_CHARS} characters in production (e.g. openssl rand -hex 32)"
+                ),
+            });
+        }
+        if PLACEHOLDER_ADMIN_TOKENS.contains(&token) {
+            return Err(ConfigError::Invalid {
+                name: "ADMIN_TOKEN",
+                reason:
+                    "is the placeholder from an example file; generate one (openssl rand -hex 32)"
+                        .into(),
+            });
+        }
+    }
+    let mut unsafe_settings = Vec::new();
+    if wechat.api_base != WECHAT_OPEN_INTERFACE {
+        unsafe_settings.push(format!(
+            "WECHAT_API_BASE is {} rather than WeChat's open interface ({WECHAT_OPEN_INTERFACE}): \
+             payments are confirmed by whatever answers there",
+            wechat.api_base
+        ));
+    }
+    if !payments.confirm_callbacks {
+        unsafe_settings.push(
+            "WECHAT_CONFIRM_CALLBACKS=false: a well-formed forged callback is fulfilled without \
+             asking WeChat"
+                .to_owned(),
+        );
+    }
+    match s.optional(UNSAFE_WECHAT_OVERRIDE) {
+        _ if unsafe_settings.is_empty() => Ok(Vec::new()),
+        Some(consent) if consent == UNSAFE_WECHAT_CONSENT => Ok(unsafe_settings),
+        Some(_) => Err(ConfigError::Invalid {
+            name: UNSAFE_WECHAT_OVERRIDE,
+            reason: format!("must be exactly {UNSAFE_WECHAT_CONSENT:?} to accept: {}", unsafe_settings.join("; ")),
+        }),
+        None => Err(ConfigError::Invalid {
+            name: if payments.confirm_callbacks { "WECHAT_API_BASE" } else { "WECHAT_CONFIRM_CALLBACKS" },
+            reason: format!(
+                "unsafe in production ({}); set {UNSAFE_WECHAT_OVERRIDE}={UNSAFE_WECHAT_CONSENT} to start anyway",
+                unsafe_settings.join("; ")
+            ),
+        }),
     }
 }
 
@@ -155,5 +285,104 @@ impl AlertConfig {
             outbox_backlog: s.parsed("ALERT_OUTBOX_BACKLOG", 100)?,
             queue_depth: s.parsed("ALERT_QUEUE_DEPTH", 1_000)?,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    const STRONG_TOKEN: &str = "1d3f2b7c9e0a4b5c8d6e7f9a0b1c2d3e4f5a6b7c";
+
+    fn settings(extra: &[(&str, &str)]) -> Settings {
+        let mut map: HashMap<String, String> = [
+            ("APP_ENV", "production"),
+            ("DATABASE_URL", "postgres://db/elife"),
+            ("AMQP_URL", "amqp://mq"),
+            ("WECHAT_MCH_ID", "1712734762"),
+            ("WECHAT_ENV_ID", "prod-env"),
+            ("WECHAT_PAYMENT_CALLBACK_SERVICE", "elife-backend"),
+            ("UNITEL_USERNAME", "elife"),
+            ("UNITEL_PASSWORD", "secret"),
+            ("ADMIN_TOKEN", STRONG_TOKEN),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        for (name, value) in extra {
+            map.insert((*name).to_owned(), (*value).to_owned());
+        }
+        Settings::from_map(map)
+    }
+
+    fn refused(extra: &[(&str, &str)]) -> String {
+        ApiConfig::from_settings(&settings(extra))
+            .expect_err("production must refuse this")
+            .to_string()
+    }
+
+    #[test]
+    fn production_starts_on_the_shipped_defaults_without_warnings() {
+        let config = ApiConfig::from_settings(&settings(&[])).unwrap();
+        assert!(config.warnings.is_empty());
+        assert_eq!(config.wechat.api_base, WECHAT_OPEN_INTERFACE);
+        assert!(config.payments.confirm_callbacks);
+        assert_eq!(
+            config.operations_addr,
+            Some(SocketAddr::from(([0, 0, 0, 0], 9100)))
+        );
+    }
+
+    #[test]
+    fn production_refuses_a_short_or_placeholder_admin_token_naming_it() {
+        assert!(refused(&[("ADMIN_TOKEN", "short-token")]).contains("ADMIN_TOKEN"));
+        for placeholder in PLACEHOLDER_ADMIN_TOKENS {
+            assert!(refused(&[("ADMIN_TOKEN", placeholder)]).contains("ADMIN_TOKEN"));
+        }
+        // Development is for the sandbox: its examples start.
+        let development = settings(&[("APP_ENV", "development"), ("ADMIN_TOKEN", "short")]);
+        assert!(ApiConfig::from_settings(&development).is_ok());
+    }
+
+    #[test]
+    fn every_admin_token_an_example_file_ships_is_a_known_placeholder() {
+        for file in [
+            include_str!("../../.env.example"),
+            include_str!("../../.env.production.example"),
+        ] {
+            let token = file
+                .lines()
+                .find_map(|line| line.strip_prefix("ADMIN_TOKEN="))
+                .expect("the example documents ADMIN_TOKEN");
+            assert!(
+                PLACEHOLDER_ADMIN_TOKENS.contains(&token.trim()),
+                "{token:?} would be accepted in production"
+            );
+        }
+    }
+
+    #[test]
+    fn unsafe_wechat_settings_need_the_explicit_override_and_then_warn() {
+        let sandbox = [("WECHAT_API_BASE", "http://sandbox:8081")];
+        assert!(refused(&sandbox).contains("WECHAT_API_BASE"));
+        let unconfirmed = [("WECHAT_CONFIRM_CALLBACKS", "false")];
+        assert!(refused(&unconfirmed).contains("WECHAT_CONFIRM_CALLBACKS"));
+        let wrong_consent = [
+            ("WECHAT_CONFIRM_CALLBACKS", "false"),
+            (UNSAFE_WECHAT_OVERRIDE, "true"),
+        ];
+        assert!(refused(&wrong_consent).contains(UNSAFE_WECHAT_OVERRIDE));
+
+        let consented = settings(&[
+            ("WECHAT_API_BASE", "http://sandbox:8081"),
+            ("WECHAT_CONFIRM_CALLBACKS", "false"),
+            (UNSAFE_WECHAT_OVERRIDE, UNSAFE_WECHAT_CONSENT),
+        ]);
+        let config = ApiConfig::from_settings(&consented).unwrap();
+        assert_eq!(config.warnings.len(), 2, "{:?}", config.warnings);
+        assert!(config.warnings[0].contains("WECHAT_API_BASE"));
+        assert!(config.warnings[1].contains("WECHAT_CONFIRM_CALLBACKS"));
     }
 }

@@ -8,6 +8,7 @@ use shared::unitel::UnitelClient;
 use sqlx::PgPool;
 
 use crate::config::ApiConfig;
+use crate::lookups::Lookups;
 use crate::payment_watch::PaymentWatch;
 use crate::rate_limit::RateLimiter;
 use crate::refunds::Refunds;
@@ -20,7 +21,9 @@ pub struct ApiContext {
     pub wechat: Arc<WechatPay>,
     pub unitel: Arc<UnitelClient>,
     pub outbox: OutboxSignal,
-    pub limiter: Arc<RateLimiter>,
+    pub limiter: RateLimiter,
+    /// Unitel's answers to product and bill lookups, kept a while per number.
+    pub lookups: Arc<Lookups>,
     /// Asks WeChat about unpaid orders (on read and on cancel).
     pub payments: Arc<PaymentWatch>,
     pub refunds: Arc<Refunds>,

@@ -66,9 +66,7 @@ impl PaymentWatch {
         order_number: &OrderNumber,
         amount: Fen,
     ) -> Result<QueryResult, WatchError> {
-        let queried = self.wechat.query_order(order_number).await;
-        lifecycle::mark_payment_checked(&self.db, order_number).await?;
-        let queried = queried?;
+        let queried = self.wechat.query_order(order_number).await?;
         if !queried.confirms(amount) {
             if queried.status == PaymentStatus::Paid {
                 lifecycle::record_anomaly(
@@ -98,9 +96,44 @@ impl PaymentWatch {
             },
         )
         .await?;
-        if outcome == PaymentOutcome::Recorded {
-            self.outbox.wake();
-            tracing::warn!(order_number = %order_number, alert = true, "payment found by query: its callback never came");
+        let payment = ReportedPayment {
+            order_number,
+            transaction_id,
+            amount,
+            paid_at: queried.paid_at.unwrap_or_else(Utc::now),
+            reported_by: Actor::WechatQuery,
+        };
+        // WeChat itself says the money was taken: whatever stops it becoming a top-up is
+        // money a person must give back.
+        let anomaly = match &outcome {
+            PaymentOutcome::Recorded => {
+                self.outbox.wake();
+                tracing::warn!(order_number = %order_number, alert = true, "payment found by query: its callback never came");
+                None
+            }
+            PaymentOutcome::Closed => {
+                lifecycle::record_payment_after_close(&self.db, &payment).await?;
+                Some(AnomalyKind::PaidAfterClose)
+            }
+            PaymentOutcome::PaidWithAnotherTransaction { .. } => {
+                Some(AnomalyKind::SecondTransaction)
+            }
+            PaymentOutcome::TransactionReused { .. } => Some(AnomalyKind::TransactionReused),
+            PaymentOutcome::AlreadyRecorded
+            | PaymentOutcome::AmountMismatch { .. }
+            | PaymentOutcome::NotFound => None,
+        };
+        if let Some(kind) = anomaly {
+            let detail =
+                json!({"transactionId": transaction_id, "tradeState": queried.trade_state});
+            lifecycle::record_anomaly(
+                &self.db,
+                Some(order_number.as_str()),
+                kind,
+                &Actor::WechatQuery,
+                detail,
+            )
+            .await?;
         }
         Ok(QueryResult::Paid(outcome))
     }
@@ -109,6 +142,16 @@ impl PaymentWatch {
     pub async fn round(&self) -> Result<WatchReport, WatchError> {
         let mut report = WatchReport::default();
         for order in orders::unpaid_to_query(&self.db, self.policy.query_after, BATCH).await? {
+            // A read may have asked meanwhile.
+            let asked_lately = !lifecycle::take_payment_check(
+                &self.db,
+                &order.order_number,
+                self.policy.query_after,
+            )
+            .await?;
+            if asked_lately {
+                continue;
+            }
             report.queried += 1;
             match self
                 .settle_by_query(&order.order_number, order.amount)

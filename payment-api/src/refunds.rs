@@ -6,6 +6,7 @@
 //! The refund's states and their transitions are in [`shared::lifecycle`]; this module
 //! decides when to take them, from what WeChat answers.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -66,6 +67,27 @@ pub async fn find(db: &PgPool, order_number: &OrderNumber) -> Result<Option<Refu
     )
     .fetch_optional(db)
     .await
+}
+
+/// The refunds of these orders, by order.
+pub async fn find_many(
+    db: &PgPool,
+    order_numbers: &[OrderNumber],
+) -> Result<HashMap<OrderNumber, Refund>, sqlx::Error> {
+    let refunds = sqlx::query_as!(
+        Refund,
+        r#"SELECT order_number AS "order_number: _", out_refund_no, amount_fen AS "amount_fen: _",
+                  reason, requested_by AS "requested_by: _", status AS "status: _", refund_id,
+                  attempts, last_error, created_at, completed_at
+             FROM refunds WHERE order_number = ANY($1)"#,
+        order_numbers as &[OrderNumber],
+    )
+    .fetch_all(db)
+    .await?;
+    Ok(refunds
+        .into_iter()
+        .map(|r| (r.order_number.clone(), r))
+        .collect())
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -19,8 +19,9 @@ use tokio_util::sync::CancellationToken;
 use crate::alerts::{Alerting, Channels};
 use crate::config::ApiConfig;
 use crate::context::ApiContext;
+use crate::lookups::Lookups;
 use crate::payment_watch::PaymentWatch;
-use crate::rate_limit::RateLimiter;
+use crate::rate_limit::{Expiry, RateLimiter};
 use crate::refunds::Refunds;
 use crate::stats::{self, Refresher};
 use crate::wechat::WechatPay;
@@ -29,6 +30,8 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
 
 pub struct Application {
     listener: TcpListener,
+    /// `/metrics` and the OpenAPI document, apart from the public port (`METRICS_ADDR`).
+    operations: Option<TcpListener>,
     ctx: ApiContext,
     relay: OutboxRelay,
     alerting: Arc<Alerting>,
@@ -51,6 +54,17 @@ impl Application {
         let listener = TcpListener::bind(addr)
             .await
             .with_context(|| format!("cannot listen on {addr}"))?;
+        let operations = match config.operations_addr {
+            Some(addr) => Some(
+                TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("cannot listen on {addr} (METRICS_ADDR)"))?,
+            ),
+            None => None,
+        };
+        for warning in &config.warnings {
+            tracing::warn!(%warning, "running with an unsafe setting");
+        }
         let signal = OutboxSignal::default();
         let topology = Topology::from_config(&config.infra);
         let relay = OutboxRelay {
@@ -81,18 +95,21 @@ impl Application {
             auto_refund_failed: config.payments.auto_refund_failed,
             every: config.payments.refund_sweep_every,
         });
+        let unitel = Arc::new(UnitelClient::new(&config.unitel)?);
         let ctx = ApiContext {
-            unitel: Arc::new(UnitelClient::new(&config.unitel)?),
+            lookups: Arc::new(Lookups::new(unitel.clone(), config.lookup_cache_for)),
+            unitel,
             config: Arc::new(config),
             db: db.clone(),
             wechat,
             outbox: signal,
-            limiter: Arc::new(RateLimiter::default()),
+            limiter: RateLimiter::new(db.clone()),
             payments,
             refunds,
         };
         Ok(Application {
             listener,
+            operations,
             ctx,
             relay,
             alerting,
@@ -102,6 +119,14 @@ impl Application {
 
     pub fn port(&self) -> u16 {
         self.listener.local_addr().map(|a| a.port()).unwrap_or(0)
+    }
+
+    /// The operations port (`/metrics`, `/api`), when it is apart from the public one.
+    pub fn operations_port(&self) -> Option<u16> {
+        self.operations
+            .as_ref()
+            .and_then(|l| l.local_addr().ok())
+            .map(|a| a.port())
     }
 
     /// Serves until `shutdown` completes, then drains requests and stops the background
@@ -157,18 +182,40 @@ impl Application {
                 &stop,
                 Arc::new(Refresher(db.clone())),
             ),
+            every(
+                db,
+                ExclusiveJob::RateLimitExpiry,
+                Duration::from_secs(60),
+                &stop,
+                Arc::new(Expiry(db.clone())),
+            ),
         ];
-        let stop_server = stop.clone();
-        let served = axum::serve(self.listener, crate::http::router(self.ctx))
-            .with_graceful_shutdown(async move {
-                tokio::select! {
-                    _ = shutdown => {}
-                    _ = stop_server.cancelled() => {}
+        let operations = self.operations.map(|listener| {
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                let served = axum::serve(listener, crate::http::operations_router())
+                    .with_graceful_shutdown(async move { stop.cancelled().await })
+                    .await;
+                if let Err(error) = served {
+                    tracing::error!(%error, "operations endpoint failed");
                 }
             })
-            .await;
+        });
+        let public = crate::http::router(self.ctx, operations.is_none());
+        let stop_server = stop.clone();
+        let served = axum::serve(
+            self.listener,
+            public.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move {
+            tokio::select! {
+                _ = shutdown => {}
+                _ = stop_server.cancelled() => {}
+            }
+        })
+        .await;
         stop.cancel();
-        for job in jobs {
+        for job in jobs.into_iter().chain(operations) {
             let _ = job.await;
         }
         self.db.close().await;

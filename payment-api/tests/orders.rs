@@ -20,7 +20,7 @@ async fn prices_are_converted_exactly_and_fixed_on_the_order() {
     assert_eq!(rate["data"]["currencyPair"], "MNT_TO_CNY");
 
     let (status, products) = system
-        .anonymous()
+        .client("o-prices")
         .post(
             "/unitel/products/services",
             json!({"msisdn": "88616600", "info": "1"}),
@@ -216,7 +216,11 @@ async fn bad_input_gets_a_clear_4xx_in_the_envelope() {
         (order("88616600", "voice", "data3gb2d"), "not sold"),
         (order("88616600", "data", "SD5000"), "not sold"),
         (order("88616600", "voice", ""), "productCode"),
-        (order("88616600", "postpaid", ""), "Not a postpaid"),
+        // Unitel's own words ("Not a postpaid subscriber") stay in the log.
+        (
+            order("88616600", "postpaid", ""),
+            "Unitel cannot serve this number",
+        ),
         (order("88616609", "postpaid", ""), "no unpaid"),
         (
             json!({"phoneNumber": "88616600", "productOperator": "mobicom", "rechargeType": "voice", "productCode": "SD5000"}),
@@ -445,7 +449,8 @@ async fn wechat_pay_refusals_become_clear_errors_never_a_payment_less_success() 
     });
     let expected = [
         (StatusCode::BAD_GATEWAY, "WeChat Pay is unavailable"),
-        (StatusCode::BAD_GATEWAY, "NOAUTH"),
+        // WeChat's code and words go to the log, not to the customer.
+        (StatusCode::BAD_GATEWAY, "cannot take this payment"),
         (StatusCode::SERVICE_UNAVAILABLE, "busy"),
         (StatusCode::CONFLICT, "closed"),
     ];

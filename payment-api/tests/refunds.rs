@@ -79,7 +79,8 @@ async fn a_failed_top_up_is_refunded_automatically_once_confirmed_by_wechat() {
         .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["data"]["refund"]["status"], "success", "{body}");
-    assert_eq!(body["data"]["refund"]["requestedBy"], "auto");
+    let (_, history) = system.admin_get(&format!("/admin/orders/{order}")).await;
+    assert_eq!(history["data"]["refund"]["requestedBy"], "auto");
     let events: Vec<String> =
         sqlx::query_scalar("SELECT event FROM order_events WHERE order_number = $1 ORDER BY id")
             .bind(&order)

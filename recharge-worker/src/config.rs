@@ -4,6 +4,10 @@ use std::time::Duration;
 
 use shared::config::{AppEnv, ConfigError, InfraConfig, Settings, UnitelConfig};
 
+/// Time to record an outcome after Unitel answered, retries through a database hiccup
+/// included.
+const RECORDING_TIME: Duration = Duration::from_secs(10);
+
 #[derive(Debug, Clone)]
 pub struct WorkerConfig {
     pub app_env: AppEnv,
@@ -52,15 +56,31 @@ impl WorkerConfig {
                 reason: "must be at least three times UNITEL_TIMEOUT_MS".into(),
             });
         }
+        // A stop (a deploy) lets a top-up in flight finish: one Unitel call, then recording
+        // its outcome. Shorter, and a normal deploy leaves `unknown` orders behind.
+        let shutdown_grace = s.millis(
+            "WORKER_SHUTDOWN_GRACE_MS",
+            (unitel.timeout + RECORDING_TIME).as_millis() as u64,
+        )?;
+        let app_env = AppEnv::from_settings(s)?;
+        if app_env == AppEnv::Production && shutdown_grace < unitel.timeout + RECORDING_TIME {
+            return Err(ConfigError::Invalid {
+                name: "WORKER_SHUTDOWN_GRACE_MS",
+                reason: format!(
+                    "must cover UNITEL_TIMEOUT_MS plus {} s to record the outcome in production",
+                    RECORDING_TIME.as_secs()
+                ),
+            });
+        }
         Ok(WorkerConfig {
-            app_env: AppEnv::from_settings(s)?,
+            app_env,
             infra: InfraConfig::from_settings(s)?,
             unitel,
             concurrency,
             worker_id: s.optional("WORKER_ID").unwrap_or_else(default_worker_id),
             claim_stale_after,
             retry_for: s.millis("UNITEL_RETRY_FOR_MS", 30_000)?,
-            shutdown_grace: s.millis("WORKER_SHUTDOWN_GRACE_MS", 30_000)?,
+            shutdown_grace,
             sweep_every: s.millis("RECHARGE_SWEEP_INTERVAL_MS", 30_000)?,
             requeue_after: s.millis("RECHARGE_REQUEUE_AFTER_MS", 120_000)?,
             metrics_addr: match s.optional("METRICS_ADDR") {
@@ -85,4 +105,50 @@ fn default_worker_id() -> String {
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| "worker".into());
     format!("{host}-{}", std::process::id())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn settings(extra: &[(&str, &str)]) -> Settings {
+        let mut map: HashMap<String, String> = [
+            ("DATABASE_URL", "postgres://db/elife"),
+            ("AMQP_URL", "amqp://mq"),
+            ("UNITEL_USERNAME", "elife"),
+            ("UNITEL_PASSWORD", "secret"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        for (name, value) in extra {
+            map.insert((*name).to_owned(), (*value).to_owned());
+        }
+        Settings::from_map(map)
+    }
+
+    #[test]
+    fn the_default_shutdown_grace_lets_a_unitel_call_finish_and_be_recorded() {
+        let config = WorkerConfig::from_settings(&settings(&[])).unwrap();
+        assert!(config.shutdown_grace >= config.unitel.timeout + RECORDING_TIME);
+        let slow =
+            WorkerConfig::from_settings(&settings(&[("UNITEL_TIMEOUT_MS", "45000")])).unwrap();
+        assert_eq!(slow.shutdown_grace, Duration::from_secs(55));
+    }
+
+    #[test]
+    fn production_refuses_a_grace_that_would_leave_unknown_orders_on_a_deploy() {
+        let error =
+            WorkerConfig::from_settings(&settings(&[("WORKER_SHUTDOWN_GRACE_MS", "30000")]))
+                .unwrap_err()
+                .to_string();
+        assert!(error.contains("WORKER_SHUTDOWN_GRACE_MS"), "{error}");
+        let development = settings(&[
+            ("APP_ENV", "development"),
+            ("WORKER_SHUTDOWN_GRACE_MS", "5000"),
+        ]);
+        assert!(WorkerConfig::from_settings(&development).is_ok());
+    }
 }

@@ -49,6 +49,8 @@ enum AttemptError {
     Unitel(#[from] UnitelError),
     #[error("the claim was taken over before sending")]
     ClaimLost,
+    #[error("the worker is stopping: nothing was sent")]
+    Stopping,
     #[error("database: {0}")]
     Database(#[from] sqlx::Error),
 }
@@ -72,6 +74,7 @@ impl Fulfiller {
         tracing::info!(order_number = %order_number, "claimed");
 
         let result = self.send_with_retries(&order).await;
+        let unrecognised;
         let outcome = match &result {
             Ok(receipt) => Outcome::Success(receipt),
             Err(AttemptError::Unitel(UnitelError::Rejected { code, message })) => {
@@ -84,9 +87,27 @@ impl Fulfiller {
                 reason: "Unitel accepted the top-up without finishing it",
                 seq: seq.as_deref(),
             },
+            Err(AttemptError::Unitel(error @ UnitelError::Unrecognised { seq, .. })) => {
+                unrecognised = error.to_string();
+                Outcome::Unknown {
+                    reason: &unrecognised,
+                    seq: seq.as_deref(),
+                }
+            }
             Err(AttemptError::Unitel(UnitelError::NotSent(reason))) => {
                 tracing::warn!(order_number = %order_number, %reason, "Unitel unreachable; order released");
                 lifecycle::release(&self.db, &order.order_number, &self.worker_id, reason).await?;
+                return Ok(Disposition::Requeue);
+            }
+            Err(AttemptError::Stopping) => {
+                tracing::info!(order_number = %order_number, "stopping before sending; order released");
+                lifecycle::release(
+                    &self.db,
+                    &order.order_number,
+                    &self.worker_id,
+                    "the worker stopped before sending",
+                )
+                .await?;
                 return Ok(Disposition::Requeue);
             }
             Err(AttemptError::ClaimLost) => {
@@ -174,6 +195,11 @@ impl Fulfiller {
         let attempt = || async {
             // Authentication first: a slow /auth must not count as time after sending.
             self.unitel.ensure_token().await?;
+            // A stop asked for meanwhile: send nothing new, so that what is in flight when
+            // the grace period starts is all there is to wait for.
+            if self.shutdown.is_cancelled() {
+                return Err(AttemptError::Stopping);
+            }
             if !lifecycle::mark_sent(&self.db, &order.order_number, &self.worker_id).await? {
                 return Err(AttemptError::ClaimLost);
             }
@@ -189,6 +215,7 @@ impl Fulfiller {
                 Err(UnitelError::NotSent(_)) => "not_sent",
                 Err(UnitelError::Unknown(_)) => "unknown",
                 Err(UnitelError::Pending { .. }) => "pending",
+                Err(UnitelError::Unrecognised { .. }) => "unrecognised",
             };
             metrics::counter!("unitel_calls_total", "outcome" => outcome).increment(1);
             metrics::histogram!("unitel_call_duration_seconds", "outcome" => outcome)

@@ -145,10 +145,16 @@ async fn unitel_refusing_a_top_up_fails_the_order_with_its_reason() {
         .await;
     assert_eq!(status, StatusCode::OK);
     assert!(
-        body["data"]["rechargeError"]["code"]
+        body["data"]["rechargeNote"]
             .as_str()
-            .is_some_and(|c| !c.is_empty()),
-        "{body}"
+            .is_some_and(|n| !n.is_empty()),
+        "the customer is told, in their words: {body}"
+    );
+    let (_, history) = system.admin_get(&format!("/admin/orders/{order}")).await;
+    assert_eq!(
+        history["data"]["rechargeError"]["code"],
+        sandbox::REFUSAL_CODE,
+        "the operator reads Unitel's: {history}"
     );
     system.shutdown().await;
 }

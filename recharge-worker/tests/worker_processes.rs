@@ -7,14 +7,26 @@ use std::time::Duration;
 use futures::future::join_all;
 use testkit::{System, SystemOptions};
 
-fn spawn_worker(system: &System, id: &str) -> Child {
+/// A worker process that a failing test does not leave behind.
+struct Worker(Option<Child>);
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn spawn_worker(system: &System, id: &str) -> Worker {
     spawn_worker_with(system, id, &[])
 }
 
-fn spawn_worker_with(system: &System, id: &str, extra: &[(&str, String)]) -> Child {
+fn spawn_worker_with(system: &System, id: &str, extra: &[(&str, String)]) -> Worker {
     let mut env: HashMap<String, String> = system.worker_env();
     env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.clone())));
-    Command::new(env!("CARGO_BIN_EXE_recharge-worker"))
+    let child = Command::new(env!("CARGO_BIN_EXE_recharge-worker"))
         .env_clear()
         .envs(env)
         .env("WORKER_ID", id)
@@ -22,7 +34,8 @@ fn spawn_worker_with(system: &System, id: &str, extra: &[(&str, String)]) -> Chi
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .spawn()
-        .expect("recharge-worker starts")
+        .expect("recharge-worker starts");
+    Worker(Some(child))
 }
 
 fn free_port() -> u16 {
@@ -43,7 +56,8 @@ fn metric(text: &str, sample: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
-fn terminate(mut child: Child) -> std::process::ExitStatus {
+fn terminate(mut worker: Worker) -> std::process::ExitStatus {
+    let mut child = worker.0.take().expect("a running worker");
     Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()

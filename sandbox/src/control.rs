@@ -23,6 +23,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/sandbox/wechat/orders/{out_trade_no}", get(order))
         .route("/sandbox/wechat/callbacks", get(callbacks))
         .route("/sandbox/unitel/ledger", get(ledger))
+        .route("/sandbox/calls", get(calls))
         .route("/sandbox/faults", get(faults).put(set_faults))
         .route("/sandbox/reset", post(reset))
         .route(
@@ -93,6 +94,10 @@ async fn callbacks(State(state): State<AppState>) -> Response {
 
 async fn ledger(State(state): State<AppState>) -> Response {
     Json(state.ledger.all()).into_response()
+}
+
+async fn calls(State(state): State<AppState>) -> Response {
+    Json(state.calls.all()).into_response()
 }
 
 async fn faults(State(state): State<AppState>) -> Response {

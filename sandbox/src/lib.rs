@@ -13,6 +13,7 @@
 //! the paying user and shows what happened. See [`unitel::products::Tariff`] for which
 //! msisdn gets which tariff.
 
+mod calls;
 mod config;
 mod control;
 mod error;
@@ -26,6 +27,7 @@ pub mod unitel;
 mod wechat;
 mod wecom;
 
+pub use calls::ApiCall;
 pub use config::SandboxConfig;
 pub use error::SandboxError;
 pub use faults::{Faults, UnifiedOrderError, UnitelFaults, WechatFaults, WecomFaults};
@@ -35,3 +37,7 @@ pub use unitel::products::Tariff;
 pub use wechat::callbacks::{CallbackDelivery, CallbackKind};
 pub use wechat::orders::{RefundStatus, TradeState, WechatOrder, WechatRefund};
 pub use wecom::WecomMessage;
+
+/// The code the sandbox refuses a top-up with (`failNext`, `failRate`) before crediting
+/// anything: a deployment against the sandbox lists it in `UNITEL_REFUSAL_CODES`.
+pub const REFUSAL_CODE: &str = "105";

@@ -117,6 +117,11 @@ impl Sandbox {
             .map(|order| order.transaction_id.unwrap_or_default())
     }
 
+    /// Every call the service made to WeChat Pay or Unitel, oldest first.
+    pub fn api_calls(&self) -> Vec<crate::ApiCall> {
+        self.state.calls.all()
+    }
+
     pub fn wechat_order(&self, out_trade_no: &str) -> Option<WechatOrder> {
         self.state.orders.get(out_trade_no)
     }

@@ -25,6 +25,7 @@ pub(crate) struct Inner {
     pub callbacks: CallbackLog,
     pub ledger: Ledger,
     pub tokens: Tokens,
+    pub calls: crate::calls::CallLog,
     pub wecom: crate::wecom::WecomInbox,
     /// Delivers the platform's callbacks to the service under test.
     pub http: reqwest::Client,
@@ -58,6 +59,7 @@ impl AppState {
             callbacks: CallbackLog::default(),
             ledger: Ledger::default(),
             tokens: Tokens::default(),
+            calls: Default::default(),
             wecom: Default::default(),
             http,
             unitel_listener,
@@ -105,6 +107,7 @@ impl AppState {
             self.orders.clear();
             self.callbacks.clear();
             self.ledger.clear();
+            self.calls.clear();
         }
         tracing::info!(clear, "sandbox reset");
     }

@@ -155,6 +155,10 @@ pub struct UnitelConfig {
     pub username: String,
     pub password: Secret,
     pub timeout: Duration,
+    /// Unitel's answer codes known to mean "nothing was done" (`UNITEL_REFUSAL_CODES`,
+    /// comma-separated): only these make a top-up `failed`. Unitel publishes no error
+    /// vocabulary, so the list starts empty; any other refusal after sending is `unknown`.
+    pub refusal_codes: Vec<String>,
 }
 
 impl UnitelConfig {
@@ -164,6 +168,16 @@ impl UnitelConfig {
             username: settings.required("UNITEL_USERNAME")?,
             password: settings.secret("UNITEL_PASSWORD")?,
             timeout: settings.millis("UNITEL_TIMEOUT_MS", 30_000)?,
+            refusal_codes: settings
+                .optional("UNITEL_REFUSAL_CODES")
+                .map(|codes| {
+                    codes
+                        .split(',')
+                        .map(|c| c.trim().to_owned())
+                        .filter(|c| !c.is_empty())
+                        .collect()
+                })
+                .unwrap_or_default(),
         })
     }
 }

@@ -13,6 +13,9 @@ text_enum!(
         Created => "created",
         /// WeChat took the money (callback or query).
         Paid => "paid",
+        /// WeChat took the money for an order closed before: nothing will be fulfilled,
+        /// the money is to be refunded.
+        PaidAfterClose => "paid_after_close",
         /// It can no longer be paid (window over, or the customer cancelled).
         Closed => "closed",
         /// A callback or query disagreed with the order; see `payment_anomalies`.
@@ -61,6 +64,8 @@ text_enum!(
         SecondTransaction => "second_transaction",
         /// Paid after the order was closed: money taken, nothing to fulfil.
         PaidAfterClose => "paid_after_close",
+        /// The transaction already paid another order.
+        TransactionReused => "transaction_reused",
         RefundMerchantMismatch => "refund_merchant_mismatch",
         RefundOrderMismatch => "refund_order_mismatch",
         RefundMissingSource => "refund_missing_source",
@@ -71,12 +76,18 @@ text_enum!(
 
 impl AnomalyKind {
     /// The customer's money was taken and the order will not be fulfilled: a person must
-    /// give it back.
+    /// give it back. Recorded only once `queryorder` confirmed the payment.
     pub fn money_taken_unfulfilled(self) -> bool {
         matches!(
             self,
             AnomalyKind::SecondTransaction | AnomalyKind::PaidAfterClose
         )
+    }
+
+    /// WeChat's own answer (`queryorder`) showed it, so it may mark the order; every other
+    /// kind comes from a request anyone could have sent.
+    pub fn verified(self) -> bool {
+        self.money_taken_unfulfilled() || self == AnomalyKind::QueryAmountMismatch
     }
 }
 

@@ -25,6 +25,8 @@ pub enum ExclusiveJob {
     Alerts,
     /// payment-api: folding status changes into the statistics roll-ups.
     StatsRefresh,
+    /// payment-api: forgetting rate-limit counts of minutes that are over.
+    RateLimitExpiry,
 }
 
 impl ExclusiveJob {
@@ -37,6 +39,7 @@ impl ExclusiveJob {
             ExclusiveJob::RefundSweep => 3,
             ExclusiveJob::Alerts => 4,
             ExclusiveJob::StatsRefresh => 5,
+            ExclusiveJob::RateLimitExpiry => 6,
         }
     }
 

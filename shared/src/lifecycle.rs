@@ -128,6 +128,10 @@ pub enum PaymentOutcome {
     AmountMismatch {
         expected: Fen,
     },
+    /// The transaction already paid another order: WeChat never pays two orders with one.
+    TransactionReused {
+        by: String,
+    },
     NotFound,
 }
 
@@ -141,6 +145,7 @@ macro_rules! record_payment_query {
                    SET payment_status = 'paid', transaction_id = $2, paid_at = $3,
                        payment_recorded_at = now(), updated_at = now()
                  WHERE order_number = $1 AND payment_status = 'unpaid' AND amount_fen = $4
+                   AND NOT EXISTS (SELECT 1 FROM orders paid WHERE paid.transaction_id = $2)
                 RETURNING order_number
              ), event AS (
                 INSERT INTO order_events (order_number, event, actor, detail)
@@ -158,12 +163,15 @@ macro_rules! record_payment_query {
 }
 
 macro_rules! state_after_no_change_query {
-    ($order_number:expr) => {
+    ($order_number:expr, $transaction_id:expr) => {
         sqlx::query!(
             r#"SELECT payment_status AS "payment_status: PaymentStatus", transaction_id,
-                      amount_fen AS "amount_fen: Fen"
+                      amount_fen AS "amount_fen: Fen",
+                      (SELECT other.order_number FROM orders other
+                        WHERE other.transaction_id = $2 AND other.order_number <> $1) AS reused_by
                  FROM orders WHERE order_number = $1"#,
-            $order_number
+            $order_number,
+            $transaction_id
         )
     };
 }
@@ -174,7 +182,7 @@ pub fn record_payment_statements() -> (&'static str, &'static str) {
     use sqlx::Execute;
     let now = Utc::now();
     let transition = record_payment_query!("", "", now, 0i64, "", "", "", "", Value::Null);
-    let explanation = state_after_no_change_query!("");
+    let explanation = state_after_no_change_query!("", "");
     (transition.sql(), explanation.sql())
 }
 
@@ -192,7 +200,7 @@ pub async fn record_payment(
         payment.paid_at,
     )
     .outbox_entry();
-    let recorded = record_payment_query!(
+    let recorded = match record_payment_query!(
         payment.order_number.as_str(),
         payment.transaction_id,
         payment.paid_at,
@@ -204,13 +212,21 @@ pub async fn record_payment(
         message.payload,
     )
     .fetch_optional(db)
-    .await?;
+    .await
+    {
+        Ok(recorded) => recorded,
+        // The same transaction recorded for another order at the same moment: the unique
+        // index decided; the explanation below names the other order.
+        Err(error) if is_unique_violation(&error, "orders_transaction_id") => None,
+        Err(error) => return Err(error),
+    };
     if recorded.is_some() {
         return Ok(PaymentOutcome::Recorded);
     }
-    let current = state_after_no_change_query!(payment.order_number.as_str())
-        .fetch_optional(db)
-        .await?;
+    let current =
+        state_after_no_change_query!(payment.order_number.as_str(), payment.transaction_id)
+            .fetch_optional(db)
+            .await?;
     Ok(match current {
         None => PaymentOutcome::NotFound,
         Some(order) if order.amount_fen != payment.amount => PaymentOutcome::AmountMismatch {
@@ -223,9 +239,53 @@ pub async fn record_payment(
             (PaymentStatus::Paid, Some(recorded)) => {
                 PaymentOutcome::PaidWithAnotherTransaction { recorded }
             }
-            _ => PaymentOutcome::Closed,
+            _ => match order.reused_by {
+                Some(by) => PaymentOutcome::TransactionReused { by },
+                None => PaymentOutcome::Closed,
+            },
         },
     })
+}
+
+fn is_unique_violation(error: &sqlx::Error, constraint: &str) -> bool {
+    error
+        .as_database_error()
+        .is_some_and(|e| e.is_unique_violation() && e.constraint() == Some(constraint))
+}
+
+/// A payment WeChat confirmed for an order that was closed before it arrived: the money
+/// was taken and nothing will be fulfilled. The transaction is kept on the closed order,
+/// so that the money can be refunded through the system (see [`request_refund`]). False
+/// if the order is not closed, or its late payment is recorded already.
+pub async fn record_payment_after_close(
+    db: &PgPool,
+    payment: &ReportedPayment<'_>,
+) -> Result<bool, sqlx::Error> {
+    let recorded = sqlx::query_scalar!(
+        "WITH late AS (
+            UPDATE orders
+               SET transaction_id = $2, paid_at = $3, payment_recorded_at = now(),
+                   updated_at = now()
+             WHERE order_number = $1 AND payment_status = 'closed' AND amount_fen = $4
+               AND transaction_id IS NULL
+               AND NOT EXISTS (SELECT 1 FROM orders paid WHERE paid.transaction_id = $2)
+            RETURNING order_number
+         ), event AS (
+            INSERT INTO order_events (order_number, event, actor, detail)
+            SELECT order_number, $5, $6, jsonb_build_object('transactionId', $2::text)
+              FROM late
+         )
+         SELECT order_number FROM late",
+        payment.order_number.as_str(),
+        payment.transaction_id,
+        payment.paid_at,
+        payment.amount.get(),
+        OrderEvent::PaidAfterClose.as_str(),
+        payment.reported_by.as_column(),
+    )
+    .fetch_optional(db)
+    .await?;
+    Ok(recorded.is_some())
 }
 
 /// `unpaid → closed`: the order can no longer be paid. With `only_without_prepay`, an
@@ -260,22 +320,30 @@ pub async fn close_unpaid(
     Ok(closed.is_some())
 }
 
-/// Notes that WeChat was asked about this unpaid order, so the watch asks again only later.
-pub async fn mark_payment_checked(
+/// Takes the right to ask WeChat about this unpaid order now, if nobody (any instance,
+/// any route) asked within `at_most_every`: reads and the watch ask at most that often.
+pub async fn take_payment_check(
     db: &PgPool,
     order_number: &OrderNumber,
-) -> Result<(), sqlx::Error> {
-    sqlx::query!(
-        "UPDATE orders SET payment_checked_at = now() WHERE order_number = $1",
+    at_most_every: Duration,
+) -> Result<bool, sqlx::Error> {
+    let taken = sqlx::query!(
+        "UPDATE orders SET payment_checked_at = now()
+          WHERE order_number = $1 AND payment_status = 'unpaid'
+            AND (payment_checked_at IS NULL
+                 OR payment_checked_at < now() - make_interval(secs => $2))",
         order_number.as_str(),
+        at_most_every.as_secs_f64(),
     )
     .execute(db)
     .await?;
-    Ok(())
+    Ok(taken.rows_affected() == 1)
 }
 
-/// A report that disagreed with our records, kept for a person and never fulfilled. On a
-/// known order it also flags the order and writes its history.
+/// A report that disagreed with our records, kept for a person and never fulfilled. Only
+/// an anomaly WeChat itself confirmed ([`AnomalyKind::verified`]) also flags the order and
+/// writes its history: an unverified request (anyone can post to the callback) never
+/// changes an order.
 pub async fn record_anomaly(
     db: &PgPool,
     order_number: Option<&str>,
@@ -287,7 +355,7 @@ pub async fn record_anomaly(
         "WITH anomaly AS (
             INSERT INTO payment_anomalies (order_number, kind, detail) VALUES ($1, $2, $3)
          ), flagged AS (
-            UPDATE orders SET anomaly = $2, updated_at = now() WHERE order_number = $1
+            UPDATE orders SET anomaly = $2, updated_at = now() WHERE order_number = $1 AND $6
             RETURNING order_number
          )
          INSERT INTO order_events (order_number, event, actor, detail)
@@ -297,21 +365,36 @@ pub async fn record_anomaly(
         storable(detail),
         OrderEvent::Anomaly.as_str(),
         reported_by.as_column(),
+        kind.verified(),
     )
     .execute(db)
     .await?;
     Ok(())
 }
 
+/// Most of an anomaly's detail kept, in bytes of JSON: a forger cannot fill the database.
+const MAX_ANOMALY_DETAIL: usize = 4096;
+
 /// What a forger sent is kept, minus what PostgreSQL cannot store (NUL characters) and
-/// within reason in size: recording an anomaly must never fail because of its content.
+/// within [`MAX_ANOMALY_DETAIL`]: recording an anomaly must never fail, or grow the
+/// database, because of its content. A larger detail keeps its beginning, as text.
 fn storable(value: Value) -> Value {
+    let value = without_nul(value);
+    let text = value.to_string();
+    if text.len() <= MAX_ANOMALY_DETAIL {
+        return value;
+    }
+    let head: String = text.chars().take(MAX_ANOMALY_DETAIL / 2).collect();
+    json!({"truncated": true, "bytes": text.len(), "head": head})
+}
+
+fn without_nul(value: Value) -> Value {
     match value {
         Value::String(s) => Value::String(storable_text(&s, 1000)),
-        Value::Array(items) => Value::Array(items.into_iter().map(storable).collect()),
+        Value::Array(items) => Value::Array(items.into_iter().map(without_nul).collect()),
         Value::Object(map) => Value::Object(
             map.into_iter()
-                .map(|(k, v)| (storable_text(&k, 100), storable(v)))
+                .map(|(k, v)| (storable_text(&k, 100), without_nul(v)))
                 .collect(),
         ),
         other => other,
@@ -766,8 +849,9 @@ pub fn out_refund_no(order_number: &OrderNumber) -> String {
     format!("RF{order_number}")
 }
 
-/// Asks for the whole amount of a paid order back: one whose top-up failed, or — only
-/// with `include_credited` — one that was credited. False if nothing was requested (not
+/// Asks for the whole amount of a paid order back: one whose top-up failed, one closed
+/// before its payment arrived ([`record_payment_after_close`]), or — only with
+/// `include_credited` — one that was credited. False if nothing was requested (not
 /// refundable in its state, or a refund exists already): the caller reads why.
 pub async fn request_refund(
     db: &PgPool,
@@ -780,8 +864,10 @@ pub async fn request_refund(
         "WITH created AS (
             INSERT INTO refunds (order_number, out_refund_no, amount_fen, reason, requested_by)
             SELECT order_number, $2, amount_fen, $3, $4 FROM orders
-             WHERE order_number = $1 AND payment_status = 'paid'
-               AND (recharge_status = 'failed' OR (recharge_status = 'success' AND $5))
+             WHERE order_number = $1
+               AND ((payment_status = 'paid'
+                     AND (recharge_status = 'failed' OR (recharge_status = 'success' AND $5)))
+                    OR (payment_status = 'closed' AND transaction_id IS NOT NULL))
             ON CONFLICT (order_number) DO NOTHING
             RETURNING order_number
          ), event AS (

@@ -40,6 +40,8 @@ fn binary(name: &str) -> anyhow::Result<PathBuf> {
 
 pub struct Ports {
     pub api: u16,
+    /// payment-api's `/metrics` and `/api` (`METRICS_ADDR`), apart in production.
+    pub operations: u16,
     pub wechat: u16,
     pub unitel: u16,
 }
@@ -48,6 +50,7 @@ impl Ports {
     pub fn free() -> anyhow::Result<Ports> {
         Ok(Ports {
             api: free_port()?,
+            operations: free_port()?,
             wechat: free_port()?,
             unitel: free_port()?,
         })
@@ -71,6 +74,12 @@ pub fn base_env(ports: &Ports, database_url: &str, prefix: &str) -> HashMap<Stri
         ("RUST_LOG", "error".into()),
         ("HOST", "127.0.0.1".into()),
         ("PORT", ports.api.to_string()),
+        // The sandbox is not WeChat's open interface: production accepts it only when told
+        // so in these words, as any deployment pointing elsewhere would have to.
+        (
+            "ALLOW_UNSAFE_WECHAT_SETTINGS",
+            "payments-can-be-forged".into(),
+        ),
         ("DATABASE_URL", database_url.to_owned()),
         ("AMQP_URL", AMQP_URL.into()),
         ("AMQP_PREFIX", prefix.to_owned()),
@@ -88,8 +97,12 @@ pub fn base_env(ports: &Ports, database_url: &str, prefix: &str) -> HashMap<Stri
         ),
         ("UNITEL_USERNAME", "elife".into()),
         ("UNITEL_PASSWORD", "elife-secret".into()),
+        ("UNITEL_REFUSAL_CODES", sandbox::REFUSAL_CODE.into()),
+        // One load generator on one address stands for many customers.
         ("RATE_LIMIT_ORDERS_PER_MINUTE", "1000000".into()),
         ("RATE_LIMIT_PAYMENTS_PER_MINUTE", "1000000".into()),
+        ("RATE_LIMIT_PER_ADDRESS_PER_MINUTE", "1000000".into()),
+        ("CALLBACK_REJECTS_PER_MINUTE", "1000000".into()),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))
@@ -98,8 +111,8 @@ pub fn base_env(ports: &Ports, database_url: &str, prefix: &str) -> HashMap<Stri
 
 pub struct Processes {
     pub env: HashMap<String, String>,
-    sandbox: Child,
-    api: Child,
+    sandbox: Option<Child>,
+    api: Option<Child>,
     workers: Vec<Child>,
     started_workers: usize,
 }
@@ -127,14 +140,16 @@ impl Processes {
             .context("starting the sandbox")?;
         let api = Command::new(binary("payment-api")?)
             .envs(&env)
+            // Its /metrics and /api: apart from the public port, as in production.
+            .env("METRICS_ADDR", format!("127.0.0.1:{}", ports.operations))
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()
             .context("starting payment-api")?;
         let mut processes = Processes {
             env,
-            sandbox,
-            api,
+            sandbox: Some(sandbox),
+            api: Some(api),
             workers: Vec::new(),
             started_workers: 0,
         };
@@ -170,7 +185,7 @@ impl Processes {
     }
 
     pub fn api_pid(&self) -> u32 {
-        self.api.id()
+        self.api.as_ref().map_or(0, Child::id)
     }
 
     pub fn worker_pids(&self) -> Vec<u32> {
@@ -184,9 +199,24 @@ impl Processes {
 
     pub fn stop(mut self) {
         let mut all: Vec<Child> = self.workers.drain(..).collect();
-        all.push(self.api);
-        all.push(self.sandbox);
+        all.extend(self.api.take());
+        all.extend(self.sandbox.take());
         stop(&mut all);
+    }
+}
+
+/// A run that ends early (a failed assertion, an error) leaves no process behind.
+impl Drop for Processes {
+    fn drop(&mut self) {
+        let all = self
+            .workers
+            .iter_mut()
+            .chain(self.api.as_mut())
+            .chain(self.sandbox.as_mut());
+        for child in all {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }
 

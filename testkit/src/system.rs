@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 use crate::{amqp_url, TestDb};
 
 /// The admin token every test system is started with.
-pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
+pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789-abcdefghij";
 
 pub struct SystemOptions {
     /// Workers started in this process; tests that need worker processes spawn them from
@@ -64,6 +64,10 @@ pub struct System {
     pub http: reqwest::Client,
     settings: HashMap<String, String>,
     api: Option<Running>,
+    /// Where the running payment-api serves `/metrics` and `/api`, when apart from its port.
+    pub operations_url: Option<String>,
+    /// More payment-api instances on the same database and broker.
+    more_apis: Vec<Running>,
     workers: Vec<Running>,
 }
 
@@ -92,6 +96,8 @@ impl System {
             ("UNITEL_API_URL", sandbox.unitel_url()),
             ("UNITEL_USERNAME", "elife".into()),
             ("UNITEL_PASSWORD", "elife-secret".into()),
+            // The sandbox's one refusal code, documented as "nothing was done".
+            ("UNITEL_REFUSAL_CODES", sandbox::REFUSAL_CODE.into()),
             ("UNITEL_TIMEOUT_MS", options.unitel_timeout_ms.to_string()),
             ("UNITEL_RETRY_FOR_MS", options.retry_for_ms.to_string()),
             ("RECHARGE_CONCURRENCY", options.concurrency.to_string()),
@@ -101,20 +107,33 @@ impl System {
             ),
             ("WORKER_SHUTDOWN_GRACE_MS", "5000".into()),
             ("ADMIN_TOKEN", ADMIN_TOKEN.into()),
+            // The sandbox stands in for WeChat: production mode accepts it only when told
+            // so in these words, as any deployment pointing elsewhere would have to.
+            (
+                "ALLOW_UNSAFE_WECHAT_SETTINGS",
+                "payments-can-be-forged".into(),
+            ),
         ]
         .into_iter()
+        // Production serves /metrics and /api apart; tests running side by side each need
+        // a port of their own for it.
+        .chain(
+            (options.app_env == "production").then(|| ("METRICS_ADDR", "127.0.0.1:0".to_owned())),
+        )
         .chain(options.overrides)
         .map(|(k, v)| (k.to_owned(), v))
         .collect();
 
         let topology = Topology::new(&prefix);
-        let (api_url, api) = start_api(settings.clone()).await;
+        let (api_url, operations_url, api) = start_api(settings.clone()).await;
         sandbox.set_callback_base(api_url.clone());
 
         let mut system = System {
             db,
             sandbox,
             api_url,
+            operations_url,
+            more_apis: Vec::new(),
             topology,
             http: reqwest::Client::new(),
             settings,
@@ -151,9 +170,10 @@ impl System {
         for (name, value) in overrides {
             settings.insert((*name).to_owned(), (*value).to_owned());
         }
-        let (api_url, api) = start_api(settings).await;
+        let (api_url, operations_url, api) = start_api(settings).await;
         self.sandbox.set_callback_base(api_url.clone());
         self.api_url = api_url;
+        self.operations_url = operations_url;
         self.api = Some(api);
     }
 
@@ -427,8 +447,28 @@ impl System {
     }
 
     /// Stops everything and removes this test's queues and exchanges.
+    /// Starts another payment-api on the same database and broker, as a second instance
+    /// of a deployment; returns its base URL. It stops with the system.
+    pub async fn start_another_api(&mut self) -> String {
+        let (url, _, api) = start_api(self.settings.clone()).await;
+        self.more_apis.push(api);
+        url
+    }
+
+    /// A mini-program user talking to the payment-api at `base`.
+    pub fn client_at(&self, base: &str, openid: &str) -> ApiClient {
+        ApiClient {
+            base: base.to_owned(),
+            http: self.http.clone(),
+            openid: Some(openid.to_owned()),
+        }
+    }
+
     pub async fn shutdown(mut self) {
         self.stop_workers().await;
+        for api in self.more_apis.drain(..) {
+            api.stop().await;
+        }
         if let Some(api) = self.api.take() {
             api.stop().await;
         }
@@ -451,13 +491,16 @@ impl System {
     }
 }
 
-async fn start_api(settings: HashMap<String, String>) -> (String, Running) {
+async fn start_api(settings: HashMap<String, String>) -> (String, Option<String>, Running) {
     let config = payment_api::ApiConfig::from_settings(&Settings::from_map(settings))
         .expect("test configuration is valid");
     let app = payment_api::Application::build(config)
         .await
         .expect("payment-api builds");
     let api_url = format!("http://127.0.0.1:{}", app.port());
+    let operations_url = app
+        .operations_port()
+        .map(|port| format!("http://127.0.0.1:{port}"));
     let stop = CancellationToken::new();
     let until = stop.clone();
     let task = tokio::spawn(async move {
@@ -465,7 +508,7 @@ async fn start_api(settings: HashMap<String, String>) -> (String, Running) {
             .await
             .expect("payment-api runs");
     });
-    (api_url, Running { stop, task })
+    (api_url, operations_url, Running { stop, task })
 }
 
 /// A mini-program user (or an anonymous caller) talking to payment-api.
@@ -481,7 +524,8 @@ impl ApiClient {
         match &self.openid {
             Some(openid) => request
                 .header("X-WX-OPENID", openid)
-                .header("X-WX-SOURCE", "wx_client"),
+                .header("X-WX-SOURCE", "wx_client")
+                .header("X-Original-Forwarded-For", address_of(openid)),
             None => request,
         }
     }
@@ -509,6 +553,16 @@ impl ApiClient {
         }
         read(request.send().await.expect("request sent")).await
     }
+}
+
+/// Each simulated customer calls from an address of their own, as customers behind the
+/// gateway do: per-address limits apply to tests that mean them to.
+fn address_of(openid: &str) -> String {
+    let hash = openid.bytes().fold(2_166_136_261u32, |h, b| {
+        (h ^ u32::from(b)).wrapping_mul(16_777_619)
+    });
+    let [_, a, b, c] = hash.to_be_bytes();
+    format!("10.{a}.{b}.{c}")
 }
 
 async fn read(response: reqwest::Response) -> (StatusCode, Value) {

@@ -17,7 +17,7 @@ use super::json::ApiJson;
 use super::orders::OrderView;
 use super::types::{parse_order_number, person, required_text, OrderNumberParam};
 use crate::context::ApiContext;
-use crate::refunds;
+use crate::refunds::{self, Refund};
 use crate::store::history::{self, AnomalyRow, EventRow};
 use crate::store::orders;
 
@@ -27,12 +27,25 @@ pub fn router() -> Router<ApiContext> {
         .route("/admin/orders/{order_number}/resolve", post(resolve))
 }
 
+/// What went wrong with the top-up, as Unitel (or the person who settled it) said it:
+/// for the operator only.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RechargeError {
+    code: Option<String>,
+    message: Option<String>,
+}
+
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct OrderHistory {
+    /// The order as its customer sees it.
     order: OrderView,
     openid: String,
     anomaly: Option<String>,
+    recharge_error: Option<RechargeError>,
+    /// The refund with its reason, who asked and WeChat's last error.
+    refund: Option<Refund>,
     events: Vec<EventRow>,
     anomalies: Vec<AnomalyRow>,
 }
@@ -45,12 +58,19 @@ async fn read_history(
         .await?
         .ok_or_else(|| ApiError::NotFound("Order not found".into()))?;
     let (openid, anomaly) = (row.openid.clone(), row.anomaly.clone());
-    let mut order = OrderView::from(row);
-    order.refund = refunds::find(&ctx.db, order_number).await?;
+    let recharge_error = (row.recharge_error_code.is_some()
+        || row.recharge_error_message.is_some())
+    .then(|| RechargeError {
+        code: row.recharge_error_code.clone(),
+        message: row.recharge_error_message.clone(),
+    });
+    let refund = refunds::find(&ctx.db, order_number).await?;
     Ok(OrderHistory {
-        order,
+        order: OrderView::new(row, refund.clone()),
         openid,
         anomaly,
+        recharge_error,
+        refund,
         events: history::events(&ctx.db, order_number).await?,
         anomalies: history::anomalies(&ctx.db, order_number).await?,
     })

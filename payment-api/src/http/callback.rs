@@ -18,6 +18,7 @@ use shared::lifecycle::{self, PaymentOutcome, ReportedPayment};
 use shared::money::Fen;
 use shared::order::{OrderNumber, PaymentStatus};
 
+use super::extractor::ClientAddress;
 use super::notification::{Notification, Reply};
 use super::types::OrderNumberParam;
 use crate::context::ApiContext;
@@ -41,19 +42,26 @@ pub fn router() -> Router<ApiContext> {
 async fn callback_for_order(
     State(ctx): State<ApiContext>,
     Path(path_order): Path<String>,
+    source: ClientAddress,
     headers: HeaderMap,
     body: Bytes,
 ) -> Reply {
-    handle(ctx, Some(path_order), headers, body).await
+    handle(ctx, Some(path_order), source, headers, body).await
 }
 
-async fn callback_bare(State(ctx): State<ApiContext>, headers: HeaderMap, body: Bytes) -> Reply {
-    handle(ctx, None, headers, body).await
+async fn callback_bare(
+    State(ctx): State<ApiContext>,
+    source: ClientAddress,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Reply {
+    handle(ctx, None, source, headers, body).await
 }
 
 async fn handle(
     ctx: ApiContext,
     path_order: Option<String>,
+    source: ClientAddress,
     headers: HeaderMap,
     body: Bytes,
 ) -> Reply {
@@ -79,7 +87,7 @@ async fn handle(
         .or_else(|| fields.out_trade_no.clone())
         .unwrap_or_default();
     tracing::Span::current().record("order_number", order_text.as_str());
-    match verify_and_record(&ctx, path_order.as_deref(), &notification, &fields).await {
+    match verify_and_record(&ctx, path_order.as_deref(), source, &notification, &fields).await {
         Ok(()) => Reply::Handled,
         Err(error) => {
             tracing::error!(%error, order_number = %order_text, "payment callback not recorded; asking for a retry");
@@ -103,6 +111,7 @@ enum CallbackError {
 async fn verify_and_record(
     ctx: &ApiContext,
     path_order: Option<&str>,
+    source: ClientAddress,
     notification: &Notification,
     n: &PaymentNotification,
 ) -> Result<(), CallbackError> {
@@ -124,8 +133,10 @@ async fn verify_and_record(
         if kind.money_taken_unfulfilled() {
             // WeChat took money we will not turn into a top-up: a person must refund it.
             tracing::error!(%kind, order_number = ?claimed, alert = true, "payment cannot be fulfilled");
-        } else {
+        } else if keep_rejection(ctx, source, kind).await? {
             tracing::warn!(%kind, order_number = ?claimed, "payment callback not fulfilled");
+        } else {
+            return Ok(());
         }
         lifecycle::record_anomaly(
             &ctx.db,
@@ -165,6 +176,17 @@ async fn verify_and_record(
     let Some(amount) = n.total_fee.and_then(|f| Fen::new(f).ok()) else {
         return reject(AnomalyKind::AmountMismatch).await;
     };
+    let payment = ReportedPayment {
+        order_number: &order_number,
+        transaction_id,
+        amount,
+        paid_at: n
+            .time_end
+            .as_deref()
+            .and_then(china_time)
+            .unwrap_or_else(Utc::now),
+        reported_by: Actor::WechatCallback,
+    };
 
     if ctx.config.payments.confirm_callbacks {
         // What we know of the order decides first: duplicates and forgeries cost no
@@ -181,20 +203,13 @@ async fn verify_and_record(
                 tracing::info!(order_number = %order_number, "duplicate payment callback");
                 return Ok(());
             }
-            PaymentStatus::Paid => return reject(AnomalyKind::SecondTransaction).await,
-            PaymentStatus::Closed => return reject(AnomalyKind::PaidAfterClose).await,
+            PaymentStatus::Paid | PaymentStatus::Closed => {
+                let kind = money_taken(ctx, &payment, order.payment_status).await?;
+                return reject(kind).await;
+            }
             PaymentStatus::Unpaid => {}
         }
-        let confirmed = match ctx.wechat.query_order(&order_number).await {
-            Ok(queried) => {
-                let same_transaction = queried.transaction_id.as_deref() == Some(transaction_id);
-                queried.confirms(amount) && same_transaction
-            }
-            // WeChat has no such order: nobody paid it.
-            Err(WechatError::Business { code, .. }) if code == "ORDERNOTEXIST" => false,
-            Err(other) => return Err(other.into()),
-        };
-        if !confirmed {
+        if !wechat_confirms(ctx, &payment).await? {
             return reject(AnomalyKind::NotPaidAtWechat).await;
         }
     }
@@ -229,10 +244,70 @@ async fn verify_and_record(
         }
         PaymentOutcome::NotFound => reject(AnomalyKind::UnknownOrder).await?,
         PaymentOutcome::AmountMismatch { .. } => reject(AnomalyKind::AmountMismatch).await?,
+        PaymentOutcome::TransactionReused { .. } => reject(AnomalyKind::TransactionReused).await?,
         PaymentOutcome::PaidWithAnotherTransaction { .. } => {
-            reject(AnomalyKind::SecondTransaction).await?
+            let kind = money_taken(ctx, &payment, PaymentStatus::Paid).await?;
+            reject(kind).await?
         }
-        PaymentOutcome::Closed => reject(AnomalyKind::PaidAfterClose).await?,
+        PaymentOutcome::Closed => {
+            let kind = money_taken(ctx, &payment, PaymentStatus::Closed).await?;
+            reject(kind).await?
+        }
     }
     Ok(())
+}
+
+/// Whether a rejected callback from this source is recorded: at most
+/// `CALLBACK_REJECTS_PER_MINUTE` a minute per source address, so that requests nobody
+/// verified cannot fill the database. Past that they are only counted.
+pub(super) async fn keep_rejection(
+    ctx: &ApiContext,
+    ClientAddress(source): ClientAddress,
+    kind: AnomalyKind,
+) -> Result<bool, sqlx::Error> {
+    let key = format!("callback-rejects:address:{source}");
+    if ctx
+        .limiter
+        .allow(&key, ctx.config.limits.callback_rejects_per_minute)
+        .await?
+    {
+        return Ok(true);
+    }
+    metrics::counter!("payment_callbacks_total", "outcome" => "rejected_unrecorded").increment(1);
+    tracing::debug!(%kind, %source, "rejected callback not recorded: too many from this source");
+    Ok(false)
+}
+
+/// `queryorder` says this order was paid with this transaction, for this amount.
+async fn wechat_confirms(
+    ctx: &ApiContext,
+    payment: &ReportedPayment<'_>,
+) -> Result<bool, CallbackError> {
+    match ctx.wechat.query_order(payment.order_number).await {
+        Ok(queried) => Ok(queried.confirms(payment.amount)
+            && queried.transaction_id.as_deref() == Some(payment.transaction_id)),
+        // WeChat has no such order: nobody paid it.
+        Err(WechatError::Business { code, .. }) if code == "ORDERNOTEXIST" => Ok(false),
+        Err(other) => Err(other.into()),
+    }
+}
+
+/// A payment reported for an order that is paid already (with another transaction) or
+/// closed: money taken that will not become a top-up — if WeChat confirms it. Only then is
+/// it the anomaly that tells a person to refund (and a closed order keeps the payment, so
+/// that the refund can go through the system); otherwise it is a report WeChat does not
+/// stand behind.
+async fn money_taken(
+    ctx: &ApiContext,
+    payment: &ReportedPayment<'_>,
+    status: PaymentStatus,
+) -> Result<AnomalyKind, CallbackError> {
+    if !wechat_confirms(ctx, payment).await? {
+        return Ok(AnomalyKind::NotPaidAtWechat);
+    }
+    if status == PaymentStatus::Closed {
+        lifecycle::record_payment_after_close(&ctx.db, payment).await?;
+        return Ok(AnomalyKind::PaidAfterClose);
+    }
+    Ok(AnomalyKind::SecondTransaction)
 }

@@ -6,10 +6,15 @@
 //! trust. `X-Mock-Openid` stands in for the gateway only when `APP_ENV=development`.
 //!
 //! [`Admin`]: a request that carried `Authorization: Bearer <ADMIN_TOKEN>`.
+//!
+//! [`ClientAddress`]: where the request came from, for per-address limits.
 
-use axum::extract::FromRequestParts;
+use std::net::{IpAddr, SocketAddr};
+
+use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::request::Parts;
 use axum::http::HeaderMap;
+use sha2::{Digest, Sha256};
 use shared::config::AppEnv;
 use shared::order::OpenId;
 
@@ -17,36 +22,70 @@ use super::error::ApiError;
 use crate::context::ApiContext;
 use crate::store::users;
 
-/// A request that carried the admin token.
+/// The client's address: the one the cloud-hosting gateway saw
+/// (`X-Original-Forwarded-For`), else the connection's peer.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientAddress(pub IpAddr);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientAddress {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let forwarded = header(&parts.headers, &["x-original-forwarded-for"])
+            .and_then(|v| v.split(',').next())
+            .and_then(|first| first.trim().parse::<IpAddr>().ok());
+        let peer = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|ConnectInfo(addr)| addr.ip());
+        Ok(ClientAddress(
+            forwarded.or(peer).unwrap_or(IpAddr::from([0, 0, 0, 0])),
+        ))
+    }
+}
+
+/// A request that carried the admin token. Wrong tokens are logged and, past
+/// `ADMIN_FAILURES_PER_MINUTE` from one address, answered 429 without being compared.
 pub struct Admin;
 
 impl FromRequestParts<ApiContext> for Admin {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, ctx: &ApiContext) -> Result<Self, ApiError> {
+        let ClientAddress(address) = ClientAddress::from_request_parts(parts, ctx)
+            .await
+            .unwrap_or(ClientAddress(IpAddr::from([0, 0, 0, 0])));
         let presented = parts
             .headers
             .get(axum::http::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
             .map(str::trim);
-        match (&ctx.config.admin_token, presented) {
-            (Some(expected), Some(given))
-                if constant_time_eq(expected.expose().as_bytes(), given.as_bytes()) =>
-            {
-                Ok(Admin)
-            }
-            _ => Err(ApiError::Unauthorized("Admin token required".into())),
+        let Some(expected) = &ctx.config.admin_token else {
+            return Err(ApiError::Unauthorized("Admin token required".into()));
+        };
+        let failures = format!("admin-failures:address:{address}");
+        let limit = ctx.config.limits.admin_failures_per_minute;
+        if ctx.limiter.over(&failures, limit).await? {
+            return Err(ApiError::TooManyRequests);
         }
+        if presented.is_some_and(|given| same_secret(expected.expose(), given)) {
+            return Ok(Admin);
+        }
+        tracing::warn!(%address, presented = presented.is_some(), "admin token refused");
+        ctx.limiter.allow(&failures, limit).await?;
+        Err(ApiError::Unauthorized("Admin token required".into()))
     }
 }
 
-/// Compares without returning early, so response time does not reveal how much matched.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+/// Compares the SHA-256 digests of the two, so that neither the time taken nor an early
+/// length check tells anything about the expected value.
+fn same_secret(expected: &str, given: &str) -> bool {
+    let (a, b) = (Sha256::digest(expected), Sha256::digest(given));
+    a.iter()
+        .zip(b.iter())
+        .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+        == 0
 }
 
 pub struct CurrentUser {
@@ -80,7 +119,9 @@ impl FromRequestParts<ApiContext> for CurrentUser {
                         "This API is only available through the WeChat mini-program".into(),
                     ));
                 }
-                header(headers, &["x-wx-openid", "x-wx-from-openid"]).ok_or_else(|| {
+                // Resource-sharing deployments set the FROM headers: they name the user of
+                // the calling app, as in the system we replace.
+                header(headers, &["x-wx-from-openid", "x-wx-openid"]).ok_or_else(|| {
                     ApiError::Unauthorized("No WeChat openid in the request".into())
                 })?
             }
@@ -89,8 +130,8 @@ impl FromRequestParts<ApiContext> for CurrentUser {
             OpenId::parse(raw_openid).map_err(|e| ApiError::Unauthorized(e.to_string()))?;
         // Recorded as the gateway sends them; anything that is not a plausible id is dropped.
         let plausible = |v: &&str| v.len() <= 128 && v.chars().all(|c| c.is_ascii_graphic());
-        let unionid = header(headers, &["x-wx-unionid", "x-wx-from-unionid"]).filter(plausible);
-        let appid = header(headers, &["x-wx-appid", "x-wx-from-appid"]).filter(plausible);
+        let unionid = header(headers, &["x-wx-from-unionid", "x-wx-unionid"]).filter(plausible);
+        let appid = header(headers, &["x-wx-from-appid", "x-wx-appid"]).filter(plausible);
         let id = users::upsert(&ctx.db, &openid, unionid, appid).await?;
         Ok(CurrentUser { id, openid })
     }
@@ -99,9 +140,10 @@ impl FromRequestParts<ApiContext> for CurrentUser {
 #[cfg(test)]
 mod tests {
     #[test]
-    fn constant_time_eq_compares_whole_values() {
-        assert!(super::constant_time_eq(b"secret", b"secret"));
-        assert!(!super::constant_time_eq(b"secret", b"secreT"));
-        assert!(!super::constant_time_eq(b"secret", b"secret2"));
+    fn secrets_are_compared_whole() {
+        assert!(super::same_secret("secret", "secret"));
+        assert!(!super::same_secret("secret", "secreT"));
+        assert!(!super::same_secret("secret", "secret2"));
+        assert!(!super::same_secret("secret", ""));
     }
 }

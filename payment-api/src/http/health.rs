@@ -21,6 +21,8 @@ pub struct Health {
     rabbitmq: &'static str,
     /// OrderPaid messages written but not yet confirmed by RabbitMQ.
     outbox_backlog: Option<i64>,
+    /// Unsafe settings this instance was explicitly told to accept.
+    warnings: Vec<String>,
 }
 
 /// Liveness and readiness: PostgreSQL answers a query and the outbox relay holds a
@@ -40,6 +42,7 @@ async fn health(State(ctx): State<ApiContext>) -> Response {
         database: if database_up { "up" } else { "down" },
         rabbitmq: if broker_up { "up" } else { "down" },
         outbox_backlog: backlog,
+        warnings: ctx.config.warnings.clone(),
     };
     let status = if healthy {
         StatusCode::OK

@@ -33,8 +33,10 @@ pub use error::ApiError;
 /// No route takes more than a few hundred bytes; this bounds what a client can make us read.
 const MAX_BODY_BYTES: usize = 64 * 1024;
 
-pub fn router(ctx: ApiContext) -> Router {
-    Router::new()
+/// The public router; with `operations`, `/metrics` and `/api` are served on it too
+/// (development: nothing is apart).
+pub fn router(ctx: ApiContext, operations: bool) -> Router {
+    let router = Router::new()
         .merge(health::router())
         .merge(exchange_rate::router())
         .merge(products::router())
@@ -46,9 +48,13 @@ pub fn router(ctx: ApiContext) -> Router {
         .merge(stats::router())
         .merge(attention::router())
         .merge(admin_page::router())
-        .with_state(ctx)
-        .merge(openapi::router())
-        .route("/metrics", axum::routing::get(metrics_text))
+        .with_state(ctx);
+    let router = if operations {
+        router.merge(operations_router())
+    } else {
+        router
+    };
+    router
         .fallback(|| async { ApiError::NotFound("No such route".into()) })
         .layer(axum::middleware::from_fn(error::envelope_errors))
         .layer(axum::middleware::from_fn(track_requests))
@@ -71,6 +77,13 @@ pub fn router(ctx: ApiContext) -> Router {
                 )
             }),
         )
+}
+
+/// What operators read and the public must not: Prometheus `/metrics` and the OpenAPI
+/// document (`/api`, `/api-json`). Served on `METRICS_ADDR`, or merged into the public
+/// router in development.
+pub fn operations_router() -> Router {
+    openapi::router().route("/metrics", axum::routing::get(metrics_text))
 }
 
 /// Prometheus text format; no personal data, only counts and latencies.

@@ -7,7 +7,9 @@ use chrono::{DateTime, FixedOffset, NaiveDate, TimeZone, Utc};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use shared::money::{price_in_fen, Fen, Mnt};
-use shared::order::{Operator, OrderNumber, PaymentStatus, RechargeStatus, RechargeType};
+use shared::order::{
+    Operator, OrderNumber, PaymentStatus, RechargeStatus, RechargeType, RefundStatus,
+};
 use utoipa::{IntoParams, ToSchema};
 
 use shared::history::Actor;
@@ -15,11 +17,12 @@ use shared::lifecycle::{self, NewOrder};
 
 use super::envelope::Envelope;
 use super::error::ApiError;
-use super::extractor::CurrentUser;
+use super::extractor::{ClientAddress, CurrentUser};
 use super::json::ApiJson;
 use super::types::{parse_msisdn, parse_order_number, unitel_error, OrderNumberParam};
 use crate::context::ApiContext;
 use crate::payment_watch::QueryResult;
+use crate::rate_limit::Caller;
 use crate::refunds::{self, Refund};
 use crate::store::orders::{self, ListFilter, OrderRow};
 use crate::store::rates;
@@ -49,11 +52,51 @@ pub struct CreateOrderRequest {
     product_code: Option<String>,
 }
 
+/// What the customer is told of their refund: its state and amount, never the reason a
+/// person wrote or WeChat's error.
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct RechargeErrorView {
-    code: Option<String>,
-    message: Option<String>,
+pub struct CustomerRefund {
+    /// `requested`, `accepted` (WeChat is returning it), `success` or `failed`.
+    #[schema(value_type = String)]
+    status: RefundStatus,
+    #[schema(value_type = i64)]
+    amount_fen: Fen,
+    created_at: DateTime<Utc>,
+    completed_at: Option<DateTime<Utc>>,
+}
+
+impl From<Refund> for CustomerRefund {
+    fn from(refund: Refund) -> Self {
+        CustomerRefund {
+            status: refund.status,
+            amount_fen: refund.amount_fen,
+            created_at: refund.created_at,
+            completed_at: refund.completed_at,
+        }
+    }
+}
+
+/// What the customer reads about where their order is, in their language. Unitel's
+/// messages, WeChat's errors and a person's notes stay in the order's history.
+fn customer_note(
+    payment: PaymentStatus,
+    recharge: RechargeStatus,
+    refund: Option<RefundStatus>,
+) -> Option<&'static str> {
+    Some(match (payment, recharge, refund) {
+        (_, _, Some(RefundStatus::Success)) => "款项已原路退回",
+        (_, _, Some(RefundStatus::Failed)) => "退款遇到问题，客服正在处理",
+        (_, _, Some(_)) => "退款处理中",
+        (PaymentStatus::Closed, _, None) => "订单已关闭",
+        (PaymentStatus::Unpaid, _, None) => return None,
+        (PaymentStatus::Paid, RechargeStatus::Pending | RechargeStatus::Processing, None) => {
+            "充值处理中"
+        }
+        (PaymentStatus::Paid, RechargeStatus::Success, None) => return None,
+        (PaymentStatus::Paid, RechargeStatus::Failed, None) => "充值未成功，款项将原路退回",
+        (PaymentStatus::Paid, RechargeStatus::Unknown, None) => "充值结果确认中，请勿重复下单",
+    })
 }
 
 #[derive(Serialize, ToSchema)]
@@ -92,21 +135,21 @@ pub struct OrderView {
     /// Unitel's VAT e-receipt (e-barimt), the buyer's to keep.
     #[schema(value_type = Option<Object>)]
     vat_receipt: Option<serde_json::Value>,
-    recharge_error: Option<RechargeErrorView>,
+    /// Where the order is, for the customer (Chinese); none when there is nothing to say.
+    recharge_note: Option<&'static str>,
     /// The refund, once one was requested.
-    pub refund: Option<Refund>,
+    refund: Option<CustomerRefund>,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
 }
 
-impl From<OrderRow> for OrderView {
-    fn from(row: OrderRow) -> Self {
-        let recharge_error = (row.recharge_error_code.is_some()
-            || row.recharge_error_message.is_some())
-        .then(|| RechargeErrorView {
-            code: row.recharge_error_code.clone(),
-            message: row.recharge_error_message.clone(),
-        });
+impl OrderView {
+    pub fn new(row: OrderRow, refund: Option<Refund>) -> Self {
+        let recharge_note = customer_note(
+            row.payment_status,
+            row.recharge_status,
+            refund.as_ref().map(|r| r.status),
+        );
         OrderView {
             price_rmb: row.amount_fen.yuan(),
             order_number: row.order_number,
@@ -126,12 +169,25 @@ impl From<OrderRow> for OrderView {
             recharged_at: row.recharged_at,
             seq_id: row.seq_id,
             vat_receipt: row.vat_receipt,
-            recharge_error,
-            refund: None,
+            recharge_note,
+            refund: refund.map(CustomerRefund::from),
             created_at: row.created_at,
             updated_at: row.updated_at,
         }
     }
+}
+
+/// Views of a page of orders, each with its refund (one query for the page).
+async fn with_refunds(ctx: &ApiContext, rows: Vec<OrderRow>) -> Result<Vec<OrderView>, ApiError> {
+    let numbers: Vec<OrderNumber> = rows.iter().map(|r| r.order_number.clone()).collect();
+    let mut refunds = refunds::find_many(&ctx.db, &numbers).await?;
+    Ok(rows
+        .into_iter()
+        .map(|row| {
+            let refund = refunds.remove(&row.order_number);
+            OrderView::new(row, refund)
+        })
+        .collect())
 }
 
 /// The caller's order; someone else's answers exactly like one that does not exist.
@@ -194,7 +250,7 @@ async fn price_product(
         RechargeType::Postpaid => {
             let bill = ctx
                 .unitel
-                .postpaid_bill(msisdn)
+                .postpaid_bill(msisdn, msisdn)
                 .await
                 .map_err(unitel_error)?;
             if bill.total_unpaid <= 0 {
@@ -223,13 +279,19 @@ async fn price_product(
 async fn create(
     State(ctx): State<ApiContext>,
     user: CurrentUser,
+    ClientAddress(address): ClientAddress,
     ApiJson(request): ApiJson<CreateOrderRequest>,
 ) -> Result<Envelope<OrderView>, ApiError> {
-    ctx.limiter.check(
-        "POST /orders",
-        user.openid.as_str(),
-        ctx.config.payments.orders_per_minute,
-    )?;
+    let limits = &ctx.config.limits;
+    ctx.limiter
+        .check(
+            "POST /orders",
+            &[
+                (Caller::Openid(&user.openid), limits.orders_per_minute),
+                (Caller::Address(address), limits.per_address_per_minute),
+            ],
+        )
+        .await?;
     let msisdn = parse_msisdn(&request.phone_number, "phoneNumber")?;
     let operator = Operator::parse(&request.product_operator)
         .map_err(|e| ApiError::BadRequest(e.to_string()))?;
@@ -237,8 +299,10 @@ async fn create(
         .map_err(|e| ApiError::BadRequest(e.to_string()))?;
     let product = price_product(&ctx, &request, recharge_type, &msisdn).await?;
     let rate = rates::current(&ctx.db).await?.rate;
-    let amount: Fen = price_in_fen(product.price, rate)
-        .map_err(|e| ApiError::BadRequest(format!("This product cannot be priced: {e}")))?;
+    let amount: Fen = price_in_fen(product.price, rate).map_err(|e| {
+        tracing::warn!(error = %e, "product cannot be priced in yuan");
+        ApiError::BadRequest("This product cannot be sold at the current exchange rate".into())
+    })?;
     let order_number = OrderNumber::generate();
     tracing::Span::current().record("order_number", order_number.as_str());
     lifecycle::create_order(
@@ -261,7 +325,7 @@ async fn create(
     .await?;
     tracing::info!(order_number = %order_number, amount_fen = amount.get(), "order created");
     let row = owned_order(&ctx, &order_number, &user).await?;
-    Ok(Envelope(row.into()))
+    Ok(Envelope(OrderView::new(row, None)))
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -369,7 +433,7 @@ async fn mine(
     let (rows, total) =
         orders::list_for_user(&ctx.db, &user.openid, &filter, limit, (page - 1) * limit).await?;
     Ok(Envelope(OrderPage {
-        items: rows.into_iter().map(OrderView::from).collect(),
+        items: with_refunds(&ctx, rows).await?,
         total,
         page,
         limit,
@@ -391,8 +455,17 @@ async fn one(
     tracing::Span::current().record("order_number", order_number.as_str());
     let row = owned_order(&ctx, &order_number, &user).await?;
     // The user is looking at an order they may just have paid: if its callback is late or
-    // lost, ask WeChat now rather than show it unpaid.
-    if row.payment_status == PaymentStatus::Unpaid && row.prepay_id.is_some() {
+    // lost, ask WeChat now rather than show it unpaid — at most once per
+    // ORDER_QUERY_EVERY_MS for the order, however often (and wherever) it is read.
+    let query_now = row.payment_status == PaymentStatus::Unpaid
+        && row.prepay_id.is_some()
+        && lifecycle::take_payment_check(
+            &ctx.db,
+            &order_number,
+            ctx.config.limits.order_query_every,
+        )
+        .await?;
+    if query_now {
         match ctx
             .payments
             .settle_by_query(&order_number, row.amount_fen)
@@ -400,15 +473,14 @@ async fn one(
         {
             Ok(QueryResult::Paid(_)) => {
                 let row = owned_order(&ctx, &order_number, &user).await?;
-                return Ok(Envelope(OrderView::from(row)));
+                return Ok(Envelope(OrderView::new(row, None)));
             }
             Ok(QueryResult::NotPaid(_)) => {}
             Err(error) => tracing::warn!(%error, "payment query on read failed"),
         }
     }
-    let mut view = OrderView::from(row);
-    view.refund = refunds::find(&ctx.db, &order_number).await?;
-    Ok(Envelope(view))
+    let refund = refunds::find(&ctx.db, &order_number).await?;
+    Ok(Envelope(OrderView::new(row, refund)))
 }
 
 /// Cancels one of the caller's unpaid orders: closed at WeChat first (so it can no longer
@@ -422,14 +494,25 @@ async fn one(
 async fn cancel(
     State(ctx): State<ApiContext>,
     user: CurrentUser,
+    ClientAddress(address): ClientAddress,
     Path(order_number): Path<String>,
 ) -> Result<Envelope<OrderView>, ApiError> {
+    let limits = &ctx.config.limits;
+    ctx.limiter
+        .check(
+            "POST /orders/{orderNumber}/cancel",
+            &[
+                (Caller::Openid(&user.openid), limits.cancels_per_minute),
+                (Caller::Address(address), limits.per_address_per_minute),
+            ],
+        )
+        .await?;
     let order_number = parse_order_number(&order_number)?;
     tracing::Span::current().record("order_number", order_number.as_str());
     let row = owned_order(&ctx, &order_number, &user).await?;
     match row.payment_status {
         PaymentStatus::Unpaid => {}
-        PaymentStatus::Closed => return Ok(Envelope(OrderView::from(row))),
+        PaymentStatus::Closed => return Ok(Envelope(OrderView::new(row, None))),
         PaymentStatus::Paid => {
             return Err(ApiError::Conflict(
                 "A paid order cannot be cancelled".into(),
@@ -440,19 +523,28 @@ async fn cancel(
         match ctx.wechat.close_order(&order_number).await {
             Ok(crate::wechat::CloseOutcome::Closed) => {}
             Ok(crate::wechat::CloseOutcome::AlreadyPaid) => {
-                if let Err(error) = ctx.payments.settle_by_query(&order_number, row.amount_fen).await {
+                if let Err(error) = ctx
+                    .payments
+                    .settle_by_query(&order_number, row.amount_fen)
+                    .await
+                {
                     tracing::warn!(%error, "recording a payment found while cancelling failed");
                 }
-                return Err(ApiError::Conflict("This order has already been paid".into()));
+                return Err(ApiError::Conflict(
+                    "This order has already been paid".into(),
+                ));
             }
             Err(crate::wechat::WechatError::Business { code, description }) => {
-                return Err(ApiError::Conflict(format!(
-                    "WeChat cannot close this order yet ({code}: {description}); try again in a few minutes"
-                )))
+                tracing::warn!(%code, %description, "closeorder refused");
+                return Err(ApiError::Conflict(
+                    "WeChat cannot close this order yet; try again in a few minutes".into(),
+                ));
             }
             Err(error) => {
                 tracing::warn!(%error, "closeorder failed");
-                return Err(ApiError::Upstream("WeChat Pay is unavailable, please try again".into()));
+                return Err(ApiError::Upstream(
+                    "WeChat Pay is unavailable, please try again".into(),
+                ));
             }
         }
     }
@@ -472,5 +564,5 @@ async fn cancel(
         ));
     }
     tracing::info!(order_number = %order_number, "order cancelled");
-    Ok(Envelope(OrderView::from(row)))
+    Ok(Envelope(OrderView::new(row, None)))
 }

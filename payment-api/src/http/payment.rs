@@ -11,10 +11,11 @@ use utoipa::ToSchema;
 
 use super::envelope::Envelope;
 use super::error::ApiError;
-use super::extractor::CurrentUser;
+use super::extractor::{ClientAddress, CurrentUser};
 use super::json::ApiJson;
 use super::types::parse_order_number;
 use crate::context::ApiContext;
+use crate::rate_limit::Caller;
 use crate::store::orders;
 use crate::wechat::WechatError;
 
@@ -55,9 +56,8 @@ fn wechat_error(error: WechatError) -> ApiError {
             "SYSTEMERROR" => ApiError::Unavailable("WeChat Pay is busy, please try again".into()),
             _ => {
                 tracing::error!(%code, %description, "WeChat Pay refused unifiedOrder");
-                ApiError::Upstream(format!(
-                    "WeChat Pay refused the payment ({code}): {description}"
-                ))
+                // WeChat's words are for the operator (logged above), not the customer.
+                ApiError::Upstream("WeChat Pay cannot take this payment now".into())
             }
         },
         WechatError::Platform(message) => {
@@ -77,13 +77,19 @@ fn wechat_error(error: WechatError) -> ApiError {
 async fn create(
     State(ctx): State<ApiContext>,
     user: CurrentUser,
+    ClientAddress(address): ClientAddress,
     ApiJson(request): ApiJson<CreatePaymentRequest>,
 ) -> Result<Envelope<serde_json::Value>, ApiError> {
-    ctx.limiter.check(
-        "POST /payment/create",
-        user.openid.as_str(),
-        ctx.config.payments.payments_per_minute,
-    )?;
+    let limits = &ctx.config.limits;
+    ctx.limiter
+        .check(
+            "POST /payment/create",
+            &[
+                (Caller::Openid(&user.openid), limits.payments_per_minute),
+                (Caller::Address(address), limits.per_address_per_minute),
+            ],
+        )
+        .await?;
     let order_number = parse_order_number(&request.order_number)?;
     tracing::Span::current().record("order_number", order_number.as_str());
     let order = orders::find(&ctx.db, &order_number, Some(&user.openid))

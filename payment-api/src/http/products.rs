@@ -14,9 +14,11 @@ use utoipa::ToSchema;
 
 use super::envelope::Envelope;
 use super::error::ApiError;
+use super::extractor::{ClientAddress, CurrentUser};
 use super::json::ApiJson;
 use super::types::{parse_msisdn, unitel_error};
 use crate::context::ApiContext;
+use crate::rate_limit::Caller;
 use crate::store::rates;
 
 pub fn router() -> Router<ApiContext> {
@@ -103,12 +105,15 @@ fn views(groups: &ProductGroup, rate: MntPerYuan) -> BTreeMap<String, Vec<Produc
               (status = 502, description = "Unitel unavailable")))]
 async fn services(
     State(ctx): State<ApiContext>,
+    user: CurrentUser,
+    ClientAddress(address): ClientAddress,
     ApiJson(request): ApiJson<ServicesRequest>,
 ) -> Result<Envelope<ServicesView>, ApiError> {
+    limit_lookups(&ctx, &user, address).await?;
     let msisdn = parse_msisdn(&request.msisdn, "msisdn")?;
     let rate = rates::current(&ctx.db).await?.rate;
     let service = ctx
-        .unitel
+        .lookups
         .service_type(&msisdn)
         .await
         .map_err(unitel_error)?;
@@ -156,14 +161,17 @@ pub struct PostpaidBillView {
               (status = 502, description = "Unitel unavailable")))]
 async fn postpaid_bill(
     State(ctx): State<ApiContext>,
+    user: CurrentUser,
+    ClientAddress(address): ClientAddress,
     ApiJson(request): ApiJson<PostpaidBillRequest>,
 ) -> Result<Envelope<PostpaidBillView>, ApiError> {
-    parse_msisdn(&request.owner, "owner")?;
+    limit_lookups(&ctx, &user, address).await?;
+    let owner = parse_msisdn(&request.owner, "owner")?;
     let msisdn = parse_msisdn(&request.msisdn, "msisdn")?;
     let rate = rates::current(&ctx.db).await?.rate;
     let bill = ctx
-        .unitel
-        .postpaid_bill(&msisdn)
+        .lookups
+        .postpaid_bill(&owner, &msisdn)
         .await
         .map_err(unitel_error)?;
     let due = Mnt::new(bill.total_unpaid)
@@ -180,4 +188,23 @@ async fn postpaid_bill(
         total_unpaid_rmb: due.map(|f| f.yuan()),
         total_unpaid_fen: due.map(|f| f.get()),
     }))
+}
+
+/// Lookups cost a Unitel call each (unless cached): products and bills share one limit,
+/// per user and per address.
+async fn limit_lookups(
+    ctx: &ApiContext,
+    user: &CurrentUser,
+    address: std::net::IpAddr,
+) -> Result<(), ApiError> {
+    let limits = &ctx.config.limits;
+    ctx.limiter
+        .check(
+            "Unitel lookups",
+            &[
+                (Caller::Openid(&user.openid), limits.lookups_per_minute),
+                (Caller::Address(address), limits.per_address_per_minute),
+            ],
+        )
+        .await
 }

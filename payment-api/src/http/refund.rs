@@ -15,9 +15,10 @@ use shared::lifecycle;
 use shared::order::{OrderNumber, RefundStatus};
 use utoipa::ToSchema;
 
+use super::callback::keep_rejection;
 use super::envelope::Envelope;
 use super::error::ApiError;
-use super::extractor::Admin;
+use super::extractor::{Admin, ClientAddress};
 use super::json::ApiJson;
 use super::notification::{Notification, Reply};
 use super::types::{parse_order_number, person, required_text, OrderNumberParam};
@@ -150,6 +151,7 @@ async fn retry_refund(
 async fn refund_callback(
     State(ctx): State<ApiContext>,
     Path(path_order): Path<String>,
+    source: ClientAddress,
     headers: HeaderMap,
     body: Bytes,
 ) -> Reply {
@@ -163,7 +165,7 @@ async fn refund_callback(
             return Reply::Unreadable("unreadable body");
         }
     };
-    match handle_refund_result(&ctx, &order_number, &notification).await {
+    match handle_refund_result(&ctx, &order_number, source, &notification).await {
         Ok(true) => Reply::Handled,
         Ok(false) => Reply::RetryLater("temporarily unable to handle the refund result"),
         Err(error) => {
@@ -177,6 +179,7 @@ async fn refund_callback(
 async fn handle_refund_result(
     ctx: &ApiContext,
     order_number: &OrderNumber,
+    source: ClientAddress,
     notification: &Notification,
 ) -> Result<bool, sqlx::Error> {
     let mismatch = if !notification.for_merchant(ctx.wechat.merchant_id()) {
@@ -190,7 +193,10 @@ async fn handle_refund_result(
     } else {
         None
     };
-    let record = |kind| {
+    let record = |kind| async move {
+        if !keep_rejection(ctx, source, kind).await? {
+            return Ok(());
+        }
         lifecycle::record_anomaly(
             &ctx.db,
             Some(order_number.as_str()),
@@ -198,6 +204,7 @@ async fn handle_refund_result(
             &Actor::WechatRefundCallback,
             notification.body(),
         )
+        .await
     };
     if let Some(kind) = mismatch {
         record(kind).await?;

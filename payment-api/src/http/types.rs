@@ -56,11 +56,13 @@ pub fn required_text<'a>(
     Ok(text)
 }
 
-/// Unitel's refusal is the customer's to read; its being down is not their business.
+/// Unitel's refusal to look a number up is the customer's to know, in our words: its
+/// own message, like its being down, is the operator's (logged).
 pub fn unitel_error(error: UnitelError) -> ApiError {
     match error {
         UnitelError::Rejected { code, message } => {
-            ApiError::BadRequest(format!("Unitel: {message} ({code})"))
+            tracing::info!(%code, %message, "Unitel refused a lookup");
+            ApiError::BadRequest("Unitel cannot serve this number; check it and try again".into())
         }
         other => {
             tracing::warn!(error = %other, "Unitel unavailable");

@@ -106,7 +106,10 @@ async fn credit_call(
     }
     match outcome {
         CreditOutcome::HttpError => Err(UnitelError::ServerError),
-        CreditOutcome::Fail => Err(UnitelError::failed("105", "Insufficient balance")),
+        CreditOutcome::Fail => Err(UnitelError::failed(
+            crate::REFUSAL_CODE,
+            "Insufficient balance",
+        )),
         CreditOutcome::Answer => {
             let credit = state.ledger.credit(entry, CreditAnswer::Answered);
             Ok(Json(receipt::success_response(&credit)).into_response())

@@ -40,6 +40,10 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/auth", post(auth::auth))
         .merge(services)
         .route_layer(middleware::from_fn_with_state(state.clone(), add_latency))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            crate::calls::record_unitel,
+        ))
         .with_state(state);
     Router::new().nest("/api/v1", api.clone()).merge(api)
 }

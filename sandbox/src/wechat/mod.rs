@@ -30,6 +30,10 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/_/pay/queryrefund", post(query::query_refund))
         .route("/cgi-bin/webhook/send", post(crate::wecom::send))
         .route_layer(middleware::from_fn_with_state(state.clone(), add_latency))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            crate::calls::record_wechat,
+        ))
         .with_state(state)
 }
 

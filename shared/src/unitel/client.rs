@@ -21,6 +21,7 @@ const TOKEN_REUSE_AT_MOST: Duration = Duration::from_secs(90);
 pub struct UnitelClient {
     http: reqwest::Client,
     base: String,
+    refusal_codes: Vec<String>,
     username: String,
     password: Secret,
     token: Mutex<Option<CachedToken>>,
@@ -41,6 +42,7 @@ impl UnitelClient {
         Ok(UnitelClient {
             http,
             base: config.api_url.clone(),
+            refusal_codes: config.refusal_codes.clone(),
             username: config.username.clone(),
             password: config.password.clone(),
             token: Mutex::new(None),
@@ -58,11 +60,17 @@ impl UnitelClient {
             .ok_or_else(|| UnitelError::Unknown("servicetype answer has no service list".into()))
     }
 
-    pub async fn postpaid_bill(&self, msisdn: &Msisdn) -> Result<PostpaidBill, UnitelError> {
+    /// The unpaid bill of a postpaid number; `owner` is the account holder's number, as
+    /// the customer gives it (Unitel's `/service/unitel` takes both).
+    pub async fn postpaid_bill(
+        &self,
+        owner: &Msisdn,
+        msisdn: &Msisdn,
+    ) -> Result<PostpaidBill, UnitelError> {
         let body = self
             .call_expecting_success(
                 "/service/unitel",
-                &json!({"owner": msisdn.as_str(), "msisdn": msisdn.as_str()}),
+                &json!({"owner": owner.as_str(), "msisdn": msisdn.as_str()}),
             )
             .await?;
         serde_json::from_value(body)
@@ -80,7 +88,12 @@ impl UnitelClient {
         amount: Mnt,
     ) -> Result<TopUpReceipt, UnitelError> {
         let body = top_up.body(msisdn, journal_id, amount);
-        let answer = self.call(top_up.path(), &body).await?;
+        let answer = match self.call(top_up.path(), &body).await {
+            Err(UnitelError::Rejected { code, message }) => {
+                return Err(self.top_up_refusal(code, message, None))
+            }
+            other => other?,
+        };
         match result_of(&answer) {
             "success" => Ok(TopUpReceipt::from_response(&answer)),
             // Assumed by the integration's authors, never seen: accepted, not yet done.
@@ -92,7 +105,24 @@ impl UnitelClient {
                 "answer without a result: {}",
                 answer.to_string().chars().take(200).collect::<String>()
             ))),
-            _ => Err(rejection(&answer)),
+            _ => match rejection(&answer) {
+                UnitelError::Rejected { code, message } => Err(self.top_up_refusal(
+                    code,
+                    message,
+                    TopUpReceipt::from_response(&answer).seq,
+                )),
+                other => Err(other),
+            },
+        }
+    }
+
+    /// A top-up refused after it reached Unitel is a definitive "nothing was done" only
+    /// for the codes known to mean that; any other may hide a credit.
+    fn top_up_refusal(&self, code: String, message: String, seq: Option<String>) -> UnitelError {
+        if self.refusal_codes.contains(&code) {
+            UnitelError::Rejected { code, message }
+        } else {
+            UnitelError::Unrecognised { code, message, seq }
         }
     }
 

@@ -19,7 +19,8 @@ pub enum UnitelError {
     /// refused before processing): sending it again is safe.
     #[error("request not sent to Unitel: {0}")]
     NotSent(String),
-    /// Unitel answered and said no: a definitive outcome.
+    /// Unitel answered and said no: for a top-up, with a code known to mean nothing was
+    /// done; for a lookup, any refusal.
     #[error("Unitel refused ({code}): {message}")]
     Rejected { code: String, message: String },
     /// The request may have been processed (timeout after sending, dropped connection,
@@ -30,4 +31,12 @@ pub enum UnitelError {
     /// `check_transaction_result` tell the outcome later.
     #[error("Unitel accepted the top-up without finishing it (seq {seq:?})")]
     Pending { seq: Option<String> },
+    /// Unitel answered a top-up with a refusal whose code is not known to mean "nothing was
+    /// done" (`UNITEL_REFUSAL_CODES`): the number may have been credited all the same.
+    #[error("Unitel answered {code} ({message}), not a known refusal")]
+    Unrecognised {
+        code: String,
+        message: String,
+        seq: Option<String>,
+    },
 }
