@@ -17,8 +17,9 @@ pub struct WorkerConfig {
     pub concurrency: u16,
     /// Names this process in claims and in the order history.
     pub worker_id: String,
-    /// A claim older than this, with nothing sent, is taken to belong to a dead worker.
-    pub claim_stale_after: Duration,
+    /// How long this process's lease lasts unrenewed (`WORKER_LEASE_MS`): within this
+    /// much of a worker dying, its orders are taken over. Renewed every fifth of it.
+    pub lease_lasts: Duration,
     /// How long a top-up that provably never reached Unitel is retried before the order
     /// is released for a later attempt.
     pub retry_for: Duration,
@@ -48,12 +49,13 @@ impl WorkerConfig {
             });
         }
         let unitel = UnitelConfig::from_settings(s)?;
-        let claim_stale_after = s.millis("RECHARGE_CLAIM_STALE_MS", 10 * 60 * 1000)?;
-        // A claim must not look abandoned while its Unitel call can still be running.
-        if claim_stale_after < unitel.timeout * 3 {
+        let lease_lasts = s.millis("WORKER_LEASE_MS", 5_000)?;
+        // Renewed every fifth: under a second, renewals would load the database; over a
+        // minute, a dead worker's customers would wait that long.
+        if !(Duration::from_secs(1)..=Duration::from_secs(60)).contains(&lease_lasts) {
             return Err(ConfigError::Invalid {
-                name: "RECHARGE_CLAIM_STALE_MS",
-                reason: "must be at least three times UNITEL_TIMEOUT_MS".into(),
+                name: "WORKER_LEASE_MS",
+                reason: "must be between 1000 and 60000".into(),
             });
         }
         // A stop (a deploy) lets a top-up in flight finish: one Unitel call, then recording
@@ -78,7 +80,7 @@ impl WorkerConfig {
             unitel,
             concurrency,
             worker_id: s.optional("WORKER_ID").unwrap_or_else(default_worker_id),
-            claim_stale_after,
+            lease_lasts,
             retry_for: s.millis("UNITEL_RETRY_FOR_MS", 30_000)?,
             shutdown_grace,
             sweep_every: s.millis("RECHARGE_SWEEP_INTERVAL_MS", 30_000)?,

@@ -1,21 +1,26 @@
-//! Fulfilling one paid order: claim it, send the top-up, record what happened.
+//! Fulfilling one paid order: claim it under this process's lease, send the top-up,
+//! record what happened.
 //!
 //! The rule: a request is sent again only when it provably never reached Unitel. A timeout
 //! or a dropped connection after sending leaves the order `unknown`: Unitel may have
-//! credited the number, and sending again could credit it twice.
+//! credited the number, and sending again could credit it twice. And a request is sent
+//! only while the claim is this lease's and the lease is live, checked in the statement
+//! that marks it sent, once the token is in hand: a worker that stalled, or whose order
+//! someone else took over, sends nothing.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use backon::{ExponentialBuilder, Retryable};
+use shared::history::Actor;
 use shared::lifecycle::{self, ClaimedOrder, Outcome};
 use shared::message::OrderPaid;
-use shared::order::{OrderNumber, RechargeType};
+use shared::order::{OrderNumber, RechargeStatus, RechargeType};
 use shared::unitel::{TopUp, TopUpReceipt, UnitelClient, UnitelError};
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
-use crate::store;
+use crate::lease::Lease;
 
 /// How long a known outcome is retried into the database before the worker gives up (the
 /// order is then left `processing` with its request marked sent: never re-sent).
@@ -33,14 +38,27 @@ pub enum Disposition {
     DeadLetter,
 }
 
+/// Less than this left on the lease when the order is marked sent, and the request is not
+/// sent: renewals are failing, and the lease could expire before the request is out.
+const MIN_LEASE_LEFT_TO_SEND: Duration = Duration::from_millis(1000);
+
 pub struct Fulfiller {
     /// Cancelled on SIGTERM: waiting to retry stops, and the order is released.
     pub shutdown: CancellationToken,
     pub db: PgPool,
     pub unitel: Arc<UnitelClient>,
     pub worker_id: String,
-    pub claim_stale_after: Duration,
+    pub lease: Arc<Lease>,
+    /// How long a lease lasts unrenewed (`WORKER_LEASE_MS`): the longest a redelivered
+    /// order waits for its holder to be known dead.
+    pub lease_lasts: Duration,
     pub retry_for: Duration,
+}
+
+/// A claim this worker holds: the order and the lease it was made under.
+struct Claim {
+    order: ClaimedOrder,
+    lease: i64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -61,19 +79,23 @@ impl Fulfiller {
         if self.shutdown.is_cancelled() {
             return Ok(Disposition::Requeue);
         }
-        let Some(order) = lifecycle::claim(
-            &self.db,
-            order_number,
-            &self.worker_id,
-            self.claim_stale_after,
-        )
-        .await?
-        else {
-            return self.explain_refused_claim(order_number).await;
+        let Some(lease) = self.lease.live() else {
+            // Renewals are failing: claim nothing until the lease is live again.
+            tracing::warn!(order_number = %order_number, "no live lease; the message goes back");
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            return Ok(Disposition::Requeue);
         };
-        tracing::info!(order_number = %order_number, "claimed");
+        let claim = match lifecycle::claim(&self.db, order_number, &self.worker_id, lease).await? {
+            Some(order) => Claim { order, lease },
+            None => match self.take_over(order_number, lease).await? {
+                Ok(claim) => claim,
+                Err(disposition) => return Ok(disposition),
+            },
+        };
+        let order = &claim.order;
+        tracing::info!(order_number = %order_number, lease, "claimed");
 
-        let result = self.send_with_retries(&order).await;
+        let result = self.send_with_retries(&claim).await;
         let unrecognised;
         let outcome = match &result {
             Ok(receipt) => Outcome::Success(receipt),
@@ -96,7 +118,14 @@ impl Fulfiller {
             }
             Err(AttemptError::Unitel(UnitelError::NotSent(reason))) => {
                 tracing::warn!(order_number = %order_number, %reason, "Unitel unreachable; order released");
-                lifecycle::release(&self.db, &order.order_number, &self.worker_id, reason).await?;
+                lifecycle::release(
+                    &self.db,
+                    &order.order_number,
+                    &self.worker_id,
+                    claim.lease,
+                    reason,
+                )
+                .await?;
                 return Ok(Disposition::Requeue);
             }
             Err(AttemptError::Stopping) => {
@@ -105,14 +134,18 @@ impl Fulfiller {
                     &self.db,
                     &order.order_number,
                     &self.worker_id,
+                    claim.lease,
                     "the worker stopped before sending",
                 )
                 .await?;
                 return Ok(Disposition::Requeue);
             }
             Err(AttemptError::ClaimLost) => {
-                tracing::warn!(order_number = %order_number, "claim taken over before sending; leaving it");
-                return Ok(Disposition::Ack);
+                // Nothing was sent. Delivered again, the message finds the order taken over
+                // by a live worker (and is acked), or abandoned by our expired lease (and is
+                // claimed anew).
+                tracing::warn!(order_number = %order_number, "claim no longer ours before sending; nothing sent");
+                return Ok(Disposition::Requeue);
             }
             Err(AttemptError::Database(error)) => {
                 // The sent marker may or may not be set: whoever looks next sees the truth in
@@ -135,7 +168,9 @@ impl Fulfiller {
             }
         }
         // The outcome exists only in memory now: a database hiccup must not lose it.
-        let recorded = (|| lifecycle::record_outcome(&self.db, &order.order_number, &self.worker_id, &outcome))
+        let recorded = (|| {
+            lifecycle::record_outcome(&self.db, &order.order_number, &self.worker_id, claim.lease, &outcome)
+        })
             .retry(
                 ExponentialBuilder::default()
                     .with_min_delay(Duration::from_millis(100))
@@ -149,31 +184,56 @@ impl Fulfiller {
             })
             .await?;
         if !recorded {
-            tracing::error!(order_number = %order_number, "outcome not recorded: the order changed hands");
+            // This worker was cut off long enough for its order to be settled otherwise: what
+            // Unitel said now must reach a person.
+            tracing::error!(order_number = %order_number, outcome = %outcome.status(), alert = true, "outcome not recorded: the order was settled meanwhile");
         }
         Ok(Disposition::Ack)
     }
 
-    async fn explain_refused_claim(
+    /// The claim was refused. If the order is held under a lease that may belong to a dead
+    /// worker (RabbitMQ hands a dead consumer's messages to the living at once), wait for
+    /// that lease to expire — at most `WORKER_LEASE_MS` — and take the order over: claim it
+    /// if nothing was sent, declare it `unknown` if something was. Otherwise there is
+    /// nothing to do (finished, or its holder is alive and will finish it).
+    async fn take_over(
         &self,
         order_number: &OrderNumber,
-    ) -> Result<Disposition, sqlx::Error> {
-        match store::state(&self.db, order_number).await? {
-            None => {
-                tracing::error!(order_number = %order_number, "OrderPaid for an order that does not exist");
-                Ok(Disposition::DeadLetter)
-            }
-            Some(state) => {
-                tracing::info!(
-                    order_number = %order_number,
-                    payment_status = %state.payment_status,
-                    recharge_status = %state.recharge_status,
-                    holder = ?state.recharge_worker,
-                    "already claimed or finished; skipping"
-                );
-                Ok(Disposition::Ack)
+        lease: i64,
+    ) -> Result<Result<Claim, Disposition>, sqlx::Error> {
+        let Some(state) = lifecycle::claim_state(&self.db, order_number).await? else {
+            tracing::error!(order_number = %order_number, "OrderPaid for an order that does not exist");
+            return Ok(Err(Disposition::DeadLetter));
+        };
+        if state.recharge_status != RechargeStatus::Processing {
+            tracing::info!(order_number = %order_number, payment_status = %state.payment_status,
+                recharge_status = %state.recharge_status, "finished, or not paid; skipping");
+            return Ok(Err(Disposition::Ack));
+        }
+        if let Some(left) = state.holder_lease_left {
+            let wait =
+                (left + Duration::from_millis(250)).min(self.lease_lasts + Duration::from_secs(1));
+            tracing::info!(order_number = %order_number, holder = ?state.recharge_worker, ?wait, "held: waiting to see whether its worker is alive");
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = self.shutdown.cancelled() => return Ok(Err(Disposition::Requeue)),
             }
         }
+        if let Some(order) =
+            lifecycle::claim(&self.db, order_number, &self.worker_id, lease).await?
+        {
+            tracing::warn!(order_number = %order_number, from = ?state.recharge_worker, "took over a claim its worker abandoned before sending");
+            return Ok(Ok(Claim { order, lease }));
+        }
+        let me = Actor::Worker(self.worker_id.clone());
+        if !lifecycle::abandon_sent_claims(&self.db, Some(order_number), &me)
+            .await?
+            .is_empty()
+        {
+            tracing::error!(order_number = %order_number, from = ?state.recharge_worker, alert = true,
+                "top-up outcome unknown: its worker stopped after sending");
+        }
+        Ok(Err(Disposition::Ack))
     }
 
     /// The Unitel call a paid order's product takes.
@@ -190,24 +250,37 @@ impl Fulfiller {
     }
 
     /// Retries only `NotSent`, with exponential backoff and jitter, for at most `retry_for`.
-    async fn send_with_retries(&self, order: &ClaimedOrder) -> Result<TopUpReceipt, AttemptError> {
+    async fn send_with_retries(&self, claim: &Claim) -> Result<TopUpReceipt, AttemptError> {
+        let order = &claim.order;
         let top_up = Self::top_up_for(order);
         let attempt = || async {
-            // Authentication first: a slow /auth must not count as time after sending.
-            self.unitel.ensure_token().await?;
+            // The token first: nothing after marking the order sent may wait on /auth.
+            let token = self.unitel.token().await?;
             // A stop asked for meanwhile: send nothing new, so that what is in flight when
             // the grace period starts is all there is to wait for.
             if self.shutdown.is_cancelled() {
                 return Err(AttemptError::Stopping);
             }
-            if !lifecycle::mark_sent(&self.db, &order.order_number, &self.worker_id).await? {
-                return Err(AttemptError::ClaimLost);
+            // The fence: marked sent only if the claim is still ours and our lease live.
+            match lifecycle::mark_sent(&self.db, &order.order_number, claim.lease).await? {
+                None => return Err(AttemptError::ClaimLost),
+                Some(left) if left < MIN_LEASE_LEFT_TO_SEND => {
+                    lifecycle::unmark_sent(&self.db, &order.order_number, claim.lease).await?;
+                    return Err(AttemptError::ClaimLost);
+                }
+                Some(_) => {}
             }
             let started = std::time::Instant::now();
             // Our order number is the `journal_id`, so Unitel's records and ours share a key.
             let result = self
                 .unitel
-                .top_up(&top_up, &order.msisdn, &order.order_number, order.price)
+                .top_up(
+                    &token,
+                    &top_up,
+                    &order.msisdn,
+                    &order.order_number,
+                    order.price,
+                )
                 .await;
             let outcome = match &result {
                 Ok(_) => "success",
@@ -222,7 +295,7 @@ impl Fulfiller {
                 .record(started.elapsed().as_secs_f64());
             match result {
                 Err(UnitelError::NotSent(reason)) => {
-                    lifecycle::unmark_sent(&self.db, &order.order_number, &self.worker_id).await?;
+                    lifecycle::unmark_sent(&self.db, &order.order_number, claim.lease).await?;
                     Err(UnitelError::NotSent(reason).into())
                 }
                 other => other.map_err(AttemptError::from),

@@ -1,11 +1,11 @@
-//! recharge-worker: consumes `OrderPaid`, claims each order once through `recharge_at`,
-//! credits the number through Unitel and records the outcome. Run as many as you like.
-//! Every change of an order's state goes through [`shared::lifecycle`].
+//! recharge-worker: consumes `OrderPaid`, claims each order once under this process's
+//! lease, credits the number through Unitel and records the outcome. Run as many as you
+//! like. Every change of an order's state goes through [`shared::lifecycle`].
 
 pub mod config;
 pub mod consumer;
 pub mod fulfil;
-pub mod store;
+pub mod lease;
 pub mod sweep;
 
 use std::sync::Arc;
@@ -36,6 +36,17 @@ pub async fn run(config: WorkerConfig, shutdown: CancellationToken) -> anyhow::R
     .await?;
     let unitel = Arc::new(UnitelClient::new(&config.unitel)?);
     let topology = Topology::from_config(&config.infra);
+    // Held until the orders in flight are finished or released, then ended, so that a
+    // clean stop never makes anyone wait for it to expire.
+    let lease = Arc::new(
+        lease::Lease::register(db.clone(), config.worker_id.clone(), config.lease_lasts).await?,
+    );
+    let leasing_stop = CancellationToken::new();
+    let leasing = tokio::spawn({
+        let lease = lease.clone();
+        let stop = leasing_stop.clone();
+        async move { lease.keep(stop).await }
+    });
     // The sweep's requeues are outbox rows: this worker publishes them itself rather
     // than count on a payment-api being up.
     let outbox = OutboxSignal::default();
@@ -54,7 +65,6 @@ pub async fn run(config: WorkerConfig, shutdown: CancellationToken) -> anyhow::R
         unitel: unitel.clone(),
         worker_id: config.worker_id.clone(),
         every: config.sweep_every,
-        claim_stale_after: config.claim_stale_after,
         requeue_after: config.requeue_after,
         outbox,
     });
@@ -70,7 +80,8 @@ pub async fn run(config: WorkerConfig, shutdown: CancellationToken) -> anyhow::R
         db: db.clone(),
         unitel,
         worker_id: config.worker_id.clone(),
-        claim_stale_after: config.claim_stale_after,
+        lease,
+        lease_lasts: config.lease_lasts,
         retry_for: config.retry_for,
     };
     let consumer = consumer::Consumer {
@@ -83,6 +94,8 @@ pub async fn run(config: WorkerConfig, shutdown: CancellationToken) -> anyhow::R
     };
     tracing::info!(worker = %config.worker_id, concurrency = config.concurrency, "recharge-worker starting");
     consumer.run(shutdown).await;
+    leasing_stop.cancel();
+    let _ = leasing.await;
     let _ = sweeping.await;
     let _ = relaying.await;
     if let Some(metrics) = metrics {

@@ -1,14 +1,18 @@
 //! The worker's periodic sweep, run by one worker at a time, so that no paid order is left
 //! without an outcome whatever crashed:
 //!
-//! 1. a claim that went stale before anything was sent is released (safe to send later);
-//! 2. a claim that went stale after the request may have gone out becomes `unknown`;
+//! 1. a claim whose worker's lease expired before anything was sent is released (safe to
+//!    send later);
+//! 2. a claim whose worker's lease expired after the request may have gone out becomes
+//!    `unknown`;
 //! 3. a paid order still `pending` long after payment (its message lost, dead-lettered or
 //!    never published) is put back on the queue through the outbox;
 //! 4. an `unknown` order whose `seq` Unitel gave us is settled with
 //!    `check_transaction_result`.
 //!
-//! Each step is a transition of [`shared::lifecycle`]; this module decides when.
+//! Each step is a transition of [`shared::lifecycle`]; this module decides when. Steps 1
+//! and 2 are the backstop: a dead worker's messages come back at once, and the worker that
+//! receives one takes the order over as soon as the lease has expired.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,7 +31,6 @@ pub struct Sweeper {
     pub unitel: Arc<UnitelClient>,
     pub worker_id: String,
     pub every: Duration,
-    pub claim_stale_after: Duration,
     pub requeue_after: Duration,
     /// Wakes this worker's outbox relay when a requeue wrote a message.
     pub outbox: OutboxSignal,
@@ -59,9 +62,8 @@ impl Rounds for Sweeper {
 impl Sweeper {
     async fn sweep(&self) -> Result<SweepReport, sqlx::Error> {
         let actor = Actor::RechargeSweep(self.worker_id.clone());
-        let released =
-            lifecycle::release_stale_claims(&self.db, self.claim_stale_after, &actor).await?;
-        let lost = lifecycle::give_up_stale_sends(&self.db, self.claim_stale_after, &actor).await?;
+        let released = lifecycle::release_abandoned_claims(&self.db, &actor).await?;
+        let lost = lifecycle::abandon_sent_claims(&self.db, None, &actor).await?;
         for order_number in &lost {
             tracing::error!(%order_number, alert = true, "top-up outcome unknown: the worker stopped after sending");
         }
@@ -71,6 +73,7 @@ impl Sweeper {
             self.outbox.wake();
         }
         let reconciled = self.reconcile_unknown(&actor).await?;
+        lifecycle::prune_leases(&self.db).await?;
         Ok(SweepReport {
             released,
             made_unknown: lost.len() as u64,

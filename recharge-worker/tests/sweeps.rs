@@ -9,7 +9,6 @@ use testkit::{System, SystemOptions};
 fn sweeping(workers: usize) -> SystemOptions {
     SystemOptions {
         workers,
-        claim_stale_ms: 500,
         unitel_timeout_ms: 150,
         overrides: vec![
             ("RECHARGE_SWEEP_INTERVAL_MS", "100".into()),

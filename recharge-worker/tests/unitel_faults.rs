@@ -182,7 +182,7 @@ async fn a_refused_authentication_is_retried_without_losing_the_top_up() {
 }
 
 #[tokio::test]
-async fn a_token_refused_by_unitel_is_renewed_within_the_same_attempt() {
+async fn a_token_refused_by_unitel_is_renewed_before_the_order_is_marked_sent_again() {
     let system = System::start(SystemOptions::default()).await;
     let first = system
         .order_and_pay("o-token", "88616600", "voice", "SD5000")
@@ -194,8 +194,9 @@ async fn a_token_refused_by_unitel_is_renewed_within_the_same_attempt() {
         "success"
     );
 
-    // The worker's cached token is now refused (401): renewing it is safe, the top-up was
-    // not processed.
+    // The worker's cached token is now refused (401): the top-up was not processed, so it
+    // is sent again — with a fresh token fetched before the order is marked sent again, so
+    // that nothing after the mark waits on /auth.
     let second = system
         .order_awaiting_payment("o-token", "88616600", "voice", "SD5000")
         .await;
@@ -209,6 +210,9 @@ async fn a_token_refused_by_unitel_is_renewed_within_the_same_attempt() {
     );
     assert_eq!(system.credits_for(&second), 1);
     let attempts = system.recharge_attempts(&second).await;
-    assert_eq!(attempts, 1, "renewed inside the attempt, not by a retry");
+    assert_eq!(
+        attempts, 2,
+        "the refused attempt, then one with a fresh token"
+    );
     system.shutdown().await;
 }

@@ -1,41 +1,22 @@
 //! Workers as ops run them: separate `recharge-worker` processes sharing one queue.
 
-use std::collections::HashMap;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use futures::future::join_all;
+use testkit::processes::WorkerProcess;
 use testkit::{System, SystemOptions};
 
-/// A worker process that a failing test does not leave behind.
-struct Worker(Option<Child>);
-
-impl Drop for Worker {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.0.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
+fn spawn_worker(system: &System, id: &str) -> WorkerProcess {
+    system.spawn_worker_process(id, &[])
 }
 
-fn spawn_worker(system: &System, id: &str) -> Worker {
-    spawn_worker_with(system, id, &[])
-}
-
-fn spawn_worker_with(system: &System, id: &str, extra: &[(&str, String)]) -> Worker {
-    let mut env: HashMap<String, String> = system.worker_env();
-    env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.clone())));
-    let child = Command::new(env!("CARGO_BIN_EXE_recharge-worker"))
-        .env_clear()
-        .envs(env)
-        .env("WORKER_ID", id)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("recharge-worker starts");
-    Worker(Some(child))
+fn spawn_worker_with(system: &System, id: &str, extra: &[(&str, String)]) -> WorkerProcess {
+    let changes: Vec<(&str, Option<&str>)> = extra
+        .iter()
+        .map(|(name, value)| (*name, Some(value.as_str())))
+        .collect();
+    system.spawn_worker_process(id, &changes)
 }
 
 fn free_port() -> u16 {
@@ -56,13 +37,8 @@ fn metric(text: &str, sample: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
-fn terminate(mut worker: Worker) -> std::process::ExitStatus {
-    let mut child = worker.0.take().expect("a running worker");
-    Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .expect("kill runs");
-    child.wait().expect("worker exits")
+fn terminate(worker: WorkerProcess) -> std::process::ExitStatus {
+    worker.terminate()
 }
 
 #[tokio::test]
@@ -244,5 +220,46 @@ async fn sigterm_releases_an_order_waiting_to_retry_and_exits_promptly() {
         1,
         "its message went back to the queue"
     );
+    system.shutdown().await;
+}
+
+#[tokio::test]
+async fn sigterm_lets_a_top_up_in_flight_finish_within_the_default_grace() {
+    let system = System::start(SystemOptions {
+        workers: 0,
+        ..Default::default()
+    })
+    .await;
+    let order = system
+        .order_awaiting_payment("o-deploy", "88616600", "voice", "SD5000")
+        .await;
+    system.sandbox.set_faults(sandbox::Faults {
+        unitel: sandbox::UnitelFaults {
+            latency_ms: 1_500,
+            ..Default::default()
+        },
+        ..Default::default()
+    });
+    // The grace the binary ships with, not the harness's.
+    let worker =
+        system.spawn_worker_process("process-deploy", &[("WORKER_SHUTDOWN_GRACE_MS", None)]);
+    system.sandbox.pay(&order).await.unwrap();
+    system
+        .wait_for_count(
+            &format!("SELECT count(*) FROM orders WHERE order_number = '{order}' AND recharge_sent_at IS NOT NULL"),
+            1,
+            Duration::from_secs(20),
+        )
+        .await;
+    let status = tokio::task::spawn_blocking(move || worker.terminate())
+        .await
+        .unwrap();
+    assert!(status.success(), "clean exit: {status:?}");
+    assert_eq!(
+        system.statuses(&order).await.1,
+        "success",
+        "finished, not unknown"
+    );
+    assert_eq!(system.credits_for(&order), 1);
     system.shutdown().await;
 }

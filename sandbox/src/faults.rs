@@ -72,6 +72,8 @@ pub struct UnitelFaults {
     pub drop_after_credit_rate: f64,
     /// The next N `/auth` calls answer 401.
     pub auth_fail_next: u32,
+    /// Added to every `/auth` call only: a token that is slow to come.
+    pub auth_latency_ms: u64,
 }
 
 /// What a valid credit call does, decided before anything is credited.

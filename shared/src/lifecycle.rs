@@ -3,8 +3,9 @@
 //! ```text
 //! payment   unpaid ──record_payment──▶ paid            unpaid ──close_unpaid──▶ closed
 //! recharge  pending ──claim──▶ processing ──record_outcome──▶ success | failed | unknown
-//!                   ◀──release / release_stale_claims──┘   (nothing sent yet)
-//!           processing ──give_up_stale_sends──▶ unknown ──settle_unknown──▶ success | failed
+//!                   ◀──release / release_abandoned_claims──┘   (nothing sent yet)
+//!           processing ──abandon_sent_claims──▶ unknown ──settle_unknown──▶ success | failed
+//!           (a claim is its worker's while the worker's lease is live: register_lease)
 //! refund    requested ──change_refund(Accepted)──▶ accepted ──(Succeeded)──▶ success
 //!           requested | accepted ──(Failed)──▶ failed ──retry_refund──▶ requested
 //! ```
@@ -410,6 +411,62 @@ fn storable_text(text: &str, max_chars: usize) -> String {
 
 // ───────────────────────────── top-ups (recharge-worker) ─────────────────────────────
 
+/// A recharge-worker process's lease: every claim names one, and a claim is its worker's
+/// only while the lease is live. The worker renews it every second or two; a lease that
+/// expired belongs to a worker that died, stalled or lost the database.
+pub async fn register_lease(
+    db: &PgPool,
+    worker_id: &str,
+    lasts: Duration,
+) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar!(
+        "INSERT INTO worker_leases (worker_id, expires_at)
+         VALUES ($1, now() + make_interval(secs => $2)) RETURNING id",
+        worker_id,
+        lasts.as_secs_f64(),
+    )
+    .fetch_one(db)
+    .await
+}
+
+/// Extends a live lease; false if it had expired already (it stays expired: the worker
+/// registers a new one).
+pub async fn renew_lease(db: &PgPool, lease: i64, lasts: Duration) -> Result<bool, sqlx::Error> {
+    let renewed = sqlx::query!(
+        "UPDATE worker_leases SET expires_at = now() + make_interval(secs => $2)
+          WHERE id = $1 AND expires_at > now()",
+        lease,
+        lasts.as_secs_f64(),
+    )
+    .execute(db)
+    .await?;
+    Ok(renewed.rows_affected() == 1)
+}
+
+/// Ends a lease at once (a worker stopping cleanly, its orders finished or released).
+pub async fn end_lease(db: &PgPool, lease: i64) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        "UPDATE worker_leases SET expires_at = LEAST(expires_at, now()) WHERE id = $1",
+        lease,
+    )
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// Forgets leases that ended a day ago and hold no claim.
+pub async fn prune_leases(db: &PgPool) -> Result<u64, sqlx::Error> {
+    Ok(sqlx::query!(
+        "DELETE FROM worker_leases l
+          WHERE l.expires_at < now() - interval '1 day'
+            AND NOT EXISTS (SELECT 1 FROM orders o
+                             WHERE o.recharge_status = 'processing' AND o.recharge_lease = l.id)"
+    )
+    .execute(db)
+    .await?
+    .rows_affected())
+}
+
 /// What a worker needs to send the top-up of an order it claimed.
 #[derive(Debug)]
 pub struct ClaimedOrder {
@@ -420,26 +477,30 @@ pub struct ClaimedOrder {
     pub price: Mnt,
 }
 
-/// `pending → processing` for this worker, if the order is paid and nothing was sent, and
-/// it is unclaimed or claimed so long ago (nothing sent) that its holder must be dead.
+/// `pending → processing` for this worker under its (live) lease, if the order is paid
+/// and nothing was sent; also taking over a claim whose lease expired with nothing sent.
 pub async fn claim(
     db: &PgPool,
     order_number: &OrderNumber,
     worker: &str,
-    stale_after: Duration,
+    lease: i64,
 ) -> Result<Option<ClaimedOrder>, sqlx::Error> {
     sqlx::query_as!(
         ClaimedOrder,
         r#"WITH claimed AS (
-            UPDATE orders
+            UPDATE orders o
                SET recharge_status = 'processing', recharge_at = now(), recharge_worker = $2,
-                   updated_at = now()
-             WHERE order_number = $1
-               AND payment_status = 'paid'
-               AND recharge_sent_at IS NULL
-               AND (recharge_status = 'pending'
-                    OR (recharge_status = 'processing'
-                        AND recharge_at < now() - make_interval(secs => $3)))
+                   recharge_lease = $3, updated_at = now()
+             WHERE o.order_number = $1
+               AND o.payment_status = 'paid'
+               AND o.recharge_sent_at IS NULL
+               AND EXISTS (SELECT 1 FROM worker_leases mine
+                            WHERE mine.id = $3 AND mine.expires_at > now())
+               AND (o.recharge_status = 'pending'
+                    OR (o.recharge_status = 'processing'
+                        AND NOT EXISTS (SELECT 1 FROM worker_leases holder
+                                         WHERE holder.id = o.recharge_lease
+                                           AND holder.expires_at > now())))
             RETURNING order_number, phone_number, recharge_type, product_code, price_mnt
          ), event AS (
             INSERT INTO order_events (order_number, event, actor)
@@ -451,7 +512,7 @@ pub async fn claim(
            FROM claimed"#,
         order_number.as_str(),
         worker,
-        stale_after.as_secs_f64(),
+        lease,
         OrderEvent::Claimed.as_str(),
         Actor::Worker(worker.to_owned()).as_column(),
     )
@@ -459,37 +520,81 @@ pub async fn claim(
     .await
 }
 
-/// Written just before the request goes out: from here on the order may be credited and
-/// is never sent again automatically. False if the claim is no longer this worker's.
+/// Where an order is, for a worker whose claim was refused.
+#[derive(Debug)]
+pub struct ClaimState {
+    pub payment_status: PaymentStatus,
+    pub recharge_status: RechargeStatus,
+    pub recharge_worker: Option<String>,
+    pub sent: bool,
+    /// How long the holder's lease has left; `None` once it expired (or there is none).
+    pub holder_lease_left: Option<Duration>,
+}
+
+pub async fn claim_state(
+    db: &PgPool,
+    order_number: &OrderNumber,
+) -> Result<Option<ClaimState>, sqlx::Error> {
+    let row = sqlx::query!(
+        r#"SELECT o.payment_status AS "payment_status: PaymentStatus",
+                  o.recharge_status AS "recharge_status: RechargeStatus", o.recharge_worker,
+                  o.recharge_sent_at IS NOT NULL AS "sent!",
+                  extract(epoch FROM l.expires_at - now())::float8 AS lease_left
+             FROM orders o LEFT JOIN worker_leases l ON l.id = o.recharge_lease
+            WHERE o.order_number = $1"#,
+        order_number.as_str(),
+    )
+    .fetch_optional(db)
+    .await?;
+    Ok(row.map(|r| ClaimState {
+        payment_status: r.payment_status,
+        recharge_status: r.recharge_status,
+        recharge_worker: r.recharge_worker,
+        sent: r.sent,
+        holder_lease_left: r
+            .lease_left
+            .filter(|left| *left > 0.0)
+            .map(Duration::from_secs_f64),
+    }))
+}
+
+/// Written just before the request goes out, and only while the claim is this lease's and
+/// the lease is live (the fence): from here on the order may be credited and is never sent
+/// again automatically. Returns how long the lease has left, or `None` if the claim or
+/// the lease is no longer live: then nothing may be sent.
 pub async fn mark_sent(
     db: &PgPool,
     order_number: &OrderNumber,
-    worker: &str,
-) -> Result<bool, sqlx::Error> {
-    let updated = sqlx::query!(
-        "UPDATE orders SET recharge_sent_at = now(), recharge_at = now(),
-                recharge_attempts = recharge_attempts + 1, updated_at = now()
-          WHERE order_number = $1 AND recharge_worker = $2
-            AND recharge_status = 'processing' AND recharge_sent_at IS NULL",
+    lease: i64,
+) -> Result<Option<Duration>, sqlx::Error> {
+    let left = sqlx::query_scalar!(
+        r#"UPDATE orders o
+              SET recharge_sent_at = now(), recharge_at = now(),
+                  recharge_attempts = o.recharge_attempts + 1, updated_at = now()
+             FROM worker_leases l
+            WHERE o.order_number = $1 AND o.recharge_lease = $2
+              AND o.recharge_status = 'processing' AND o.recharge_sent_at IS NULL
+              AND l.id = $2 AND l.expires_at > now()
+        RETURNING extract(epoch FROM l.expires_at - now())::float8 AS "left!""#,
         order_number.as_str(),
-        worker,
+        lease,
     )
-    .execute(db)
+    .fetch_optional(db)
     .await?;
-    Ok(updated.rows_affected() == 1)
+    Ok(left.map(|secs| Duration::from_secs_f64(secs.max(0.0))))
 }
 
 /// Undoes [`mark_sent`] for a request that provably never reached Unitel.
 pub async fn unmark_sent(
     db: &PgPool,
     order_number: &OrderNumber,
-    worker: &str,
+    lease: i64,
 ) -> Result<(), sqlx::Error> {
     sqlx::query!(
         "UPDATE orders SET recharge_sent_at = NULL, updated_at = now()
-          WHERE order_number = $1 AND recharge_worker = $2 AND recharge_status = 'processing'",
+          WHERE order_number = $1 AND recharge_lease = $2 AND recharge_status = 'processing'",
         order_number.as_str(),
-        worker,
+        lease,
     )
     .execute(db)
     .await?;
@@ -501,21 +606,23 @@ pub async fn release(
     db: &PgPool,
     order_number: &OrderNumber,
     worker: &str,
+    lease: i64,
     why: &str,
 ) -> Result<(), sqlx::Error> {
     sqlx::query!(
         "WITH released AS (
             UPDATE orders
                SET recharge_status = 'pending', recharge_at = NULL, recharge_worker = NULL,
-                   recharge_sent_at = NULL, recharge_error_message = $3, updated_at = now()
-             WHERE order_number = $1 AND recharge_worker = $2 AND recharge_status = 'processing'
+                   recharge_lease = NULL, recharge_sent_at = NULL,
+                   recharge_error_message = $3, updated_at = now()
+             WHERE order_number = $1 AND recharge_lease = $2 AND recharge_status = 'processing'
                AND recharge_sent_at IS NULL
             RETURNING order_number
          )
          INSERT INTO order_events (order_number, event, actor, detail)
          SELECT order_number, $4, $5, jsonb_build_object('reason', $3::text) FROM released",
         order_number.as_str(),
-        worker,
+        lease,
         why,
         OrderEvent::Released.as_str(),
         Actor::Worker(worker.to_owned()).as_column(),
@@ -557,13 +664,15 @@ impl Outcome<'_> {
     }
 }
 
-/// `processing → success | failed | unknown` by the worker holding the claim; also from
-/// `unknown` when the sweep gave up on this worker, which has the real answer now. False
-/// if the order was not this worker's to finish any more.
+/// `processing → success | failed | unknown` by the claim's own lease; also from
+/// `unknown` when its lease expired meanwhile (the worker was cut off, then heard back
+/// from Unitel: it has the real answer now). False if the order was not this claim's to
+/// finish any more.
 pub async fn record_outcome(
     db: &PgPool,
     order_number: &OrderNumber,
     worker: &str,
+    lease: i64,
     outcome: &Outcome<'_>,
 ) -> Result<bool, sqlx::Error> {
     let (seq, sv_id, vat, code, message) = match *outcome {
@@ -587,7 +696,7 @@ pub async fn record_outcome(
                    unknown_settled_by = CASE WHEN recharge_status = 'unknown' AND $3 <> 'unknown'
                                              THEN 'worker' ELSE unknown_settled_by END,
                    updated_at = now()
-             WHERE order_number = $1 AND recharge_worker = $2
+             WHERE order_number = $1 AND recharge_lease = $2
                AND recharge_status IN ('processing', 'unknown')
             RETURNING order_number
          ), event AS (
@@ -599,7 +708,7 @@ pub async fn record_outcome(
          )
          SELECT order_number FROM finished",
         order_number.as_str(),
-        worker,
+        lease,
         outcome.status().as_str(),
         seq,
         sv_id,
@@ -614,28 +723,24 @@ pub async fn record_outcome(
     Ok(recorded.is_some())
 }
 
-/// `processing → pending` for claims that went stale before anything was sent: their
+/// `processing → pending` for claims whose lease expired before anything was sent: their
 /// worker is gone, and sending later is safe.
-pub async fn release_stale_claims(
-    db: &PgPool,
-    stale_after: Duration,
-    sweeper: &Actor,
-) -> Result<u64, sqlx::Error> {
+pub async fn release_abandoned_claims(db: &PgPool, sweeper: &Actor) -> Result<u64, sqlx::Error> {
     Ok(sqlx::query!(
         "WITH released AS (
-            UPDATE orders
+            UPDATE orders o
                SET recharge_status = 'pending', recharge_at = NULL, recharge_worker = NULL,
-                   updated_at = now()
-             WHERE payment_status = 'paid' AND recharge_status = 'processing'
-               AND recharge_sent_at IS NULL
-               AND recharge_at < now() - make_interval(secs => $1)
+                   recharge_lease = NULL, updated_at = now()
+             WHERE o.payment_status = 'paid' AND o.recharge_status = 'processing'
+               AND o.recharge_sent_at IS NULL
+               AND NOT EXISTS (SELECT 1 FROM worker_leases l
+                                WHERE l.id = o.recharge_lease AND l.expires_at > now())
             RETURNING order_number
          )
          INSERT INTO order_events (order_number, event, actor, detail)
-         SELECT order_number, $2, $3,
-                jsonb_build_object('reason', 'claim went stale before anything was sent')
+         SELECT order_number, $1, $2,
+                jsonb_build_object('reason', 'its worker stopped before anything was sent')
            FROM released",
-        stale_after.as_secs_f64(),
         OrderEvent::Released.as_str(),
         sweeper.as_column(),
     )
@@ -644,21 +749,25 @@ pub async fn release_stale_claims(
     .rows_affected())
 }
 
-/// `processing → unknown` for claims that went stale after their request may have gone
-/// out: nobody can tell whether the number was credited.
-pub async fn give_up_stale_sends(
+/// `processing → unknown` for claims whose lease expired after their request may have
+/// gone out: nobody can tell whether the number was credited. One order (`Some`), as a
+/// worker taking over a redelivered message does, or every one (`None`), as the sweep does.
+pub async fn abandon_sent_claims(
     db: &PgPool,
-    stale_after: Duration,
-    sweeper: &Actor,
+    order_number: Option<&OrderNumber>,
+    by: &Actor,
 ) -> Result<Vec<OrderNumber>, sqlx::Error> {
     sqlx::query_scalar!(
         r#"WITH lost AS (
-            UPDATE orders
+            UPDATE orders o
                SET recharge_status = 'unknown', recharged_at = now(), updated_at = now(),
-                   unknown_at = COALESCE(unknown_at, now()),
+                   unknown_at = COALESCE(o.unknown_at, now()),
                    recharge_error_message = 'the worker stopped after sending; outcome unknown'
-             WHERE payment_status = 'paid' AND recharge_status = 'processing'
-               AND recharge_sent_at < now() - make_interval(secs => $1)
+             WHERE ($1::text IS NULL OR o.order_number = $1)
+               AND o.payment_status = 'paid' AND o.recharge_status = 'processing'
+               AND o.recharge_sent_at IS NOT NULL
+               AND NOT EXISTS (SELECT 1 FROM worker_leases l
+                                WHERE l.id = o.recharge_lease AND l.expires_at > now())
             RETURNING order_number
          ), event AS (
             INSERT INTO order_events (order_number, event, actor, detail)
@@ -667,9 +776,9 @@ pub async fn give_up_stale_sends(
               FROM lost
          )
          SELECT order_number AS "order_number!: OrderNumber" FROM lost"#,
-        stale_after.as_secs_f64(),
+        order_number.map(OrderNumber::as_str),
         OrderEvent::Unknown.as_str(),
-        sweeper.as_column(),
+        by.as_column(),
     )
     .fetch_all(db)
     .await

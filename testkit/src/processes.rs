@@ -20,7 +20,7 @@ pub fn free_port() -> anyhow::Result<u16> {
 
 /// A binary of this build: beside the running one (a `cargo run` binary) or one directory
 /// up (a test, which runs from `target/<profile>/deps`).
-fn binary(name: &str) -> anyhow::Result<PathBuf> {
+pub fn binary(name: &str) -> anyhow::Result<PathBuf> {
     let exe = std::env::current_exe()?;
     let dir = exe
         .parent()
@@ -288,4 +288,56 @@ pub fn payment_notification(
         "cashFee": total_fee, "transactionId": transaction_id, "outTradeNo": order,
         "timeEnd": "20261124120000", "attach": order,
     })
+}
+
+/// One recharge-worker process of a test's system: killed if the test ends without
+/// stopping it, so that a failing test leaves nothing behind.
+pub struct WorkerProcess(Option<Child>);
+
+impl WorkerProcess {
+    pub fn spawn(env: HashMap<String, String>) -> anyhow::Result<WorkerProcess> {
+        let child = Command::new(binary("recharge-worker")?)
+            .env_clear()
+            .envs(env)
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .context("starting a recharge-worker")?;
+        Ok(WorkerProcess(Some(child)))
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.0.as_ref().map_or(0, Child::id)
+    }
+
+    /// Sends a signal by name (`KILL`, `TERM`, `STOP`, `CONT`).
+    pub fn signal(&self, name: &str) {
+        let _ = Command::new("kill")
+            .args([format!("-{name}"), self.pid().to_string()])
+            .status();
+    }
+
+    /// SIGTERM, then waits for the exit.
+    pub fn terminate(mut self) -> std::process::ExitStatus {
+        self.signal("TERM");
+        let mut child = self.0.take().expect("a running worker");
+        child.wait().expect("the worker exits")
+    }
+
+    /// SIGKILL: no chance to clean up.
+    pub fn kill(mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for WorkerProcess {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
 }

@@ -25,7 +25,6 @@ pub struct SystemOptions {
     pub unitel_timeout_ms: u64,
     pub retry_for_ms: u64,
     pub concurrency: u16,
-    pub claim_stale_ms: u64,
     /// Settings to change from the harness's defaults, e.g. `("PAYMENT_WINDOW_MS", "500")`.
     pub overrides: Vec<(&'static str, String)>,
 }
@@ -38,7 +37,6 @@ impl Default for SystemOptions {
             unitel_timeout_ms: 2_000,
             retry_for_ms: 10_000,
             concurrency: 8,
-            claim_stale_ms: 60_000,
             overrides: Vec::new(),
         }
     }
@@ -101,10 +99,6 @@ impl System {
             ("UNITEL_TIMEOUT_MS", options.unitel_timeout_ms.to_string()),
             ("UNITEL_RETRY_FOR_MS", options.retry_for_ms.to_string()),
             ("RECHARGE_CONCURRENCY", options.concurrency.to_string()),
-            (
-                "RECHARGE_CLAIM_STALE_MS",
-                options.claim_stale_ms.to_string(),
-            ),
             ("WORKER_SHUTDOWN_GRACE_MS", "5000".into()),
             ("ADMIN_TOKEN", ADMIN_TOKEN.into()),
             // The sandbox stands in for WeChat: production mode accepts it only when told
@@ -175,6 +169,25 @@ impl System {
         self.api_url = api_url;
         self.operations_url = operations_url;
         self.api = Some(api);
+    }
+
+    /// A `recharge-worker` process joining this system, named `id`, with some settings
+    /// changed (`None` removes one, leaving the binary's default).
+    pub fn spawn_worker_process(
+        &self,
+        id: &str,
+        changes: &[(&str, Option<&str>)],
+    ) -> crate::processes::WorkerProcess {
+        let mut env = self.settings.clone();
+        env.insert("WORKER_ID".into(), id.to_owned());
+        env.insert("RUST_LOG".into(), "warn".into());
+        for (name, value) in changes {
+            match value {
+                Some(value) => env.insert((*name).to_owned(), (*value).to_owned()),
+                None => env.remove(*name),
+            };
+        }
+        crate::processes::WorkerProcess::spawn(env).expect("recharge-worker starts")
     }
 
     /// Environment for a `recharge-worker` or `payment-api` process joining this system.

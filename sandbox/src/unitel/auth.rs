@@ -48,6 +48,10 @@ pub(crate) async fn auth(
     State(state): State<AppState>,
     headers: HeaderMap,
 ) -> Result<Response, UnitelError> {
+    let latency = state.faults().unitel.auth_latency_ms;
+    if latency > 0 {
+        tokio::time::sleep(std::time::Duration::from_millis(latency)).await;
+    }
     if state.with_faults(|faults| faults.unitel.take_auth_failure()) {
         tracing::info!("auth refused (injected)");
         return Err(UnitelError::Unauthorized);

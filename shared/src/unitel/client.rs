@@ -18,6 +18,16 @@ use crate::order::{Msisdn, OrderNumber};
 /// Tokens live about two minutes; renewing well before that avoids a 401 round trip.
 const TOKEN_REUSE_AT_MOST: Duration = Duration::from_secs(90);
 
+/// A bearer token in hand, for one top-up.
+pub struct Token(Secret);
+
+/// Why one request got no usable answer.
+enum Refused {
+    /// The token was refused, before Unitel processed anything.
+    Token,
+    Answer(UnitelError),
+}
+
 pub struct UnitelClient {
     http: reqwest::Client,
     base: String,
@@ -77,18 +87,31 @@ impl UnitelClient {
             .map_err(|e| UnitelError::Unknown(format!("unreadable postpaid bill: {e}")))
     }
 
-    /// Sends one top-up. The caller decides what to do with each kind of error; this
-    /// function never sends the same request twice except after a 401, which Unitel gives
-    /// before processing anything.
+    /// Sends one top-up with `token`, fetched ([`UnitelClient::token`]) before the order was
+    /// marked sent: between marking it and sending it nothing waits on `/auth`. This
+    /// function never sends the same request twice; a refused token (Unitel refuses it
+    /// before processing anything) is forgotten and answered `NotSent`, so that the caller
+    /// fetches a fresh one and marks the order again.
     pub async fn top_up(
         &self,
+        token: &Token,
         top_up: &TopUp,
         msisdn: &Msisdn,
         journal_id: &OrderNumber,
         amount: Mnt,
     ) -> Result<TopUpReceipt, UnitelError> {
         let body = top_up.body(msisdn, journal_id, amount);
-        let answer = match self.call(top_up.path(), &body).await {
+        let answer = match self.send_once(top_up.path(), &body, &token.0).await {
+            Err(Refused::Token) => {
+                self.forget_token(&token.0).await;
+                return Err(UnitelError::NotSent(
+                    "Unitel refused the token (401)".into(),
+                ));
+            }
+            Err(Refused::Answer(error)) => Err(error),
+            Ok(answer) => Ok(answer),
+        };
+        let answer = match answer {
             Err(UnitelError::Rejected { code, message }) => {
                 return Err(self.top_up_refusal(code, message, None))
             }
@@ -159,46 +182,56 @@ impl UnitelClient {
     async fn call(&self, path: &str, body: &Value) -> Result<Value, UnitelError> {
         let mut renewed = false;
         loop {
-            let token = self.token().await?;
-            let response = self
-                .http
-                .post(format!("{}{path}", self.base))
-                .bearer_auth(token.expose())
-                .json(body)
-                .send()
-                .await
-                .map_err(classify_send_error)?;
-            let status = response.status();
-            let text = response
-                .text()
-                .await
-                .map_err(|e| UnitelError::Unknown(format!("answer lost while reading: {e}")))?;
-            let answer = classify_answer(status, &text);
-            // Unitel reports a refused token either as HTTP 401 or as HTTP 200 with
-            // result "401"; both come before any processing.
-            let token_refused = status == StatusCode::UNAUTHORIZED
-                || matches!(&answer, Ok(body) if result_of(body) == "401");
-            if token_refused {
-                self.forget_token(&token).await;
-                if renewed {
-                    return Err(UnitelError::NotSent(
-                        "Unitel refused a fresh token (401)".into(),
-                    ));
+            let token = self.cached_token().await?;
+            match self.send_once(path, body, &token).await {
+                Ok(answer) => return Ok(answer),
+                Err(Refused::Answer(error)) => return Err(error),
+                Err(Refused::Token) => {
+                    self.forget_token(&token).await;
+                    if renewed {
+                        return Err(UnitelError::NotSent(
+                            "Unitel refused a fresh token (401)".into(),
+                        ));
+                    }
+                    renewed = true;
                 }
-                renewed = true;
-                continue;
             }
-            return answer;
         }
     }
 
-    /// Makes sure a usable token is cached, so that the top-up that follows does not wait
-    /// on `/auth` after it has been marked as sent.
-    pub async fn ensure_token(&self) -> Result<(), UnitelError> {
-        self.token().await.map(|_| ())
+    /// One POST with this token. Unitel reports a refused token either as HTTP 401 or as
+    /// HTTP 200 with result "401"; both come before any processing.
+    async fn send_once(&self, path: &str, body: &Value, token: &Secret) -> Result<Value, Refused> {
+        let response = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(token.expose())
+            .json(body)
+            .send()
+            .await
+            .map_err(|e| Refused::Answer(classify_send_error(e)))?;
+        let status = response.status();
+        let text = response.text().await.map_err(|e| {
+            Refused::Answer(UnitelError::Unknown(format!(
+                "answer lost while reading: {e}"
+            )))
+        })?;
+        let answer = classify_answer(status, &text);
+        let token_refused = status == StatusCode::UNAUTHORIZED
+            || matches!(&answer, Ok(body) if result_of(body) == "401");
+        if token_refused {
+            return Err(Refused::Token);
+        }
+        answer.map_err(Refused::Answer)
     }
 
-    async fn token(&self) -> Result<Secret, UnitelError> {
+    /// A token for a top-up, fetched now if the cached one is too old. Any failure is
+    /// `NotSent`: nothing was sent yet.
+    pub async fn token(&self) -> Result<Token, UnitelError> {
+        self.cached_token().await.map(Token)
+    }
+
+    async fn cached_token(&self) -> Result<Secret, UnitelError> {
         let mut cached = self.token.lock().await;
         if let Some(token) = cached.as_ref() {
             if Instant::now() < token.usable_until {

@@ -8,7 +8,7 @@ mod client;
 mod products;
 mod topup;
 
-pub use client::UnitelClient;
+pub use client::{Token, UnitelClient};
 pub use products::{PostpaidBill, Product, ProductGroup, ServiceType};
 pub use topup::{TopUp, TopUpReceipt, TransactionStatus};
 
