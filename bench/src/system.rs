@@ -55,6 +55,12 @@ pub struct Bench {
 const SETTINGS: &[(&str, &str)] = &[
     ("PAYMENT_QUERY_AFTER_MS", "3600000"),
     ("PAYMENT_WINDOW_MS", "7200000"),
+    // One load generator on one address stands for many customers: the limits would
+    // measure themselves, not the service.
+    ("RATE_LIMIT_ORDERS_PER_MINUTE", "1000000"),
+    ("RATE_LIMIT_PAYMENTS_PER_MINUTE", "1000000"),
+    ("RATE_LIMIT_PER_ADDRESS_PER_MINUTE", "1000000"),
+    ("CALLBACK_REJECTS_PER_MINUTE", "1000000"),
 ];
 
 impl Bench {

@@ -5,10 +5,19 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
+#[derive(Clone)]
 pub struct Client {
     pub http: reqwest::Client,
+    /// The deployment's address: a proxy in front of the payment-api instances.
     pub api: String,
     pub control: String,
+}
+
+/// A customer's own address, as the gateway reports it: per-address limits apply to each
+/// customer as they would in production.
+fn address_of(customer: usize) -> String {
+    let [_, a, b, c] = (customer as u32).to_be_bytes();
+    format!("10.{a}.{b}.{c}")
 }
 
 /// What to buy for the n-th order: every recharge type, across the sandbox's tariffs.
@@ -40,24 +49,29 @@ pub fn product_for(n: usize) -> (String, &'static str, &'static str) {
 }
 
 impl Client {
-    /// Retries what a person would retry: the service being unavailable for a moment.
+    /// Retries what a person would retry, as a person would: the service being unavailable
+    /// for a moment, tried again after a second, then two, ... at most eight times (within
+    /// the shipped per-customer limits).
     async fn post(
         &self,
         url: &str,
-        openid: Option<&str>,
+        customer: Option<usize>,
         body: &Value,
     ) -> anyhow::Result<(u16, Value)> {
         let mut last = None;
-        for attempt in 0..40 {
+        for attempt in 0..8u64 {
             let mut request = self.http.post(url).json(body);
-            if let Some(openid) = openid {
+            if let Some(customer) = customer {
                 request = request
-                    .header("X-WX-OPENID", openid)
-                    .header("X-WX-SOURCE", "wx_client");
+                    .header("X-WX-OPENID", format!("chaos-user-{customer}"))
+                    .header("X-WX-SOURCE", "wx_client")
+                    .header("X-Original-Forwarded-For", address_of(customer));
             }
             match request.send().await {
                 Ok(response) if response.status().is_server_error() => {
-                    last = Some(format!("HTTP {}", response.status()));
+                    let status = response.status();
+                    let body = response.text().await.unwrap_or_default();
+                    last = Some(format!("HTTP {status} {body}"));
                 }
                 Ok(response) => {
                     let status = response.status().as_u16();
@@ -66,22 +80,23 @@ impl Client {
                 }
                 Err(error) => last = Some(error.to_string()),
             }
-            tokio::time::sleep(Duration::from_millis(100 * (attempt + 1).min(10))).await;
+            tokio::time::sleep(Duration::from_secs(attempt + 1)).await;
         }
         anyhow::bail!("{url}: gave up: {}", last.unwrap_or_default())
     }
 
     pub async fn place_order(&self, n: usize) -> anyhow::Result<String> {
         let (msisdn, kind, code) = product_for(n);
-        let openid = format!("chaos-user-{}", n % 97);
+        // Every order a customer of its own: the run's rate is many people's, not one's.
+        let customer = Some(n);
         let (status, body) = self
             .post(
                 &format!("{}/orders", self.api),
-                Some(&openid),
-                &json!({"phoneNumber": msisdn, "productOperator": "unitel", "rechargeType": kind, "productCode": code}),
+                customer,
+                &json!({"phoneNumber": msisdn, "productOperator": "Unitel", "rechargeType": kind, "productCode": code}),
             )
             .await?;
-        anyhow::ensure!(status == 200, "order {n}: HTTP {status} {body}");
+        anyhow::ensure!(status == 201, "order {n}: HTTP {status} {body}");
         let order = body["data"]["orderNumber"]
             .as_str()
             .unwrap_or_default()
@@ -89,12 +104,12 @@ impl Client {
         let (status, body) = self
             .post(
                 &format!("{}/payment/create", self.api),
-                Some(&openid),
+                customer,
                 &json!({"orderNumber": order}),
             )
             .await?;
         anyhow::ensure!(
-            status == 200,
+            status == 201,
             "payment/create {order}: HTTP {status} {body}"
         );
         Ok(order)
@@ -131,6 +146,28 @@ impl Client {
         Ok(())
     }
 
+    /// Orders WeChat (the sandbox) has taken the money for.
+    pub async fn paid_at_wechat(&self) -> anyhow::Result<Vec<String>> {
+        let orders = self.control_get("/sandbox/wechat/orders").await?;
+        Ok(orders
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or(&[])
+            .iter()
+            .filter(|o| matches!(o["tradeState"].as_str(), Some("SUCCESS" | "REFUND")))
+            .filter_map(|o| o["outTradeNo"].as_str().map(str::to_owned))
+            .collect())
+    }
+
+    /// The deployment answers `/health` with 200.
+    pub async fn healthy(&self) -> bool {
+        self.http
+            .get(format!("{}/health", self.api))
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success())
+    }
+
     pub async fn control_get(&self, path: &str) -> anyhow::Result<Value> {
         Ok(self
             .http
@@ -155,6 +192,7 @@ impl Client {
         if with_source {
             request = request.header("X-WX-SOURCE", "wxpay");
         }
+        request = request.header("X-Original-Forwarded-For", "10.250.0.1");
         let answer: Value = request.send().await?.json().await?;
         Ok(answer["errcode"].as_i64().unwrap_or(-1))
     }

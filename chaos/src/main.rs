@@ -1,7 +1,13 @@
-//! The fault-injection run: the real system (sandbox, payment-api, several workers) under
-//! load while workers are SIGKILLed, RabbitMQ and PostgreSQL restart, Unitel misbehaves and
-//! forgers send callbacks. Then the books are checked and the figures printed: the top-ups
-//! against Unitel's ledger, the payments and refunds against WeChat's.
+//! The fault-injection run: the real system (sandbox, two payment-api instances behind a
+//! round-robin proxy, several workers) under load while workers are SIGKILLed, one
+//! payment-api instance is SIGKILLed, RabbitMQ and PostgreSQL restart, Unitel misbehaves
+//! and forgers send callbacks. Then the books are checked and the figures printed: the
+//! top-ups against Unitel's ledger, the payments and refunds against WeChat's, and how long
+//! each fault took to heal.
+//!
+//! Every setting is the one a deployment ships with: nothing shortens a lease, a sweep or
+//! a timeout. What it sets is what any deployment sets (addresses, the sandbox's refusal
+//! code, and its consent to a WeChat address that is not WeChat's).
 //!
 //!   chaos [--orders N] [--workers N] [--concurrency N] [--no-restarts] [--keep-database]
 //!
@@ -9,6 +15,7 @@
 
 mod load;
 mod processes;
+mod recovery;
 mod verdict;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -21,7 +28,9 @@ use serde_json::json;
 use sqlx::{Connection, PgConnection};
 
 use load::Client;
-use testkit::processes::{base_env, delete_queues, Ports, Processes};
+use recovery::{Fault, Recoveries};
+use testkit::processes::{base_env, delete_queues, ApiPorts, Layout, Ports, Processes};
+use testkit::proxy::RoundRobin;
 
 const ADMIN_DB: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 
@@ -82,22 +91,17 @@ async fn main() -> anyhow::Result<()> {
     let prefix = format!("chaos-{stamp}");
 
     let ports = Ports::free()?;
-    let mut env = base_env(&ports, &database_url, &prefix);
-    env.extend(
-        [
-            ("UNITEL_TIMEOUT_MS", "1000"),
-            ("UNITEL_RETRY_FOR_MS", "3000"),
-            ("PAYMENT_SWEEP_INTERVAL_MS", "1000"),
-            ("PAYMENT_QUERY_AFTER_MS", "5000"),
-            ("RECHARGE_CONCURRENCY", "16"),
-            ("RECHARGE_SWEEP_INTERVAL_MS", "1000"),
-            ("RECHARGE_REQUEUE_AFTER_MS", "5000"),
-            ("RECHARGE_CLAIM_STALE_MS", "5000"),
-            ("WORKER_SHUTDOWN_GRACE_MS", "2000"),
-            ("REFUND_SWEEP_INTERVAL_MS", "1000"),
-        ]
-        .map(|(k, v)| (k.to_owned(), v.to_owned())),
-    );
+    let env = base_env(&ports, &database_url, &prefix);
+    // The deployment's address is the proxy's: customers and WeChat's callbacks reach
+    // whichever instance is alive.
+    let apis = vec![ApiPorts::free()?, ApiPorts::free()?];
+    let proxy = RoundRobin::start(
+        std::net::SocketAddr::from(([127, 0, 0, 1], ports.api)),
+        apis.iter()
+            .map(|a| std::net::SocketAddr::from(([127, 0, 0, 1], a.port)))
+            .collect(),
+    )
+    .await?;
 
     println!(
         "fault run: {} orders, {} workers, concurrency {}, restarts {}",
@@ -106,12 +110,18 @@ async fn main() -> anyhow::Result<()> {
         options.concurrency,
         if options.restarts { "on" } else { "off" }
     );
-    let processes = Processes::start(env, &ports, options.workers)?;
+    let layout = Layout {
+        apis,
+        workers: options.workers,
+        // WeChat retries a callback that failed 15 s later, then 15 s, 30 s, 3 min...
+        platform_callback_timing: true,
+    };
+    let processes = Processes::start_with(env, &ports, &layout)?;
     let client = Client {
         http: reqwest::Client::builder()
             .timeout(Duration::from_secs(10))
             .build()?,
-        api: ports.api_url(),
+        api: proxy.url(),
         control: ports.control_url(),
     };
     let outcome = run(
@@ -147,10 +157,13 @@ async fn run(
     started: Instant,
 ) -> anyhow::Result<bool> {
     wait_for_health(client).await?;
-    // Unitel misbehaves at set rates throughout; each platform callback comes three times.
+    let db = sqlx::PgPool::connect(database_url).await?;
+    // Unitel answers in 1.5 s and misbehaves at set rates throughout; each platform
+    // callback comes three times.
     let faults = json!({
         "wechat": {"callbackDuplicates": 2},
-        "unitel": {"failRate": 0.05, "timeoutAfterCreditRate": 0.02, "dropAfterCreditRate": 0.02},
+        "unitel": {"latencyMs": 1500, "failRate": 0.05, "timeoutAfterCreditRate": 0.02,
+                   "dropAfterCreditRate": 0.02},
     });
     client.set_faults(&faults).await?;
 
@@ -175,7 +188,10 @@ async fn run(
             .collect::<Vec<_>>()
     };
 
-    let mut disruptions = Disruptions::default();
+    let mut disruptions = Disruptions {
+        db: Some(db.clone()),
+        ..Disruptions::default()
+    };
     let mut load = std::pin::pin!(load);
     let mut tick = tokio::time::interval(Duration::from_millis(1000));
     let results = loop {
@@ -202,7 +218,10 @@ async fn run(
 
     let forged = verdict::forge(client).await?;
     client.set_faults(&json!({})).await?;
-    let settled = verdict::settle(database_url, prefix, Duration::from_secs(180)).await;
+    // The shipped sweeps and retries run on their own periods (30 s, 2 min): settling
+    // takes minutes, not seconds.
+    let settled = verdict::settle(database_url, prefix, Duration::from_secs(420)).await;
+    let healed = std::mem::take(&mut disruptions.recoveries).results().await;
     let report = verdict::check(
         client,
         database_url,
@@ -210,11 +229,12 @@ async fn run(
         &orders.lock().await,
         &forged,
         failures.len(),
+        &healed,
     )
     .await?;
     processes.stop();
-    println!("\nload phase {load_seconds:.1} s, whole run {:.1} s; workers SIGKILLed {}, RabbitMQ restarts {}, PostgreSQL restarts {}, Unitel refusal windows {}",
-        started.elapsed().as_secs_f64(), disruptions.kills, disruptions.rabbit_restarts, disruptions.postgres_restarts, disruptions.refusals);
+    println!("\nload phase {load_seconds:.1} s, whole run {:.1} s; workers SIGKILLed {}, payment-api instances SIGKILLed {}, RabbitMQ restarts {}, PostgreSQL restarts {}, Unitel refusal windows {}",
+        started.elapsed().as_secs_f64(), disruptions.kills, disruptions.api_kills, disruptions.rabbit_restarts, disruptions.postgres_restarts, disruptions.refusals);
     if let Err(error) = settled {
         println!("settling: {error}");
     }
@@ -241,16 +261,20 @@ async fn wait_for_health(client: &Client) -> anyhow::Result<()> {
 
 #[derive(Default)]
 struct Disruptions {
+    db: Option<sqlx::PgPool>,
     ticks: usize,
     kills: usize,
+    api_kills: usize,
     refusals: usize,
     rabbit_restarts: usize,
     postgres_restarts: usize,
+    recoveries: Recoveries,
 }
 
 impl Disruptions {
-    /// Every tick: SIGKILL a worker; every other tick: Unitel refuses connections for a
-    /// moment; once a quarter of the orders are paid, restart RabbitMQ; at half, PostgreSQL.
+    /// Every tick: SIGKILL a worker; every tenth tick: Unitel refuses connections for a
+    /// moment (and drops those open); once a fifth of the orders are paid, SIGKILL one payment-api instance; at a
+    /// quarter, restart RabbitMQ; at half, PostgreSQL.
     async fn step(
         &mut self,
         options: &Options,
@@ -260,9 +284,23 @@ impl Disruptions {
         paid: usize,
     ) -> anyhow::Result<()> {
         self.ticks += 1;
-        processes.kill_a_worker(self.ticks)?;
+        if let Some(killed) = processes.kill_a_worker(self.ticks)? {
+            if let Some(db) = &self.db {
+                self.recoveries.worker_killed(db, &killed).await;
+            }
+        }
         self.kills += 1;
-        if self.ticks.is_multiple_of(2) {
+        if self.api_kills == 0 && paid * 5 >= options.orders {
+            println!("SIGKILL payment-api instance 1 of 2 ({paid} orders paid)");
+            processes.kill_api(0)?;
+            if let Some(db) = &self.db {
+                self.recoveries.api_killed(db, client).await;
+            }
+            self.api_kills += 1;
+        }
+        // Rarely enough that a customer's lookup (two calls of 1.5 s) can get through
+        // between windows: each window also drops every connection open at the time.
+        if self.ticks.is_multiple_of(10) {
             let mut refusing = faults.clone();
             refusing["unitel"]["refuseConnectionsForMs"] = json!(400);
             if client.set_faults(&refusing).await.is_ok() {
@@ -271,12 +309,17 @@ impl Disruptions {
         }
         if options.restarts && self.rabbit_restarts == 0 && paid * 4 >= options.orders {
             println!("restarting RabbitMQ ({paid} orders paid)");
+            let at = Instant::now();
             tokio::task::spawn_blocking(processes::restart_rabbitmq).await??;
+            self.recoveries.restarted(Fault::RabbitRestart, at, client);
             self.rabbit_restarts += 1;
         }
         if options.restarts && self.postgres_restarts == 0 && paid * 2 >= options.orders {
             println!("restarting PostgreSQL ({paid} orders paid)");
+            let at = Instant::now();
             tokio::task::spawn_blocking(processes::restart_postgres).await??;
+            self.recoveries
+                .restarted(Fault::PostgresRestart, at, client);
             self.postgres_restarts += 1;
         }
         Ok(())
@@ -289,9 +332,9 @@ impl Disruptions {
         client: &Client,
         faults: &serde_json::Value,
     ) -> anyhow::Result<()> {
-        if self.kills == 0 {
-            processes.kill_a_worker(0)?;
-            self.kills += 1;
+        if self.kills == 0 || self.api_kills == 0 {
+            self.step(options, processes, client, faults, options.orders)
+                .await?;
         }
         if options.restarts {
             let everything = options.orders;

@@ -8,6 +8,10 @@ use serde_json::Value;
 use sqlx::PgPool;
 
 use crate::load::{callback_body, Client};
+use crate::recovery::{Fault, Healed};
+
+/// The slowest a SIGKILLed worker's orders may take to be settled or taken over.
+const WORKER_RECOVERY_TARGET: Duration = Duration::from_secs(15);
 use testkit::processes::MERCHANT;
 
 pub struct Forged {
@@ -164,6 +168,7 @@ pub async fn check(
     placed: &[String],
     forged: &Forged,
     load_errors: usize,
+    healed: &[Healed],
 ) -> anyhow::Result<Report> {
     let db = PgPool::connect(database_url).await?;
     let wechat: Vec<Value> =
@@ -271,7 +276,14 @@ pub async fn check(
         .filter(|c| c["kind"] == "payment" && c["accepted"] == true)
         .count();
 
-    let figures = vec![
+    let recovery_figures = recovery_figures(healed);
+    let worker_kills: Vec<&Healed> = healed
+        .iter()
+        .filter(|h| h.fault == Fault::WorkerKill && h.orders > 0)
+        .collect();
+    let slowest_worker_recovery = worker_kills.iter().map(|h| h.took).max().flatten();
+    let unhealed = healed.iter().filter(|h| h.took.is_none()).count();
+    let mut figures = vec![
         ("orders placed and paid by customers".to_owned(), placed.len().to_string()),
         ("paid at WeChat / recorded paid here".into(), format!("{} / {}", paid_at_wechat.len(), paid_here.len())),
         ("recharge success / failed / unknown".into(), format!("{} / {} / {}", success.len(), failed.len(), unknown.len())),
@@ -285,6 +297,7 @@ pub async fn check(
         ("dead-lettered messages".into(), dead.to_string()),
         ("load errors".into(), load_errors.to_string()),
     ];
+    figures.extend(recovery_figures);
     let check = |name, passed, detail: String| Check {
         name,
         passed,
@@ -362,6 +375,16 @@ pub async fn check(
             ),
         ),
         check(
+            "a killed worker's orders were settled or taken over within 15 s",
+            unhealed == 0
+                && worker_kills.iter().all(|h| h.took.is_some_and(|t| t <= WORKER_RECOVERY_TARGET)),
+            format!(
+                "slowest {} over {} kills that held orders; {unhealed} faults never healed",
+                slowest_worker_recovery.map_or("-".into(), |t| format!("{:.1} s", t.as_secs_f64())),
+                worker_kills.len()
+            ),
+        ),
+        check(
             "the outbox is empty",
             unpublished == 0,
             format!("{unpublished} unpublished"),
@@ -376,4 +399,37 @@ pub async fn check(
         figures: figures.into_iter().collect(),
         checks,
     })
+}
+
+/// p50 and max recovery per kind of fault, as figures.
+fn recovery_figures(healed: &[Healed]) -> Vec<(String, String)> {
+    let mut faults: Vec<Fault> = healed.iter().map(|h| h.fault).collect();
+    faults.sort();
+    faults.dedup();
+    faults
+        .into_iter()
+        .map(|fault| {
+            let of_kind: Vec<&Healed> = healed
+                .iter()
+                .filter(|h| h.fault == fault && (fault != Fault::WorkerKill || h.orders > 0))
+                .collect();
+            let mut times: Vec<Duration> = of_kind.iter().filter_map(|h| h.took).collect();
+            times.sort();
+            let seconds = |t: Option<&Duration>| {
+                t.map_or("-".into(), |t| format!("{:.1} s", t.as_secs_f64()))
+            };
+            let orders: usize = of_kind.iter().map(|h| h.orders).sum();
+            (
+                format!("recovery: {}", fault.name()),
+                format!(
+                    "p50 {} / max {} over {} ({} orders; {} never)",
+                    seconds(times.get(times.len().saturating_sub(1) / 2)),
+                    seconds(times.last()),
+                    of_kind.len(),
+                    orders,
+                    of_kind.len() - times.len()
+                ),
+            )
+        })
+        .collect()
 }

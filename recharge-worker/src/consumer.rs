@@ -6,6 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use backon::{ExponentialBuilder, Retryable};
 use futures::StreamExt;
 use lapin::message::Delivery;
 use lapin::options::{
@@ -20,6 +21,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::fulfil::{Disposition, Fulfiller};
+
+/// How long a message is held while the database fails, before it goes back to the queue.
+const HOLD_WHILE_DATABASE_FAILS: Duration = Duration::from_secs(60);
 
 pub struct Consumer {
     pub amqp_url: String,
@@ -138,15 +142,25 @@ async fn handle(fulfiller: Arc<Fulfiller>, delivery: Delivery) {
     };
     let span = tracing::info_span!("message", order_number = %message.order_number, redelivered = delivery.redelivered);
     async move {
-        let disposition = match fulfiller.process(&message).await {
-            Ok(disposition) => disposition,
-            Err(error) => {
-                tracing::error!(%error, "database unavailable; message will be redelivered");
-                // Give the database a moment rather than spinning on redeliveries.
-                tokio::time::sleep(Duration::from_secs(1)).await;
+        // The database failing (a restart, a failover) is waited out with the message held:
+        // each return to the queue counts towards its delivery limit.
+        let disposition = (|| fulfiller.process(&message))
+            .retry(
+                ExponentialBuilder::default()
+                    .with_min_delay(Duration::from_millis(250))
+                    .with_max_delay(Duration::from_secs(5))
+                    .with_max_times(usize::MAX)
+                    .with_total_delay(Some(HOLD_WHILE_DATABASE_FAILS)),
+            )
+            .sleep(tokio::time::sleep)
+            .notify(|error, after| {
+                tracing::warn!(%error, retry_in = ?after, "database unavailable; holding the message");
+            })
+            .await
+            .unwrap_or_else(|error| {
+                tracing::error!(%error, "database still unavailable; the message goes back");
                 Disposition::Requeue
-            }
-        };
+            });
         let label = match disposition {
             Disposition::Ack => "ack",
             Disposition::Requeue => "requeue",

@@ -42,6 +42,10 @@ pub enum Disposition {
 /// sent: renewals are failing, and the lease could expire before the request is out.
 const MIN_LEASE_LEFT_TO_SEND: Duration = Duration::from_millis(1000);
 
+/// How long a message is held while this worker has no live lease, before it goes back to
+/// the queue for another worker.
+const HOLD_WITHOUT_LEASE: Duration = Duration::from_secs(30);
+
 pub struct Fulfiller {
     /// Cancelled on SIGTERM: waiting to retry stops, and the order is released.
     pub shutdown: CancellationToken,
@@ -79,10 +83,8 @@ impl Fulfiller {
         if self.shutdown.is_cancelled() {
             return Ok(Disposition::Requeue);
         }
-        let Some(lease) = self.lease.live() else {
-            // Renewals are failing: claim nothing until the lease is live again.
+        let Some(lease) = self.wait_for_lease().await else {
             tracing::warn!(order_number = %order_number, "no live lease; the message goes back");
-            tokio::time::sleep(Duration::from_secs(1)).await;
             return Ok(Disposition::Requeue);
         };
         let claim = match lifecycle::claim(&self.db, order_number, &self.worker_id, lease).await? {
@@ -189,6 +191,26 @@ impl Fulfiller {
             tracing::error!(order_number = %order_number, outcome = %outcome.status(), alert = true, "outcome not recorded: the order was settled meanwhile");
         }
         Ok(Disposition::Ack)
+    }
+
+    /// The lease's id once it is live. Renewals failing (the database restarting) claim
+    /// nothing, but the message is held meanwhile rather than sent back: every return
+    /// counts towards the queue's delivery limit, past which it is dead-lettered. `None`
+    /// after [`HOLD_WITHOUT_LEASE`], or when stopping.
+    async fn wait_for_lease(&self) -> Option<i64> {
+        let started = tokio::time::Instant::now();
+        loop {
+            if let Some(lease) = self.lease.live() {
+                return Some(lease);
+            }
+            if started.elapsed() >= HOLD_WITHOUT_LEASE || self.shutdown.is_cancelled() {
+                return None;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+                _ = self.shutdown.cancelled() => return None,
+            }
+        }
     }
 
     /// The claim was refused. If the order is held under a lease that may belong to a dead

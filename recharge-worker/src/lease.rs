@@ -29,24 +29,37 @@ pub struct Lease {
 }
 
 impl Lease {
-    /// Registers a lease for this process.
+    /// Registers a lease for this process, trying again every second while the database
+    /// cannot take it (down, or payment-api still migrating it); `None` if `stop` came
+    /// first.
     pub async fn register(
         db: PgPool,
         worker_id: String,
         lasts: Duration,
-    ) -> Result<Lease, sqlx::Error> {
-        let asked_at = Instant::now();
-        let id = lifecycle::register_lease(&db, &worker_id, lasts).await?;
-        tracing::info!(lease = id, lasts = ?lasts, "lease registered");
-        Ok(Lease {
-            db,
-            worker_id,
-            lasts,
-            held: Mutex::new(Some(Held {
-                id,
-                renewed_at: asked_at,
-            })),
-        })
+        stop: &CancellationToken,
+    ) -> Option<Lease> {
+        loop {
+            let asked_at = Instant::now();
+            match lifecycle::register_lease(&db, &worker_id, lasts).await {
+                Ok(id) => {
+                    tracing::info!(lease = id, lasts = ?lasts, "lease registered");
+                    return Some(Lease {
+                        db,
+                        worker_id,
+                        lasts,
+                        held: Mutex::new(Some(Held {
+                            id,
+                            renewed_at: asked_at,
+                        })),
+                    });
+                }
+                Err(error) => tracing::warn!(%error, "cannot register a lease yet; retrying"),
+            }
+            tokio::select! {
+                _ = stop.cancelled() => return None,
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
+        }
     }
 
     /// The lease's id while it is live by this process's own clock; `None` once it may

@@ -38,9 +38,18 @@ pub async fn run(config: WorkerConfig, shutdown: CancellationToken) -> anyhow::R
     let topology = Topology::from_config(&config.infra);
     // Held until the orders in flight are finished or released, then ended, so that a
     // clean stop never makes anyone wait for it to expire.
-    let lease = Arc::new(
-        lease::Lease::register(db.clone(), config.worker_id.clone(), config.lease_lasts).await?,
-    );
+    let Some(lease) = lease::Lease::register(
+        db.clone(),
+        config.worker_id.clone(),
+        config.lease_lasts,
+        &shutdown,
+    )
+    .await
+    else {
+        db.close().await;
+        return Ok(());
+    };
+    let lease = Arc::new(lease);
     let leasing_stop = CancellationToken::new();
     let leasing = tokio::spawn({
         let lease = lease.clone();

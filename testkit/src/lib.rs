@@ -10,6 +10,7 @@ mod stats_oracle;
 mod system;
 
 pub mod processes;
+pub mod proxy;
 
 pub use browser::Browser;
 pub use db::TestDb;

@@ -66,12 +66,25 @@ impl Ports {
     }
 }
 
+/// Where the children's logs go: nowhere, unless `TESTKIT_LOG` asks for them.
+fn log_output() -> Stdio {
+    if std::env::var_os("TESTKIT_LOG").is_some() {
+        Stdio::inherit()
+    } else {
+        Stdio::null()
+    }
+}
+
 /// The environment every process gets: production mode, this database, queues under
 /// `prefix`, and the sandbox in place of WeChat and Unitel. Callers add their own.
 pub fn base_env(ports: &Ports, database_url: &str, prefix: &str) -> HashMap<String, String> {
     [
         ("APP_ENV", "production".to_owned()),
-        ("RUST_LOG", "error".into()),
+        // Quiet by default; `TESTKIT_LOG=warn` (any RUST_LOG filter) shows more.
+        (
+            "RUST_LOG",
+            std::env::var("TESTKIT_LOG").unwrap_or_else(|_| "error".into()),
+        ),
         ("HOST", "127.0.0.1".into()),
         ("PORT", ports.api.to_string()),
         // The sandbox is not WeChat's open interface: production accepts it only when told
@@ -98,73 +111,134 @@ pub fn base_env(ports: &Ports, database_url: &str, prefix: &str) -> HashMap<Stri
         ("UNITEL_USERNAME", "elife".into()),
         ("UNITEL_PASSWORD", "elife-secret".into()),
         ("UNITEL_REFUSAL_CODES", sandbox::REFUSAL_CODE.into()),
-        // One load generator on one address stands for many customers.
-        ("RATE_LIMIT_ORDERS_PER_MINUTE", "1000000".into()),
-        ("RATE_LIMIT_PAYMENTS_PER_MINUTE", "1000000".into()),
-        ("RATE_LIMIT_PER_ADDRESS_PER_MINUTE", "1000000".into()),
-        ("CALLBACK_REJECTS_PER_MINUTE", "1000000".into()),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))
     .collect()
 }
 
+/// One payment-api instance's ports: its public port and its operations port.
+#[derive(Debug, Clone, Copy)]
+pub struct ApiPorts {
+    pub port: u16,
+    pub operations: u16,
+}
+
+impl ApiPorts {
+    pub fn free() -> anyhow::Result<ApiPorts> {
+        Ok(ApiPorts {
+            port: free_port()?,
+            operations: free_port()?,
+        })
+    }
+}
+
+/// How the system is laid out.
+pub struct Layout {
+    /// payment-api instances; the sandbox calls back at `Ports::api` (one instance there,
+    /// or a proxy in front of several).
+    pub apis: Vec<ApiPorts>,
+    pub workers: usize,
+    /// Callbacks retried on WeChat's own schedule (15 s, 15 s, 30 s, 3 min, ...) rather
+    /// than a quick one.
+    pub platform_callback_timing: bool,
+}
+
 pub struct Processes {
     pub env: HashMap<String, String>,
     sandbox: Option<Child>,
-    api: Option<Child>,
+    apis: Vec<Option<Child>>,
     workers: Vec<Child>,
+    /// `WORKER_ID` of each entry of `workers`.
+    worker_ids: Vec<String>,
     started_workers: usize,
 }
 
 impl Processes {
+    /// One payment-api on `ports.api`, `workers` workers, quick callback retries.
     pub fn start(
         env: HashMap<String, String>,
         ports: &Ports,
         workers: usize,
     ) -> anyhow::Result<Self> {
-        let sandbox = Command::new(binary("sandbox")?)
+        let layout = Layout {
+            apis: vec![ApiPorts {
+                port: ports.api,
+                operations: ports.operations,
+            }],
+            workers,
+            platform_callback_timing: false,
+        };
+        Self::start_with(env, ports, &layout)
+    }
+
+    pub fn start_with(
+        env: HashMap<String, String>,
+        ports: &Ports,
+        layout: &Layout,
+    ) -> anyhow::Result<Self> {
+        let mut sandbox = Command::new(binary("sandbox")?);
+        sandbox
             .arg("serve")
             .envs(&env)
             .env("SANDBOX_WECHAT_PORT", ports.wechat.to_string())
             .env("SANDBOX_UNITEL_PORT", ports.unitel.to_string())
             .env("SANDBOX_CALLBACK_BASE", ports.api_url())
-            .env("SANDBOX_CLOSE_MIN_AGE_SECS", "0")
-            .env(
+            .env("SANDBOX_CLOSE_MIN_AGE_SECS", "0");
+        if !layout.platform_callback_timing {
+            sandbox.env(
                 "SANDBOX_CALLBACK_RETRY_MS",
                 "100,200,500,1000,1000,2000,2000,3000,5000,5000,5000,5000,5000,5000,5000,5000",
-            )
-            .stdout(Stdio::null())
+            );
+        }
+        let sandbox = sandbox
+            .stdout(log_output())
             .stderr(Stdio::inherit())
             .spawn()
             .context("starting the sandbox")?;
-        let api = Command::new(binary("payment-api")?)
-            .envs(&env)
-            // Its /metrics and /api: apart from the public port, as in production.
-            .env("METRICS_ADDR", format!("127.0.0.1:{}", ports.operations))
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .context("starting payment-api")?;
         let mut processes = Processes {
             env,
             sandbox: Some(sandbox),
-            api: Some(api),
+            apis: Vec::new(),
             workers: Vec::new(),
+            worker_ids: Vec::new(),
             started_workers: 0,
         };
-        for _ in 0..workers {
+        for api in &layout.apis {
+            let child = Command::new(binary("payment-api")?)
+                .envs(&processes.env)
+                .env("PORT", api.port.to_string())
+                // Its /metrics and /api: apart from the public port, as in production.
+                .env("METRICS_ADDR", format!("127.0.0.1:{}", api.operations))
+                .stdout(log_output())
+                .stderr(Stdio::inherit())
+                .spawn()
+                .context("starting payment-api")?;
+            processes.apis.push(Some(child));
+        }
+        for _ in 0..layout.workers {
             processes.spawn_worker()?;
         }
         Ok(processes)
     }
 
+    /// SIGKILL one payment-api instance (no restart).
+    pub fn kill_api(&mut self, index: usize) -> anyhow::Result<()> {
+        if let Some(mut api) = self.apis.get_mut(index).and_then(Option::take) {
+            api.kill()?;
+            api.wait()?;
+        }
+        Ok(())
+    }
+
     pub fn spawn_worker(&mut self) -> anyhow::Result<()> {
         self.started_workers += 1;
+        let id = format!("worker-{}", self.started_workers);
+        self.worker_ids.push(id.clone());
         let worker = Command::new(binary("recharge-worker")?)
             .envs(&self.env)
-            .env("WORKER_ID", format!("worker-{}", self.started_workers))
-            .stdout(Stdio::null())
+            .env("WORKER_ID", id)
+            .stdout(log_output())
             .stderr(Stdio::inherit())
             .spawn()
             .context("starting a recharge-worker")?;
@@ -172,20 +246,24 @@ impl Processes {
         Ok(())
     }
 
-    /// SIGKILL one worker (no chance to clean up) and start a replacement.
-    pub fn kill_a_worker(&mut self, index: usize) -> anyhow::Result<()> {
+    /// SIGKILL one worker (no chance to clean up) and start a replacement; returns the
+    /// killed worker's `WORKER_ID`.
+    pub fn kill_a_worker(&mut self, index: usize) -> anyhow::Result<Option<String>> {
         if self.workers.is_empty() {
-            return Ok(());
+            return Ok(None);
         }
-        let mut victim = self.workers.remove(index % self.workers.len());
+        let position = index % self.workers.len();
+        let id = self.worker_ids.remove(position);
+        let mut victim = self.workers.remove(position);
         let killed = victim.kill();
         victim.wait()?;
         killed?;
-        self.spawn_worker()
+        self.spawn_worker()?;
+        Ok(Some(id))
     }
 
     pub fn api_pid(&self) -> u32 {
-        self.api.as_ref().map_or(0, Child::id)
+        self.apis.iter().flatten().next().map_or(0, Child::id)
     }
 
     pub fn worker_pids(&self) -> Vec<u32> {
@@ -195,11 +273,12 @@ impl Processes {
     /// SIGTERM (a graceful stop) to every worker, then wait for them.
     pub fn stop_workers(&mut self) {
         stop(&mut self.workers);
+        self.worker_ids.clear();
     }
 
     pub fn stop(mut self) {
         let mut all: Vec<Child> = self.workers.drain(..).collect();
-        all.extend(self.api.take());
+        all.extend(self.apis.iter_mut().filter_map(Option::take));
         all.extend(self.sandbox.take());
         stop(&mut all);
     }
@@ -211,7 +290,7 @@ impl Drop for Processes {
         let all = self
             .workers
             .iter_mut()
-            .chain(self.api.as_mut())
+            .chain(self.apis.iter_mut().flatten())
             .chain(self.sandbox.as_mut());
         for child in all {
             let _ = child.kill();
@@ -299,7 +378,7 @@ impl WorkerProcess {
         let child = Command::new(binary("recharge-worker")?)
             .env_clear()
             .envs(env)
-            .stdout(Stdio::null())
+            .stdout(log_output())
             .stderr(Stdio::inherit())
             .spawn()
             .context("starting a recharge-worker")?;
