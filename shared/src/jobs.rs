@@ -45,7 +45,7 @@ impl ExclusiveJob {
 
     /// Takes the job's lock if nobody holds it.
     pub async fn try_lock(self, db: &PgPool) -> Result<Option<JobLock>, sqlx::Error> {
-        let mut tx = db.begin().await?;
+        let mut tx = begin_bounded(db).await?;
         let locked = sqlx::query_scalar!(
             "SELECT pg_try_advisory_xact_lock($1) AS \"locked!\"",
             self.lock_key()
@@ -57,12 +57,30 @@ impl ExclusiveJob {
 
     /// Waits for the job's lock.
     pub async fn lock(self, db: &PgPool) -> Result<JobLock, sqlx::Error> {
-        let mut tx = db.begin().await?;
+        let mut tx = begin_bounded(db).await?;
         sqlx::query!("SELECT pg_advisory_xact_lock($1)", self.lock_key())
             .execute(&mut *tx)
             .await?;
         Ok(JobLock { tx })
     }
+}
+
+/// How long the lock's transaction may sit idle (the round works on other connections)
+/// before PostgreSQL ends it and so frees the lock. A holder that froze, or whose machine
+/// vanished without closing its connection, would otherwise keep every other process from
+/// the job until TCP gave up on it (hours). A round that outlasts it loses exclusivity,
+/// never correctness: every transition a round makes checks the state it expects.
+const LOCK_IDLE_LIMIT: &str = "15s";
+
+async fn begin_bounded(db: &PgPool) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
+    let mut tx = db.begin().await?;
+    sqlx::query_scalar!(
+        "SELECT set_config('idle_in_transaction_session_timeout', $1, true)",
+        LOCK_IDLE_LIMIT
+    )
+    .fetch_one(&mut *tx)
+    .await?;
+    Ok(tx)
 }
 
 /// Holds a job's lock (a transaction on its own connection) until released or dropped.
