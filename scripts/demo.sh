@@ -76,13 +76,13 @@ MSISDN=88616600
 
 step "1. What can $MSISDN buy? (Unitel product list, priced in yuan at the current rate)"
 curl -fs "$API/exchange-rate/current" | json '"rate: %s MNT per yuan" % d["data"]["rate"]'
-curl -fs -X POST "$API/unitel/products/services" -H "Content-Type: application/json" \
+curl -fs -X POST "$API/unitel/products/services" "${USER_HEADERS[@]}" \
   -d "{\"msisdn\": \"$MSISDN\", \"info\": \"1\"}" \
-  | json '"tariff %s; voice card SD5000: %s MNT = %s yuan" % (d["data"]["tariffName"], *[(p["priceMnt"], p["priceRmb"]) for p in d["data"]["cards"]["day"] if p["code"] == "SD5000"][0])'
+  | json '"tariff %s; voice card SD5000: %s MNT = %s yuan" % (d["data"]["name"], *[(p["price"], p["priceRmb"]) for p in d["data"]["service"]["cards"]["day"] if p["code"] == "SD5000"][0])'
 
 step "2. The user orders the SD5000 card (priced on the server)"
 ORDER=$(curl -fs -X POST "$API/orders" "${USER_HEADERS[@]}" \
-  -d "{\"phoneNumber\": \"$MSISDN\", \"productOperator\": \"unitel\", \"rechargeType\": \"voice\", \"productCode\": \"SD5000\"}" \
+  -d "{\"phoneNumber\": \"$MSISDN\", \"productOperator\": \"Unitel\", \"rechargeType\": \"voice\", \"productCode\": \"SD5000\"}" \
   | json 'd["data"]["orderNumber"]')
 echo "order $ORDER created"
 
@@ -95,7 +95,7 @@ step "4. The user pays in WeChat (simulated); WeChat calls back /payment/callbac
 
 step "5. The callback is recorded, OrderPaid goes through RabbitMQ, a worker credits the number"
 for _ in $(seq 100); do
-  STATUS=$(curl -fs "$API/orders/$ORDER" "${USER_HEADERS[@]}" | json 'd["data"]["paymentStatus"] + "/" + d["data"]["rechargeStatus"]')
+  STATUS=$(curl -fs "$API/orders/$ORDER" "${USER_HEADERS[@]}" | json 'd["data"]["paymentState"] + "/" + str(d["data"]["rechargeState"])')
   echo "payment/recharge: $STATUS"
   case "$STATUS" in */success|*/failed|*/unknown) break ;; esac
   sleep 0.2

@@ -178,7 +178,7 @@ impl Bench {
             .post(
                 format!("{}/orders", self.ports.api_url()),
                 Some(&openid(n)),
-                json!({"phoneNumber": format!("8870{:03}0", n % 1000), "productOperator": "unitel",
+                json!({"phoneNumber": format!("8870{:03}0", n % 1000), "productOperator": "Unitel",
                        "rechargeType": "voice", "productCode": "SD5000"}),
             )
             .await?;

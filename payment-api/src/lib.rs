@@ -6,6 +6,7 @@ pub mod alerts;
 pub mod config;
 pub mod context;
 pub mod http;
+pub mod import;
 pub mod lookups;
 pub mod payment_watch;
 pub mod rate_limit;

@@ -16,7 +16,7 @@ const MAX_ENTRIES: usize = 10_000;
 pub struct Lookups {
     unitel: Arc<UnitelClient>,
     keep_for: Duration,
-    services: Mutex<HashMap<Msisdn, (Instant, ServiceType)>>,
+    services: Mutex<HashMap<(Msisdn, String), (Instant, ServiceType)>>,
     bills: Mutex<HashMap<(Msisdn, Msisdn), (Instant, PostpaidBill)>>,
 }
 
@@ -30,12 +30,17 @@ impl Lookups {
         }
     }
 
-    pub async fn service_type(&self, msisdn: &Msisdn) -> Result<ServiceType, UnitelError> {
-        if let Some(known) = self.fresh(&self.services, msisdn) {
+    pub async fn service_type(
+        &self,
+        msisdn: &Msisdn,
+        info: &str,
+    ) -> Result<ServiceType, UnitelError> {
+        let key = (msisdn.clone(), info.to_owned());
+        if let Some(known) = self.fresh(&self.services, &key) {
             return Ok(known);
         }
-        let answer = self.unitel.service_type(msisdn).await?;
-        self.remember(&self.services, msisdn.clone(), answer.clone());
+        let answer = self.unitel.service_type(msisdn, info).await?;
+        self.remember(&self.services, key, answer.clone());
         Ok(answer)
     }
 

@@ -3,6 +3,17 @@ use payment_api::{ApiConfig, Application};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    let mut args = std::env::args().skip(1);
+    match args.next().as_deref() {
+        None | Some("serve") => {}
+        Some("import-legacy") => {
+            let status = payment_api::import::command(args).await?;
+            std::process::exit(status);
+        }
+        Some(other) => {
+            anyhow::bail!("unknown command {other:?}: payment-api [serve | import-legacy]")
+        }
+    }
     let config = ApiConfig::from_env().context("payment-api cannot start")?;
     shared::telemetry::init(config.app_env);
     let app = Application::build(config).await?;

@@ -120,12 +120,12 @@ async fn the_from_headers_name_the_caller_when_both_are_present() {
                 ("x-wx-openid", "o-provider-app"),
                 ("x-wx-from-openid", "o-calling-app"),
             ],
-            json!({"phoneNumber": "88616600", "productOperator": "unitel",
+            json!({"phoneNumber": "88616600", "productOperator": "Unitel",
                    "rechargeType": "voice", "productCode": "SD5000"})
             .to_string(),
         )
         .await;
-    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(status, StatusCode::CREATED, "{body}");
     let order = body["data"]["orderNumber"].as_str().unwrap();
     let path = format!("/orders/{order}");
     assert_eq!(
@@ -358,7 +358,7 @@ async fn rate_limits_hold_across_instances_per_user_and_per_address() {
                         ("x-wx-openid", client.openid.as_deref().unwrap()),
                         ("x-original-forwarded-for", address.as_str()),
                     ],
-                    json!({"phoneNumber": "88616600", "productOperator": "unitel",
+                    json!({"phoneNumber": "88616600", "productOperator": "Unitel",
                            "rechargeType": "voice", "productCode": "SD5000"})
                     .to_string(),
                 )
@@ -368,7 +368,10 @@ async fn rate_limits_hold_across_instances_per_user_and_per_address() {
     };
     let first = system.api_url.clone();
     for base in [&first, &second, &first, &second] {
-        assert_eq!(create(base, "o-busy", "10.1.0.1").await, StatusCode::OK);
+        assert_eq!(
+            create(base, "o-busy", "10.1.0.1").await,
+            StatusCode::CREATED
+        );
     }
     assert_eq!(
         create(&second, "o-busy", "10.1.0.2").await,
@@ -379,7 +382,7 @@ async fn rate_limits_hold_across_instances_per_user_and_per_address() {
     for user in ["o-a", "o-b"] {
         assert_eq!(
             create(&second, user, "10.1.0.1").await,
-            StatusCode::OK,
+            StatusCode::CREATED,
             "{user}"
         );
     }
@@ -433,7 +436,7 @@ async fn lookups_need_a_gateway_identity_are_limited_cached_and_forward_the_owne
     let user = system.client("o-browser");
     for _ in 0..2 {
         let (status, body) = user.post("/unitel/products/services", lookup.clone()).await;
-        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(status, StatusCode::CREATED, "{body}");
     }
     let servicetype_calls = system
         .sandbox
@@ -452,7 +455,7 @@ async fn lookups_need_a_gateway_identity_are_limited_cached_and_forward_the_owne
             json!({"owner": "88616619", "msisdn": "88616629"}),
         )
         .await;
-    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(status, StatusCode::CREATED, "{body}");
     let bill_call = system
         .sandbox
         .api_calls()

@@ -156,7 +156,7 @@ async fn an_operator_logs_in_reads_the_charts_resolves_an_order_and_sets_the_rat
         )
         .await;
     let (_, rate) = system.anonymous().get("/exchange-rate/current").await;
-    assert_eq!(rate["data"]["rate"], "452.5");
+    assert_eq!(rate["data"]["rate"], serde_json::json!(452.5));
     browser.close().await;
 }
 

@@ -16,8 +16,11 @@ async fn prices_are_converted_exactly_and_fixed_on_the_order() {
     let system = System::start(api_only()).await;
     let (status, rate) = system.anonymous().get("/exchange-rate/current").await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(rate["data"]["rate"], "440");
-    assert_eq!(rate["data"]["currencyPair"], "MNT_TO_CNY");
+    assert_eq!(
+        rate["data"]["rate"], 440,
+        "a JSON number, as the mini-program reads it"
+    );
+    assert_eq!(rate["data"]["currency"], "MNT_TO_CNY");
 
     let (status, products) = system
         .client("o-prices")
@@ -26,17 +29,17 @@ async fn prices_are_converted_exactly_and_fixed_on_the_order() {
             json!({"msisdn": "88616600", "info": "1"}),
         )
         .await;
-    assert_eq!(status, StatusCode::OK, "{products}");
-    let card = products["data"]["cards"]["day"]
+    assert_eq!(status, StatusCode::CREATED, "{products}");
+    let card = products["data"]["service"]["cards"]["day"]
         .as_array()
         .unwrap()
         .iter()
         .find(|p| p["code"] == "SD5000")
         .expect("SD5000 listed")
         .clone();
-    assert_eq!(card["priceMnt"], 5000);
+    assert_eq!(card["price"], 5000, "Unitel's own field, as received");
     assert_eq!(card["priceRmb"], "11.36");
-    assert_eq!(card["amountFen"], 1136);
+    assert_eq!(card["priceFen"], 1136);
 
     let order = system
         .create_order("o-price", "88616600", "voice", "SD5000")
@@ -46,7 +49,8 @@ async fn prices_are_converted_exactly_and_fixed_on_the_order() {
         .get(&format!("/orders/{order}"))
         .await;
     assert_eq!(body["data"]["amountFen"], 1136);
-    assert_eq!(body["data"]["priceRmb"], "11.36");
+    assert_eq!(body["data"]["productPriceRmb"], "11.36");
+    assert_eq!(body["data"]["productPriceTg"], "5000");
     assert_eq!(body["data"]["exchangeRate"], "440");
 
     // What WeChat is asked to charge is the order's amount, in fen.
@@ -54,7 +58,7 @@ async fn prices_are_converted_exactly_and_fixed_on_the_order() {
         .client("o-price")
         .post("/payment/create", json!({"orderNumber": order}))
         .await;
-    assert_eq!(status, StatusCode::OK, "{payment}");
+    assert_eq!(status, StatusCode::CREATED, "{payment}");
     assert!(payment["data"]["package"]
         .as_str()
         .unwrap()
@@ -123,15 +127,17 @@ async fn orders_belong_to_their_owner_and_are_paid_once() {
         )
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
+    // Text that cannot be an order number names no order: 404, as there.
     let (status, body) = owner
         .post("/payment/create", json!({"orderNumber": "bad order"}))
         .await;
-    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    assert_eq!(body["message"], "订单不存在");
 
     let (status, _) = owner
         .post("/payment/create", json!({"orderNumber": order}))
         .await;
-    assert_eq!(status, StatusCode::OK);
+    assert_eq!(status, StatusCode::CREATED);
     system.sandbox.pay(&order).await.unwrap();
     system
         .wait_for_count(
@@ -143,17 +149,18 @@ async fn orders_belong_to_their_owner_and_are_paid_once() {
     let (status, body) = owner
         .post("/payment/create", json!({"orderNumber": order}))
         .await;
-    assert_eq!(status, StatusCode::CONFLICT, "{body}");
-    assert_eq!(body["message"], "This order has already been paid");
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["message"], "订单已支付");
 
-    let (status, page) = owner.get("/orders/my?status=paid").await;
+    let (status, page) = owner.get("/orders/my?paymentStatus=paid").await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(page["data"]["total"], 1);
-    assert_eq!(page["data"]["items"][0]["orderNumber"], order.as_str());
+    assert_eq!(page["data"]["pagination"]["total"], 1);
+    assert_eq!(page["data"]["data"][0]["orderNumber"], order.as_str());
+    assert_eq!(page["data"]["data"][0]["paymentStatus"], "paid");
     let (_, page) = owner.get("/orders/my?status=unpaid").await;
-    assert_eq!(page["data"]["total"], 0);
+    assert_eq!(page["data"]["pagination"]["total"], 0);
     let (_, page) = stranger.get("/orders/my").await;
-    assert_eq!(page["data"]["total"], 0);
+    assert_eq!(page["data"]["pagination"]["total"], 0);
     system.shutdown().await;
 }
 
@@ -170,24 +177,27 @@ async fn my_orders_paginate_and_filter_by_date() {
     }
     let client = system.client("o-pages");
     let (_, first) = client.get("/orders/my?page=1&limit=2").await;
-    assert_eq!(first["data"]["total"], 3);
-    assert_eq!(first["data"]["totalPages"], 2);
-    assert_eq!(first["data"]["items"].as_array().unwrap().len(), 2);
+    assert_eq!(first["data"]["pagination"]["total"], 3);
+    assert_eq!(first["data"]["pagination"]["totalPages"], 2);
+    assert_eq!(first["data"]["pagination"]["page"], 1);
+    assert_eq!(first["data"]["pagination"]["limit"], 2);
+    assert_eq!(first["data"]["data"].as_array().unwrap().len(), 2);
     assert_eq!(
-        first["data"]["items"][0]["orderNumber"],
+        first["data"]["data"][0]["orderNumber"],
         created[2].as_str(),
         "newest first"
     );
     let (_, second) = client.get("/orders/my?page=2&limit=2").await;
     assert_eq!(
-        second["data"]["items"][0]["orderNumber"],
+        second["data"]["data"][0]["orderNumber"],
         created[0].as_str()
     );
 
     let (_, none) = client.get("/orders/my?endDate=2020-01-01").await;
-    assert_eq!(none["data"]["total"], 0);
+    assert_eq!(none["data"]["pagination"]["total"], 0);
+    assert_eq!(none["data"]["pagination"]["totalPages"], 0);
     let (_, all) = client.get("/orders/my?startDate=2020-01-01").await;
-    assert_eq!(all["data"]["total"], 3);
+    assert_eq!(all["data"]["pagination"]["total"], 3);
 
     for bad in [
         "limit=0",
@@ -208,27 +218,30 @@ async fn my_orders_paginate_and_filter_by_date() {
 async fn bad_input_gets_a_clear_4xx_in_the_envelope() {
     let system = System::start(api_only()).await;
     let client = system.client("o-bad-input");
-    let order = |phone: &str, kind: &str, code: &str| json!({"phoneNumber": phone, "productOperator": "unitel", "rechargeType": kind, "productCode": code});
+    let order = |phone: &str, kind: &str, code: &str| json!({"phoneNumber": phone, "productOperator": "Unitel", "rechargeType": kind, "productCode": code});
     let cases = [
-        (order("123", "voice", "SD5000"), "phoneNumber"),
-        (order("88616600", "sms", "SD5000"), "rechargeType"),
-        (order("88616600", "voice", "NOPE"), "not sold"),
-        (order("88616600", "voice", "data3gb2d"), "not sold"),
-        (order("88616600", "data", "SD5000"), "not sold"),
-        (order("88616600", "voice", ""), "productCode"),
-        // Unitel's own words ("Not a postpaid subscriber") stay in the log.
+        (order("123", "voice", "SD5000"), "充值手机号必须是 8 位"),
         (
-            order("88616600", "postpaid", ""),
-            "Unitel cannot serve this number",
+            order("88616600", "sms", "SD5000"),
+            "充值类型必须是有效的枚举值",
         ),
-        (order("88616609", "postpaid", ""), "no unpaid"),
+        (
+            order("88616600", "voice", "NOPE"),
+            "商品代码 NOPE 不存在或已下架",
+        ),
+        (order("88616600", "voice", "data3gb2d"), "不存在或已下架"),
+        (order("88616600", "data", "SD5000"), "不存在或已下架"),
+        (order("88616600", "voice", ""), "预付费订单必须提供商品代码"),
+        // Unitel's own words ("Not a postpaid subscriber") stay in the log.
+        (order("88616600", "postpaid", ""), "该号码无法办理此业务"),
+        (order("88616609", "postpaid", ""), "无欠费账单"),
         (
             json!({"phoneNumber": "88616600", "productOperator": "mobicom", "rechargeType": "voice", "productCode": "SD5000"}),
-            "unitel",
+            "不支持的运营商: mobicom",
         ),
         (
-            json!({"phoneNumber": 88616600, "productOperator": "unitel", "rechargeType": "voice"}),
-            "phoneNumber: invalid type",
+            json!({"phoneNumber": 88616600, "productOperator": "Unitel", "rechargeType": "voice"}),
+            "充值手机号必须是字符串",
         ),
     ];
     for (body, expected) in cases {
@@ -278,14 +291,14 @@ async fn bad_input_gets_a_clear_4xx_in_the_envelope() {
 
     let (status, answer) = client.get("/no/such/route").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
-    assert_eq!(answer["message"], "No such route");
+    assert_eq!(answer["message"], "Cannot GET /no/such/route");
     system.shutdown().await;
 }
 
 #[tokio::test]
 async fn identity_comes_from_the_gateway_and_the_mock_header_only_in_development() {
     let dev = System::start(api_only()).await;
-    let create = json!({"phoneNumber": "88616600", "productOperator": "unitel", "rechargeType": "voice", "productCode": "SD5000"});
+    let create = json!({"phoneNumber": "88616600", "productOperator": "Unitel", "rechargeType": "voice", "productCode": "SD5000"});
     let (status, body) = dev.anonymous().post("/orders", create.clone()).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
     let (status, _) = dev
@@ -317,7 +330,7 @@ async fn identity_comes_from_the_gateway_and_the_mock_header_only_in_development
         .await;
     assert_eq!(
         status,
-        StatusCode::OK,
+        StatusCode::CREATED,
         "development accepts X-Mock-Openid: {body}"
     );
     let (count,): (i64,) = sqlx::query_as("SELECT count(*) FROM users WHERE openid = 'o-mock'")
@@ -362,7 +375,7 @@ async fn identity_comes_from_the_gateway_and_the_mock_header_only_in_development
         .await;
     assert_eq!(
         status,
-        StatusCode::OK,
+        StatusCode::CREATED,
         "X-WX-FROM-OPENID identifies a caller from a sharing app"
     );
     prod.shutdown().await;
@@ -448,11 +461,11 @@ async fn wechat_pay_refusals_become_clear_errors_never_a_payment_less_success() 
         ..Default::default()
     });
     let expected = [
-        (StatusCode::BAD_GATEWAY, "WeChat Pay is unavailable"),
+        (StatusCode::BAD_GATEWAY, "微信支付暂时不可用"),
         // WeChat's code and words go to the log, not to the customer.
-        (StatusCode::BAD_GATEWAY, "cannot take this payment"),
-        (StatusCode::SERVICE_UNAVAILABLE, "busy"),
-        (StatusCode::CONFLICT, "closed"),
+        (StatusCode::BAD_REQUEST, "微信支付暂时无法受理此订单"),
+        (StatusCode::SERVICE_UNAVAILABLE, "微信支付繁忙"),
+        (StatusCode::BAD_REQUEST, "订单已关闭"),
     ];
     for (status, message) in expected {
         let (got, body) = client
@@ -476,7 +489,7 @@ async fn wechat_pay_refusals_become_clear_errors_never_a_payment_less_success() 
     let (status, body) = client
         .post("/payment/create", json!({"orderNumber": order}))
         .await;
-    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(status, StatusCode::CREATED, "{body}");
     system.shutdown().await;
 }
 

@@ -142,7 +142,8 @@ async fn expired_orders_are_closed_here_and_at_wechat_and_cannot_be_paid() {
         .client("o-expire")
         .post("/payment/create", json!({"orderNumber": started}))
         .await;
-    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["message"], "订单已关闭，请重新下单");
     system.shutdown().await;
 }
 
@@ -157,7 +158,13 @@ async fn orders_past_their_window_cannot_start_a_payment() {
         .client("o-late")
         .post("/payment/create", json!({"orderNumber": order}))
         .await;
-    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    // Past its window, or closed by the sweep already: either way, a new order.
+    let message = body["message"].as_str().unwrap();
+    assert!(
+        message == "订单已超过支付时限，请重新下单" || message == "订单已关闭，请重新下单",
+        "{message}"
+    );
     assert!(system.sandbox.wechat_order(&order).is_none());
     system.shutdown().await;
 }
@@ -237,12 +244,12 @@ async fn order_and_payment_creation_are_rate_limited_per_user() {
         ..Default::default()
     })
     .await;
-    let create = json!({"phoneNumber": "88616600", "productOperator": "unitel", "rechargeType": "voice", "productCode": "SD5000"});
+    let create = json!({"phoneNumber": "88616600", "productOperator": "Unitel", "rechargeType": "voice", "productCode": "SD5000"});
     let greedy = system.client("o-greedy");
     let mut order = String::new();
     for _ in 0..10 {
         let (status, body) = greedy.post("/orders", create.clone()).await;
-        assert_eq!(status, StatusCode::OK);
+        assert_eq!(status, StatusCode::CREATED);
         order = body["data"]["orderNumber"].as_str().unwrap().to_owned();
     }
     let (status, body) = greedy.post("/orders", create.clone()).await;
@@ -252,13 +259,13 @@ async fn order_and_payment_creation_are_rate_limited_per_user() {
         .client("o-patient")
         .post("/orders", create.clone())
         .await;
-    assert_eq!(status, StatusCode::OK, "another user is not affected");
+    assert_eq!(status, StatusCode::CREATED, "another user is not affected");
 
     for _ in 0..3 {
         let (status, _) = greedy
             .post("/payment/create", json!({"orderNumber": order}))
             .await;
-        assert_eq!(status, StatusCode::OK);
+        assert_eq!(status, StatusCode::CREATED);
     }
     let (status, _) = greedy
         .post("/payment/create", json!({"orderNumber": order}))
@@ -297,7 +304,8 @@ async fn an_order_closed_while_its_payment_was_being_prepared_gets_no_payment_sh
     .await
     .unwrap();
     let (status, answer) = create.await.unwrap();
-    assert_eq!(status, StatusCode::CONFLICT, "{answer}");
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+    assert_eq!(answer["message"], "订单已关闭，请重新下单");
     assert_eq!(answer["data"], serde_json::Value::Null, "no payment sheet");
     system.sandbox.set_faults(sandbox::Faults::default());
     let at_wechat = system

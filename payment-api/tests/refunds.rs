@@ -234,7 +234,11 @@ async fn the_owner_cancels_an_unpaid_order_here_and_at_wechat() {
         .post(&format!("/orders/{order}/cancel"), json!({}))
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    assert_eq!(body["data"]["paymentStatus"], "closed");
+    assert_eq!(body["data"]["paymentState"], "closed");
+    assert_eq!(
+        body["data"]["paymentStatus"], "unpaid",
+        "the replaced system's two states"
+    );
     assert_eq!(
         system
             .sandbox

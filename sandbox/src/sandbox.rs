@@ -117,6 +117,13 @@ impl Sandbox {
             .map(|order| order.transaction_id.unwrap_or_default())
     }
 
+    /// The user pays, and the platform sends no callback (one that was lost, or went to the
+    /// system the order came from). Returns the transaction id.
+    pub async fn pay_without_callback(&self, out_trade_no: &str) -> Result<String, SandboxError> {
+        wechat::pay(&self.state, out_trade_no, false)
+            .map(|order| order.transaction_id.unwrap_or_default())
+    }
+
     /// Every call the service made to WeChat Pay or Unitel, oldest first.
     pub fn api_calls(&self) -> Vec<crate::ApiCall> {
         self.state.calls.all()

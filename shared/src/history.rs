@@ -38,6 +38,9 @@ text_enum!(
         RefundFailed => "refund_failed",
         /// A person sent a failed refund to WeChat again.
         RefundRetried => "refund_retried",
+        /// Brought over from the replaced system (`payment-api import-legacy`), with the
+        /// row as it was there.
+        Imported => "imported",
     }
 );
 
@@ -114,6 +117,8 @@ pub enum Actor {
     RechargeSweep(String),
     /// A person, by the name they gave, through an admin route.
     Admin(String),
+    /// `payment-api import-legacy`, bringing the replaced system's rows over.
+    Import,
 }
 
 impl Actor {
@@ -142,6 +147,7 @@ impl Actor {
             ("worker", Some(id)) if !id.is_empty() => Actor::Worker(id.to_owned()),
             ("sweep", Some(id)) if !id.is_empty() => Actor::RechargeSweep(id.to_owned()),
             ("admin", Some(name)) if !name.is_empty() => Actor::Admin(name.to_owned()),
+            ("import", None) => Actor::Import,
             _ => return Err(invalid()),
         })
     }
@@ -165,6 +171,7 @@ impl fmt::Display for Actor {
             Actor::Worker(id) => write!(f, "worker:{id}"),
             Actor::RechargeSweep(id) => write!(f, "sweep:{id}"),
             Actor::Admin(name) => write!(f, "admin:{name}"),
+            Actor::Import => f.write_str("import"),
         }
     }
 }
@@ -217,6 +224,7 @@ mod tests {
             Actor::Worker("host-12".into()),
             Actor::RechargeSweep("host-12".into()),
             Actor::Admin("ops zhang".into()),
+            Actor::Import,
         ];
         for actor in actors {
             assert_eq!(Actor::from_column(&actor.as_column()).unwrap(), actor);

@@ -313,7 +313,7 @@ impl System {
             .client(openid)
             .post("/payment/create", json!({"orderNumber": order_number}))
             .await;
-        assert_eq!(status, StatusCode::OK, "payment/create: {body}");
+        assert_eq!(status, StatusCode::CREATED, "payment/create: {body}");
         order_number
     }
 
@@ -328,11 +328,11 @@ impl System {
             .client(openid)
             .post(
                 "/orders",
-                json!({"phoneNumber": msisdn, "productOperator": "unitel",
+                json!({"phoneNumber": msisdn, "productOperator": "Unitel",
                        "rechargeType": recharge_type, "productCode": code}),
             )
             .await;
-        assert_eq!(status, StatusCode::OK, "create order: {body}");
+        assert_eq!(status, StatusCode::CREATED, "create order: {body}");
         body["data"]["orderNumber"]
             .as_str()
             .expect("order number")

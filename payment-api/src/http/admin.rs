@@ -14,7 +14,7 @@ use super::envelope::Envelope;
 use super::error::ApiError;
 use super::extractor::Admin;
 use super::json::ApiJson;
-use super::orders::OrderView;
+use super::order_view::OrderView;
 use super::types::{parse_order_number, person, required_text, OrderNumberParam};
 use crate::context::ApiContext;
 use crate::refunds::{self, Refund};

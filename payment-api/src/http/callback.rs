@@ -23,7 +23,7 @@ use super::notification::{Notification, Reply};
 use super::types::OrderNumberParam;
 use crate::context::ApiContext;
 use crate::store::orders;
-use crate::wechat::{china_time, PaymentNotification, WechatError};
+use crate::wechat::{china_time, Attach, PaymentNotification, WechatError};
 
 pub fn router() -> Router<ApiContext> {
     Router::new()
@@ -49,6 +49,12 @@ async fn callback_for_order(
     handle(ctx, Some(path_order), source, headers, body).await
 }
 
+/// The same, at the bare path: the order number is the body's `out_trade_no` (payments
+/// the replaced system started name this path).
+#[utoipa::path(post, path = "/payment/callback", tag = "payment", request_body = Object,
+    responses((status = 200, description = "`{\"errcode\":0,\"errmsg\":\"\"}` once recorded"),
+              (status = 400, description = "Unreadable body: `errcode` ≠ 0"),
+              (status = 500, description = "Not recorded, send again: `errcode` ≠ 0")))]
 async fn callback_bare(
     State(ctx): State<ApiContext>,
     source: ClientAddress,
@@ -164,11 +170,20 @@ async fn verify_and_record(
     if !notification.for_merchant(ctx.wechat.merchant_id()) {
         return reject(AnomalyKind::MerchantMismatch).await;
     }
-    if n.attach
-        .as_deref()
-        .is_some_and(|a| !a.is_empty() && a != order_number.as_str())
-    {
+    let attached = n.attached();
+    if !attached.names(order_number.as_str()) {
         return reject(AnomalyKind::AttachMismatch).await;
+    }
+    if let Attach::Legacy {
+        phone_number: Some(phone),
+        ..
+    } = &attached
+    {
+        // A payment the replaced system started names the number to top up as well.
+        let order = orders::find(&ctx.db, &order_number, None).await?;
+        if order.is_some_and(|o| o.phone_number.as_str() != phone.trim()) {
+            return reject(AnomalyKind::AttachMismatch).await;
+        }
     }
     let Some(transaction_id) = n.transaction_id.as_deref().filter(|t| !t.is_empty()) else {
         return reject(AnomalyKind::MissingTransactionId).await;

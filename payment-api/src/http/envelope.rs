@@ -9,6 +9,10 @@ use serde::Serialize;
 
 pub struct Envelope<T>(pub T);
 
+/// The envelope with HTTP 201, which the system we replace answered to every POST of the
+/// mini-program's (its `code` stays 200, as there).
+pub struct Created<T>(pub T);
+
 #[derive(Serialize)]
 struct Body<T> {
     code: u16,
@@ -19,6 +23,33 @@ struct Body<T> {
 
 pub fn timestamp() -> String {
     Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+impl<T: Serialize> IntoResponse for Created<T> {
+    fn into_response(self) -> Response {
+        let mut response = Envelope(self.0).into_response();
+        *response.status_mut() = axum::http::StatusCode::CREATED;
+        response
+    }
+}
+
+/// Times as the system we replace wrote them (JavaScript's `toISOString`): UTC with
+/// exactly three decimals, `2025-10-18T03:04:05.678Z`.
+pub fn iso_millis<S: serde::Serializer>(
+    at: &chrono::DateTime<Utc>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&at.to_rfc3339_opts(SecondsFormat::Millis, true))
+}
+
+pub fn iso_millis_or_null<S: serde::Serializer>(
+    at: &Option<chrono::DateTime<Utc>>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    match at {
+        Some(at) => iso_millis(at, s),
+        None => s.serialize_none(),
+    }
 }
 
 impl<T: Serialize> IntoResponse for Envelope<T> {

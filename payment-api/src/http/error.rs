@@ -23,7 +23,8 @@ pub enum ApiError {
     Conflict(String),
     #[error("Request body too large")]
     PayloadTooLarge,
-    #[error("Too many requests, please wait a minute")]
+    /// The replaced system's words (NestJS's throttler), which the mini-program knows.
+    #[error("ThrottlerException: Too Many Requests")]
     TooManyRequests,
     #[error("{0}")]
     Upstream(String),
@@ -65,6 +66,12 @@ impl IntoResponse for ApiError {
             other => other.to_string(),
         };
         let mut response = status.into_response();
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            // Limits count per minute: by then the caller may try again.
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("60"));
+        }
         response.extensions_mut().insert(ErrorMessage(message));
         response
     }
@@ -74,7 +81,11 @@ impl IntoResponse for ApiError {
 const MAX_FRAMEWORK_MESSAGE: usize = 4096;
 
 pub async fn envelope_errors(request: Request, next: Next) -> Response {
-    let path = request.uri().path().to_owned();
+    // As the replaced system reported it: the path with its query.
+    let path = request.uri().path_and_query().map_or_else(
+        || request.uri().path().to_owned(),
+        |p| p.as_str().to_owned(),
+    );
     let response = next.run(request).await;
     let status = response.status();
     if !(status.is_client_error() || status.is_server_error()) {

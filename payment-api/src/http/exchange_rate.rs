@@ -14,13 +14,14 @@ use shared::history::Actor;
 use shared::money::MntPerYuan;
 use utoipa::ToSchema;
 
-use super::envelope::Envelope;
+use super::envelope::{iso_millis, Envelope};
 use super::error::ApiError;
 use super::extractor::Admin;
 use super::json::ApiJson;
+use super::products::rate_number;
 use super::types::person;
 use crate::context::ApiContext;
-use crate::store::rates;
+use crate::store::rates::{self, CurrentRate};
 
 /// A rate outside this range is a typo, not a market move.
 const RATE_RANGE: (i64, i64) = (10, 10_000);
@@ -31,25 +32,35 @@ pub fn router() -> Router<ApiContext> {
         .route("/admin/exchange-rate", put(set_exchange_rate))
 }
 
+/// As the replaced system answered it.
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ExchangeRateView {
     /// Always `MNT_TO_CNY`.
-    currency_pair: &'static str,
-    /// Tugrik per yuan.
-    #[schema(value_type = String, example = "440")]
-    rate: Decimal,
+    #[schema(example = "MNT_TO_CNY")]
+    currency: &'static str,
+    /// Tugrik per yuan, a JSON number.
+    #[schema(value_type = f64, example = 440)]
+    rate: Value,
+    #[serde(serialize_with = "iso_millis")]
     updated_at: DateTime<Utc>,
+}
+
+/// The current rate, or the replaced system's 404 when there is none.
+pub(super) async fn current_rate(ctx: &ApiContext) -> Result<CurrentRate, ApiError> {
+    rates::current(&ctx.db)
+        .await?
+        .ok_or_else(|| ApiError::NotFound("汇率配置不存在".into()))
 }
 
 /// The rate at which tugrik prices are converted to yuan.
 #[utoipa::path(get, path = "/exchange-rate/current", tag = "products",
-    responses((status = 200, body = ExchangeRateView)))]
+    responses((status = 200, body = ExchangeRateView), (status = 404, description = "No rate configured")))]
 async fn current(State(ctx): State<ApiContext>) -> Result<Envelope<ExchangeRateView>, ApiError> {
-    let current = rates::current(&ctx.db).await?;
+    let current = current_rate(&ctx).await?;
     Ok(Envelope(ExchangeRateView {
-        currency_pair: "MNT_TO_CNY",
-        rate: current.rate.get().normalize(),
+        currency: "MNT_TO_CNY",
+        rate: rate_number(current.rate),
         updated_at: current.set_at,
     }))
 }

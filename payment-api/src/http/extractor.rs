@@ -115,19 +115,17 @@ impl FromRequestParts<ApiContext> for CurrentUser {
             Some(openid) => openid,
             None => {
                 if header(headers, &["x-wx-source"]).is_none() {
-                    return Err(ApiError::Unauthorized(
-                        "This API is only available through the WeChat mini-program".into(),
-                    ));
+                    return Err(ApiError::Unauthorized("非微信环境访问".into()));
                 }
                 // Resource-sharing deployments set the FROM headers: they name the user of
                 // the calling app, as in the system we replace.
-                header(headers, &["x-wx-from-openid", "x-wx-openid"]).ok_or_else(|| {
-                    ApiError::Unauthorized("No WeChat openid in the request".into())
-                })?
+                header(headers, &["x-wx-from-openid", "x-wx-openid"])
+                    .ok_or_else(|| ApiError::Unauthorized("未登录".into()))?
             }
         };
+        // The replaced system's words, for an openid no gateway would send as well.
         let openid =
-            OpenId::parse(raw_openid).map_err(|e| ApiError::Unauthorized(e.to_string()))?;
+            OpenId::parse(raw_openid).map_err(|_| ApiError::Unauthorized("认证失败".into()))?;
         // Recorded as the gateway sends them; anything that is not a plausible id is dropped.
         let plausible = |v: &&str| v.len() <= 128 && v.chars().all(|c| c.is_ascii_graphic());
         let unionid = header(headers, &["x-wx-from-unionid", "x-wx-unionid"]).filter(plausible);

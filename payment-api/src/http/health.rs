@@ -16,7 +16,10 @@ pub fn router() -> Router<ApiContext> {
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Health {
+    /// `ok`, or `degraded` (503).
     status: &'static str,
+    /// When this answer was made (ISO, milliseconds, UTC).
+    timestamp: String,
     database: &'static str,
     rabbitmq: &'static str,
     /// OrderPaid messages written but not yet confirmed by RabbitMQ.
@@ -39,6 +42,7 @@ async fn health(State(ctx): State<ApiContext>) -> Response {
     let healthy = database_up && broker_up;
     let body = Health {
         status: if healthy { "ok" } else { "degraded" },
+        timestamp: timestamp(),
         database: if database_up { "up" } else { "down" },
         rabbitmq: if broker_up { "up" } else { "down" },
         outbox_backlog: backlog,

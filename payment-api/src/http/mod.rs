@@ -10,8 +10,11 @@ mod exchange_rate;
 mod extractor;
 mod health;
 mod json;
+mod legacy_input;
+mod legacy_stats;
 mod notification;
 mod openapi;
+mod order_view;
 mod orders;
 mod payment;
 mod products;
@@ -46,6 +49,7 @@ pub fn router(ctx: ApiContext, operations: bool) -> Router {
         .merge(admin::router())
         .merge(refund::router())
         .merge(stats::router())
+        .merge(legacy_stats::router())
         .merge(attention::router())
         .merge(admin_page::router())
         .with_state(ctx);
@@ -55,7 +59,10 @@ pub fn router(ctx: ApiContext, operations: bool) -> Router {
         router
     };
     router
-        .fallback(|| async { ApiError::NotFound("No such route".into()) })
+        .fallback(no_such_route)
+        // A path served for other methods only is, to the caller, a route that does not
+        // exist: the replaced system (Express) answered both alike.
+        .method_not_allowed_fallback(no_such_route)
         .layer(axum::middleware::from_fn(error::envelope_errors))
         .layer(axum::middleware::from_fn(track_requests))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
@@ -77,6 +84,15 @@ pub fn router(ctx: ApiContext, operations: bool) -> Router {
                 )
             }),
         )
+}
+
+/// The replaced system's (Express's) words for a route it does not have.
+async fn no_such_route(request: Request) -> ApiError {
+    ApiError::NotFound(format!(
+        "Cannot {} {}",
+        request.method(),
+        request.uri().path()
+    ))
 }
 
 /// What operators read and the public must not: Prometheus `/metrics` and the OpenAPI

@@ -21,12 +21,17 @@ use utoipa_swagger_ui::SwaggerUi;
         super::orders::one,
         super::payment::create,
         super::callback::callback_for_order,
+        super::callback::callback_bare,
         super::admin::order_history,
         super::admin::resolve,
         super::orders::cancel,
         super::refund::request_refund,
         super::refund::refund_callback,
         super::stats::statistics,
+        super::legacy_stats::overview,
+        super::legacy_stats::users,
+        super::legacy_stats::orders,
+        super::legacy_stats::revenue,
         super::attention::attention,
         super::refund::retry_refund,
         super::exchange_rate::set_exchange_rate,
@@ -61,7 +66,7 @@ struct ErrorBody {
     /// The HTTP status again.
     #[schema(example = 400)]
     code: u16,
-    #[schema(example = "phoneNumber: phone number must be 8 digits, not starting with 0")]
+    #[schema(example = "充值手机号必须是字符串, 充值手机号不能为空")]
     message: String,
     #[schema(value_type = Option<Object>)]
     data: Option<()>,

@@ -1,31 +1,35 @@
-//! Orders: created and priced on the server, read by their owner only.
+//! Orders: created and priced on the server, read by their owner only. The routes, their
+//! status codes and the order object are the replaced system's (docs/compatibility.md);
+//! cancelling is this project's own.
+
+use std::collections::HashMap;
 
 use axum::extract::{Path, Query, State};
 use axum::routing::{get, post};
 use axum::Router;
 use chrono::{DateTime, FixedOffset, NaiveDate, TimeZone, Utc};
-use rust_decimal::Decimal;
-use serde::{Deserialize, Serialize};
-use shared::money::{price_in_fen, Fen, Mnt};
-use shared::order::{
-    Operator, OrderNumber, PaymentStatus, RechargeStatus, RechargeType, RefundStatus,
-};
-use utoipa::{IntoParams, ToSchema};
-
+use serde::Serialize;
+use serde_json::Value;
 use shared::history::Actor;
 use shared::lifecycle::{self, NewOrder};
+use shared::money::{price_in_fen, Fen, Mnt};
+use shared::order::{Msisdn, Operator, OrderNumber, PaymentStatus, RechargeStatus, RechargeType};
+use utoipa::{IntoParams, ToSchema};
 
-use super::envelope::Envelope;
+use super::envelope::{Created, Envelope};
 use super::error::ApiError;
+use super::exchange_rate::current_rate;
 use super::extractor::{ClientAddress, CurrentUser};
 use super::json::ApiJson;
-use super::types::{parse_msisdn, parse_order_number, unitel_error, OrderNumberParam};
+use super::legacy_input::LegacyBody;
+use super::order_view::OrderView;
+use super::types::{parse_order_number, unitel_error, OrderNumberParam};
 use crate::context::ApiContext;
 use crate::payment_watch::QueryResult;
 use crate::rate_limit::Caller;
-use crate::refunds::{self, Refund};
+use crate::refunds;
 use crate::store::orders::{self, ListFilter, OrderRow};
-use crate::store::rates;
+use crate::store::users;
 
 pub fn router() -> Router<ApiContext> {
     Router::new()
@@ -35,146 +39,24 @@ pub fn router() -> Router<ApiContext> {
         .route("/orders/{order_number}/cancel", post(cancel))
 }
 
-#[derive(Deserialize, ToSchema)]
+/// `{phoneNumber, productOperator, rechargeType, productCode}`: no other field.
+#[derive(ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[allow(dead_code)]
 pub struct CreateOrderRequest {
+    /// The 8-digit Unitel number to top up.
     #[schema(example = "88616609", pattern = r"^[1-9][0-9]{7}$")]
     phone_number: String,
-    #[schema(example = "unitel", pattern = r"^[Uu][Nn][Ii][Tt][Ee][Ll]$")]
+    /// `Unitel` (`Mobicom`, `Ondo` and `Skytel` are refused with 400: not sold).
+    #[schema(example = "Unitel", pattern = r"^[Uu][Nn][Ii][Tt][Ee][Ll]$")]
     product_operator: String,
     /// `voice`, `data` or `postpaid`.
     #[schema(example = "voice", pattern = r"^(voice|data|postpaid)$")]
     recharge_type: String,
-    /// The card or package code from the product list; ignored for `postpaid`, which pays
-    /// the whole unpaid bill.
+    /// The card or package code from the product list; not needed for `postpaid`, which
+    /// pays the whole unpaid bill.
     #[schema(example = "SD5000")]
-    #[serde(default)]
     product_code: Option<String>,
-}
-
-/// What the customer is told of their refund: its state and amount, never the reason a
-/// person wrote or WeChat's error.
-#[derive(Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct CustomerRefund {
-    /// `requested`, `accepted` (WeChat is returning it), `success` or `failed`.
-    #[schema(value_type = String)]
-    status: RefundStatus,
-    #[schema(value_type = i64)]
-    amount_fen: Fen,
-    created_at: DateTime<Utc>,
-    completed_at: Option<DateTime<Utc>>,
-}
-
-impl From<Refund> for CustomerRefund {
-    fn from(refund: Refund) -> Self {
-        CustomerRefund {
-            status: refund.status,
-            amount_fen: refund.amount_fen,
-            created_at: refund.created_at,
-            completed_at: refund.completed_at,
-        }
-    }
-}
-
-/// What the customer reads about where their order is, in their language. Unitel's
-/// messages, WeChat's errors and a person's notes stay in the order's history.
-fn customer_note(
-    payment: PaymentStatus,
-    recharge: RechargeStatus,
-    refund: Option<RefundStatus>,
-) -> Option<&'static str> {
-    Some(match (payment, recharge, refund) {
-        (_, _, Some(RefundStatus::Success)) => "款项已原路退回",
-        (_, _, Some(RefundStatus::Failed)) => "退款遇到问题，客服正在处理",
-        (_, _, Some(_)) => "退款处理中",
-        (PaymentStatus::Closed, _, None) => "订单已关闭",
-        (PaymentStatus::Unpaid, _, None) => return None,
-        (PaymentStatus::Paid, RechargeStatus::Pending | RechargeStatus::Processing, None) => {
-            "充值处理中"
-        }
-        (PaymentStatus::Paid, RechargeStatus::Success, None) => return None,
-        (PaymentStatus::Paid, RechargeStatus::Failed, None) => "充值未成功，款项将原路退回",
-        (PaymentStatus::Paid, RechargeStatus::Unknown, None) => "充值结果确认中，请勿重复下单",
-    })
-}
-
-#[derive(Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct OrderView {
-    #[schema(value_type = String)]
-    order_number: OrderNumber,
-    #[schema(value_type = String)]
-    phone_number: shared::order::Msisdn,
-    product_operator: String,
-    #[schema(value_type = String)]
-    recharge_type: RechargeType,
-    product_code: String,
-    product_name: String,
-    product_eng_name: Option<String>,
-    #[schema(value_type = i64)]
-    price_mnt: Mnt,
-    #[schema(value_type = String, example = "440")]
-    exchange_rate: Decimal,
-    #[schema(value_type = i64)]
-    amount_fen: Fen,
-    /// Yuan, two decimals.
-    #[schema(value_type = String, example = "11.36")]
-    price_rmb: Decimal,
-    /// `unpaid`, `paid` or `closed`.
-    #[schema(value_type = String)]
-    payment_status: PaymentStatus,
-    /// `pending`, `processing`, `success`, `failed` or `unknown` (being checked; nobody is
-    /// charged twice).
-    #[schema(value_type = String)]
-    recharge_status: RechargeStatus,
-    transaction_id: Option<String>,
-    paid_at: Option<DateTime<Utc>>,
-    recharged_at: Option<DateTime<Utc>>,
-    seq_id: Option<String>,
-    /// Unitel's VAT e-receipt (e-barimt), the buyer's to keep.
-    #[schema(value_type = Option<Object>)]
-    vat_receipt: Option<serde_json::Value>,
-    /// Where the order is, for the customer (Chinese); none when there is nothing to say.
-    recharge_note: Option<&'static str>,
-    /// The refund, once one was requested.
-    refund: Option<CustomerRefund>,
-    created_at: DateTime<Utc>,
-    updated_at: DateTime<Utc>,
-}
-
-impl OrderView {
-    pub fn new(row: OrderRow, refund: Option<Refund>) -> Self {
-        let recharge_note = customer_note(
-            row.payment_status,
-            row.recharge_status,
-            refund.as_ref().map(|r| r.status),
-        );
-        OrderView {
-            price_rmb: row.amount_fen.yuan(),
-            order_number: row.order_number,
-            phone_number: row.phone_number,
-            product_operator: row.product_operator,
-            recharge_type: row.recharge_type,
-            product_code: row.product_code,
-            product_name: row.product_name,
-            product_eng_name: row.product_eng_name,
-            price_mnt: row.price_mnt,
-            exchange_rate: row.exchange_rate.normalize(),
-            amount_fen: row.amount_fen,
-            payment_status: row.payment_status,
-            recharge_status: row.recharge_status,
-            transaction_id: row.transaction_id,
-            paid_at: row.paid_at,
-            recharged_at: row.recharged_at,
-            seq_id: row.seq_id,
-            vat_receipt: row.vat_receipt,
-            recharge_note,
-            refund: refund.map(CustomerRefund::from),
-            created_at: row.created_at,
-            updated_at: row.updated_at,
-        }
-    }
 }
 
 /// Views of a page of orders, each with its refund (one query for the page).
@@ -190,6 +72,10 @@ async fn with_refunds(ctx: &ApiContext, rows: Vec<OrderRow>) -> Result<Vec<Order
         .collect())
 }
 
+fn order_not_found() -> ApiError {
+    ApiError::NotFound("订单不存在".into())
+}
+
 /// The caller's order; someone else's answers exactly like one that does not exist.
 async fn owned_order(
     ctx: &ApiContext,
@@ -198,54 +84,55 @@ async fn owned_order(
 ) -> Result<OrderRow, ApiError> {
     orders::find(&ctx.db, order_number, Some(&user.openid))
         .await?
-        .ok_or_else(|| ApiError::NotFound("Order not found".into()))
+        .ok_or_else(order_not_found)
 }
 
+/// A product as the order records it.
 struct PricedProduct {
     code: String,
     name: String,
     eng_name: Option<String>,
+    unit: Option<i32>,
+    data: Option<String>,
+    days: Option<i32>,
     price: Mnt,
 }
 
 /// The server, never the client, decides what an order costs: Unitel's price for this
-/// number's tariff, at our current rate.
+/// number's tariff, asked afresh, at our current rate.
 async fn price_product(
     ctx: &ApiContext,
-    request: &CreateOrderRequest,
+    product_code: Option<&str>,
     recharge_type: RechargeType,
-    msisdn: &shared::order::Msisdn,
+    msisdn: &Msisdn,
 ) -> Result<PricedProduct, ApiError> {
-    let code = || {
-        request
-            .product_code
-            .as_deref()
-            .map(str::trim)
-            .filter(|c| !c.is_empty())
-            .ok_or_else(|| ApiError::BadRequest("productCode is required".into()))
-    };
-    let not_sold = |code: &str| {
-        ApiError::BadRequest(format!("productCode {code:?} is not sold for this number"))
-    };
-    let product = match recharge_type {
+    match recharge_type {
         RechargeType::Voice | RechargeType::Data => {
-            let code = code()?;
+            let code = product_code
+                .map(str::trim)
+                .filter(|c| !c.is_empty())
+                .ok_or_else(|| ApiError::BadRequest("预付费订单必须提供商品代码".into()))?;
+            let not_sold = || ApiError::BadRequest(format!("商品代码 {code} 不存在或已下架"));
             let service = ctx
                 .unitel
-                .service_type(msisdn)
+                .service_type(msisdn, "1")
                 .await
                 .map_err(unitel_error)?;
-            let found = match recharge_type {
+            let product = match recharge_type {
                 RechargeType::Voice => service.find_card(code),
                 _ => service.find_data_package(code),
-            };
-            let product = found.ok_or_else(|| not_sold(code))?;
-            PricedProduct {
+            }
+            .ok_or_else(not_sold)?;
+            let small = |n: Option<i64>| n.and_then(|n| i32::try_from(n).ok());
+            Ok(PricedProduct {
                 code: product.code.clone(),
                 name: product.name.clone(),
                 eng_name: Some(product.eng_name.clone()).filter(|n| !n.is_empty()),
-                price: Mnt::new(product.price).map_err(|_| not_sold(code))?,
-            }
+                unit: small(product.unit),
+                data: product.data.clone(),
+                days: small(product.days),
+                price: Mnt::new(product.price).map_err(|_| not_sold())?,
+            })
         }
         RechargeType::Postpaid => {
             let bill = ctx
@@ -253,35 +140,42 @@ async fn price_product(
                 .postpaid_bill(msisdn, msisdn)
                 .await
                 .map_err(unitel_error)?;
-            if bill.total_unpaid <= 0 {
-                return Err(ApiError::BadRequest(
-                    "This number has no unpaid postpaid bill".into(),
-                ));
+            if bill.invoice_status.eq_ignore_ascii_case("paid") {
+                return Err(ApiError::BadRequest("账单已结清，无需支付".into()));
             }
-            PricedProduct {
-                code: "POSTPAID_BILL".into(),
-                name: format!("Төлбөр {}", bill.invoice_date),
-                eng_name: Some(format!("Postpaid bill {}", bill.invoice_date)),
+            if bill.total_unpaid <= 0 {
+                return Err(ApiError::BadRequest("无欠费账单".into()));
+            }
+            // As the replaced system recorded a bill: the invoice period as its code.
+            let code = Some(bill.invoice_date.trim())
+                .filter(|d| !d.is_empty())
+                .unwrap_or("POSTPAID_BILL");
+            Ok(PricedProduct {
+                code: code.to_owned(),
+                name: "Bill Payment".into(),
+                eng_name: None,
+                unit: None,
+                data: Some("0".into()),
+                days: None,
                 price: Mnt::new(bill.total_unpaid)
                     .map_err(|_| ApiError::Upstream("Unitel returned an invalid bill".into()))?,
-            }
+            })
         }
-    };
-    Ok(product)
+    }
 }
 
 /// Creates an order priced on the server.
 #[utoipa::path(post, path = "/orders", tag = "orders", request_body = CreateOrderRequest,
     params(("X-WX-OPENID" = String, Header, description = "Injected by the cloud-hosting gateway")),
-    responses((status = 200, body = OrderView), (status = 400, description = "Invalid input"),
+    responses((status = 201, body = OrderView), (status = 400, description = "Invalid input, an operator not sold, no product of that code, or no bill to pay"),
               (status = 401, description = "No WeChat identity"), (status = 429, description = "Too many orders this minute"),
               (status = 502, description = "Unitel unavailable")))]
 async fn create(
     State(ctx): State<ApiContext>,
     user: CurrentUser,
     ClientAddress(address): ClientAddress,
-    ApiJson(request): ApiJson<CreateOrderRequest>,
-) -> Result<Envelope<OrderView>, ApiError> {
+    ApiJson(body): ApiJson<Value>,
+) -> Result<Created<OrderView>, ApiError> {
     let limits = &ctx.config.limits;
     ctx.limiter
         .check(
@@ -292,16 +186,43 @@ async fn create(
             ],
         )
         .await?;
-    let msisdn = parse_msisdn(&request.phone_number, "phoneNumber")?;
-    let operator = Operator::parse(&request.product_operator)
-        .map_err(|e| ApiError::BadRequest(e.to_string()))?;
-    let recharge_type = RechargeType::parse(&request.recharge_type)
-        .map_err(|e| ApiError::BadRequest(e.to_string()))?;
-    let product = price_product(&ctx, &request, recharge_type, &msisdn).await?;
-    let rate = rates::current(&ctx.db).await?.rate;
+    let mut body = LegacyBody::new(body)?;
+    let phone = body.string(
+        "phoneNumber",
+        "充值手机号必须是字符串",
+        "充值手机号不能为空",
+    );
+    let operator = body.one_of(
+        "productOperator",
+        &["Unitel", "Mobicom", "Ondo", "Skytel"],
+        true,
+        "运营商必须是有效的枚举值",
+        Some("运营商不能为空"),
+    );
+    let recharge_type = body.one_of(
+        "rechargeType",
+        &["voice", "data", "postpaid"],
+        true,
+        "充值类型必须是有效的枚举值",
+        Some("充值类型不能为空"),
+    );
+    let product_code = body.optional_string("productCode", "商品代码必须是字符串");
+    body.finish()?;
+    let (Some(phone), Some(operator), Some(recharge_type)) = (phone, operator, recharge_type)
+    else {
+        unreachable!("finish() refused a body without them");
+    };
+    let operator = Operator::parse(&operator)
+        .map_err(|_| ApiError::BadRequest(format!("不支持的运营商: {operator}")))?;
+    let recharge_type =
+        RechargeType::parse(&recharge_type).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let msisdn = Msisdn::parse(&phone)
+        .map_err(|_| ApiError::BadRequest("充值手机号必须是 8 位 Unitel 号码".into()))?;
+    let product = price_product(&ctx, product_code.as_deref(), recharge_type, &msisdn).await?;
+    let rate = current_rate(&ctx).await?.rate;
     let amount: Fen = price_in_fen(product.price, rate).map_err(|e| {
         tracing::warn!(error = %e, "product cannot be priced in yuan");
-        ApiError::BadRequest("This product cannot be sold at the current exchange rate".into())
+        ApiError::BadRequest("该商品无法按当前汇率出售".into())
     })?;
     let order_number = OrderNumber::generate();
     tracing::Span::current().record("order_number", order_number.as_str());
@@ -317,6 +238,9 @@ async fn create(
             product_code: &product.code,
             product_name: &product.name,
             product_eng_name: product.eng_name.as_deref(),
+            product_unit: product.unit,
+            product_data: product.data.as_deref(),
+            product_days: product.days,
             price: product.price,
             rate,
             amount,
@@ -325,27 +249,32 @@ async fn create(
     .await?;
     tracing::info!(order_number = %order_number, amount_fen = amount.get(), "order created");
     let row = owned_order(&ctx, &order_number, &user).await?;
-    Ok(Envelope(OrderView::new(row, None)))
+    Ok(Created(OrderView::new(row, None)))
 }
 
-#[derive(Deserialize, IntoParams)]
-#[serde(rename_all = "camelCase")]
+/// The replaced system's filters, and this project's `status` (its own words for a
+/// payment or a top-up state). Any other parameter is refused, as there.
+#[derive(IntoParams)]
 #[into_params(parameter_in = Query)]
+#[allow(dead_code, non_snake_case)]
 pub struct MyOrdersQuery {
-    /// A payment status (`unpaid`, `paid`, `closed`) or a recharge status (`pending`,
-    /// `processing`, `success`, `failed`, `unknown`).
+    /// `unpaid` (closed ones included) or `paid`; `closed` alone, too.
+    #[param(pattern = r"^(unpaid|paid|closed)$")]
+    paymentStatus: Option<String>,
+    /// `pending` (being credited), `success`, `failed`, `timeout` or `unknown` (both: the
+    /// outcome is being checked); `processing` alone, too.
+    #[param(pattern = r"^(pending|processing|success|failed|timeout|unknown)$")]
+    rechargeStatus: Option<String>,
+    /// This project's own vocabulary: a payment state (`unpaid`, `paid`, `closed`) or a
+    /// top-up state (`pending`, `processing`, `success`, `failed`, `unknown`).
     #[param(pattern = r"^(unpaid|paid|closed|pending|processing|success|failed|unknown)$")]
     status: Option<String>,
-    #[param(pattern = r"^(unpaid|paid|closed)$")]
-    payment_status: Option<String>,
-    #[param(pattern = r"^(pending|processing|success|failed|unknown)$")]
-    recharge_status: Option<String>,
     /// First day, `YYYY-MM-DD`, China time.
     #[param(value_type = Option<String>, format = Date)]
-    start_date: Option<String>,
+    startDate: Option<String>,
     /// Last day (inclusive), `YYYY-MM-DD`, China time.
     #[param(value_type = Option<String>, format = Date)]
-    end_date: Option<String>,
+    endDate: Option<String>,
     /// From 1.
     #[param(minimum = 1, maximum = 100000)]
     page: Option<i64>,
@@ -356,17 +285,25 @@ pub struct MyOrdersQuery {
 
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct OrderPage {
-    items: Vec<OrderView>,
-    total: i64,
+pub struct Pagination {
     page: i64,
     limit: i64,
+    total: i64,
+    /// 0 when there is no order.
     total_pages: i64,
 }
 
-fn china_day_start(value: &str, field: &str) -> Result<DateTime<Utc>, ApiError> {
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OrderPage {
+    data: Vec<OrderView>,
+    pagination: Pagination,
+}
+
+/// Midnight starting `value` (`YYYY-MM-DD`) in China; `message` when it is not a date.
+pub(super) fn china_day_start(value: &str, message: &str) -> Result<DateTime<Utc>, ApiError> {
     let date = NaiveDate::parse_from_str(value, "%Y-%m-%d")
-        .map_err(|_| ApiError::BadRequest(format!("{field} must be a date like 2026-01-31")))?;
+        .map_err(|_| ApiError::BadRequest(message.to_owned()))?;
     let china = FixedOffset::east_opt(8 * 3600).expect("UTC+8 is a valid offset");
     let start = date.and_hms_opt(0, 0, 0).expect("midnight exists");
     Ok(china
@@ -376,36 +313,124 @@ fn china_day_start(value: &str, field: &str) -> Result<DateTime<Utc>, ApiError> 
         .with_timezone(&Utc))
 }
 
-fn status_filter(query: &MyOrdersQuery) -> Result<ListFilter, ApiError> {
+/// A whole number of at least 1, read as the replaced system read it.
+fn positive(
+    value: Option<&String>,
+    not_integer: &str,
+    below_one: &str,
+) -> Result<Option<i64>, ApiError> {
+    let Some(text) = value else {
+        return Ok(None);
+    };
+    let number: i64 = text
+        .trim()
+        .parse()
+        .map_err(|_| ApiError::BadRequest(format!("{below_one}, {not_integer}")))?;
+    if number < 1 {
+        return Err(ApiError::BadRequest(below_one.to_owned()));
+    }
+    Ok(Some(number))
+}
+
+/// The filters, from the query as given: unknown parameters and bad values are 400s in
+/// the replaced system's words.
+fn list_filter(query: &HashMap<String, String>) -> Result<(ListFilter, i64, i64), ApiError> {
+    const KNOWN: &[&str] = &[
+        "paymentStatus",
+        "rechargeStatus",
+        "status",
+        "startDate",
+        "endDate",
+        "page",
+        "limit",
+    ];
+    let mut unknown: Vec<&String> = query
+        .keys()
+        .filter(|k| !KNOWN.contains(&k.as_str()))
+        .collect();
+    unknown.sort();
+    if !unknown.is_empty() {
+        let problems: Vec<String> = unknown
+            .iter()
+            .map(|k| format!("property {k} should not exist"))
+            .collect();
+        return Err(ApiError::BadRequest(problems.join(", ")));
+    }
     let mut filter = ListFilter::default();
-    let payment =
-        |s: &str| PaymentStatus::parse(s).map_err(|e| ApiError::BadRequest(e.to_string()));
-    let recharge =
-        |s: &str| RechargeStatus::parse(s).map_err(|e| ApiError::BadRequest(e.to_string()));
-    if let Some(status) = query.status.as_deref() {
-        if PaymentStatus::parse(status).is_ok() {
-            filter.payment_status = Some(payment(status)?);
-        } else {
-            filter.recharge_status = Some(recharge(status).map_err(|_| {
-                ApiError::BadRequest(format!(
-                    "status {status:?} is not a payment or recharge status"
-                ))
-            })?);
+    match query.get("paymentStatus").map(String::as_str) {
+        None => {}
+        Some("unpaid") => {
+            filter.payment_statuses = Some(vec![PaymentStatus::Unpaid, PaymentStatus::Closed])
+        }
+        Some("paid") => filter.payment_statuses = Some(vec![PaymentStatus::Paid]),
+        Some("closed") => filter.payment_statuses = Some(vec![PaymentStatus::Closed]),
+        Some(_) => return Err(ApiError::BadRequest("支付状态值不正确".into())),
+    }
+    let paid_with =
+        |statuses: Vec<RechargeStatus>| (Some(vec![PaymentStatus::Paid]), Some(statuses));
+    match query.get("rechargeStatus").map(String::as_str) {
+        None => {}
+        Some(value) => {
+            let statuses = match value {
+                "pending" => vec![RechargeStatus::Pending, RechargeStatus::Processing],
+                "processing" => vec![RechargeStatus::Processing],
+                "success" => vec![RechargeStatus::Success],
+                "failed" => vec![RechargeStatus::Failed],
+                "timeout" | "unknown" => vec![RechargeStatus::Unknown],
+                _ => return Err(ApiError::BadRequest("充值状态值不正确".into())),
+            };
+            let (payment, recharge) = paid_with(statuses);
+            // Recharge states exist once paid: together with a payment filter, both hold.
+            if filter
+                .payment_statuses
+                .as_ref()
+                .is_some_and(|p| !p.contains(&PaymentStatus::Paid))
+            {
+                filter.payment_statuses = Some(Vec::new());
+            } else {
+                filter.payment_statuses = payment;
+            }
+            filter.recharge_statuses = recharge;
         }
     }
-    if let Some(s) = query.payment_status.as_deref() {
-        filter.payment_status = Some(payment(s)?);
+    if let Some(status) = query.get("status") {
+        if let Ok(payment) = PaymentStatus::parse(status) {
+            filter.payment_statuses = Some(vec![payment]);
+        } else if let Ok(recharge) = RechargeStatus::parse(status) {
+            filter.payment_statuses = Some(vec![PaymentStatus::Paid]);
+            filter.recharge_statuses = Some(vec![recharge]);
+        } else {
+            return Err(ApiError::BadRequest(format!(
+                "status {status:?} is not a payment or recharge state"
+            )));
+        }
     }
-    if let Some(s) = query.recharge_status.as_deref() {
-        filter.recharge_status = Some(recharge(s)?);
+    if let Some(start) = query.get("startDate") {
+        filter.from = Some(china_day_start(
+            start,
+            "开始日期格式不正确，应为 YYYY-MM-DD",
+        )?);
     }
-    if let Some(start) = query.start_date.as_deref() {
-        filter.from = Some(china_day_start(start, "startDate")?);
+    if let Some(end) = query.get("endDate") {
+        filter.until = Some(
+            china_day_start(end, "结束日期格式不正确，应为 YYYY-MM-DD")?
+                + chrono::Duration::days(1),
+        );
     }
-    if let Some(end) = query.end_date.as_deref() {
-        filter.until = Some(china_day_start(end, "endDate")? + chrono::Duration::days(1));
+    let page = positive(query.get("page"), "页码必须是整数", "页码必须大于等于 1")?.unwrap_or(1);
+    let limit = positive(
+        query.get("limit"),
+        "每页数量必须是整数",
+        "每页数量必须大于等于 1",
+    )?
+    .unwrap_or(10);
+    if page > 100_000 {
+        return Err(ApiError::BadRequest("页码不能大于 100000".into()));
     }
-    Ok(filter)
+    if limit > 100 {
+        return Err(ApiError::BadRequest("每页数量不能大于 100".into()));
+    }
+    Ok((filter, page, limit))
 }
 
 /// The caller's orders, newest first.
@@ -415,33 +440,23 @@ fn status_filter(query: &MyOrdersQuery) -> Result<ListFilter, ApiError> {
 async fn mine(
     State(ctx): State<ApiContext>,
     user: CurrentUser,
-    Query(query): Query<MyOrdersQuery>,
+    Query(query): Query<HashMap<String, String>>,
 ) -> Result<Envelope<OrderPage>, ApiError> {
-    let filter = status_filter(&query)?;
-    let page = query.page.unwrap_or(1);
-    let limit = query.limit.unwrap_or(10);
-    if !(1..=100_000).contains(&page) {
-        return Err(ApiError::BadRequest(
-            "page must be between 1 and 100000".into(),
-        ));
-    }
-    if !(1..=100).contains(&limit) {
-        return Err(ApiError::BadRequest(
-            "limit must be between 1 and 100".into(),
-        ));
-    }
+    let (filter, page, limit) = list_filter(&query)?;
     let (rows, total) =
         orders::list_for_user(&ctx.db, &user.openid, &filter, limit, (page - 1) * limit).await?;
     Ok(Envelope(OrderPage {
-        items: with_refunds(&ctx, rows).await?,
-        total,
-        page,
-        limit,
-        total_pages: (total + limit - 1) / limit,
+        data: with_refunds(&ctx, rows).await?,
+        pagination: Pagination {
+            page,
+            limit,
+            total,
+            total_pages: (total + limit - 1) / limit,
+        },
     }))
 }
 
-/// One of the caller's orders, with its VAT receipt once credited.
+/// One of the caller's orders, with its owner, and its VAT receipt once credited.
 #[utoipa::path(get, path = "/orders/{orderNumber}", tag = "orders",
     params(OrderNumberParam),
     responses((status = 200, body = OrderView), (status = 404, description = "No such order for this user"),
@@ -451,9 +466,9 @@ async fn one(
     user: CurrentUser,
     Path(order_number): Path<String>,
 ) -> Result<Envelope<OrderView>, ApiError> {
-    let order_number = parse_order_number(&order_number)?;
+    let order_number = OrderNumber::parse(&order_number).map_err(|_| order_not_found())?;
     tracing::Span::current().record("order_number", order_number.as_str());
-    let row = owned_order(&ctx, &order_number, &user).await?;
+    let mut row = owned_order(&ctx, &order_number, &user).await?;
     // The user is looking at an order they may just have paid: if its callback is late or
     // lost, ask WeChat now rather than show it unpaid — at most once per
     // ORDER_QUERY_EVERY_MS for the order, however often (and wherever) it is read.
@@ -471,16 +486,16 @@ async fn one(
             .settle_by_query(&order_number, row.amount_fen)
             .await
         {
-            Ok(QueryResult::Paid(_)) => {
-                let row = owned_order(&ctx, &order_number, &user).await?;
-                return Ok(Envelope(OrderView::new(row, None)));
-            }
+            Ok(QueryResult::Paid(_)) => row = owned_order(&ctx, &order_number, &user).await?,
             Ok(QueryResult::NotPaid(_)) => {}
             Err(error) => tracing::warn!(%error, "payment query on read failed"),
         }
     }
     let refund = refunds::find(&ctx.db, &order_number).await?;
-    Ok(Envelope(OrderView::new(row, refund)))
+    let owner = users::find(&ctx.db, &user.openid).await?;
+    Ok(Envelope(
+        OrderView::new(row, refund).with_user(owner.appid, owner.created_at),
+    ))
 }
 
 /// Cancels one of the caller's unpaid orders: closed at WeChat first (so it can no longer

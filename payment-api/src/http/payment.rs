@@ -4,16 +4,16 @@
 use axum::extract::State;
 use axum::routing::post;
 use axum::Router;
-use serde::Deserialize;
+use serde_json::Value;
 use shared::lifecycle;
-use shared::order::PaymentStatus;
+use shared::order::{OrderNumber, PaymentStatus};
 use utoipa::ToSchema;
 
-use super::envelope::Envelope;
+use super::envelope::Created;
 use super::error::ApiError;
 use super::extractor::{ClientAddress, CurrentUser};
 use super::json::ApiJson;
-use super::types::parse_order_number;
+use super::legacy_input::LegacyBody;
 use crate::context::ApiContext;
 use crate::rate_limit::Caller;
 use crate::store::orders;
@@ -23,13 +23,12 @@ pub fn router() -> Router<ApiContext> {
     Router::new().route("/payment/create", post(create))
 }
 
-#[derive(Deserialize, ToSchema)]
+/// `{orderNumber}`: no other field.
+#[derive(ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[allow(dead_code)]
 pub struct CreatePaymentRequest {
-    #[schema(
-        example = "ORD1728546789123ABCDEFGH",
-        pattern = r"^[0-9A-Za-z_|*-]{6,32}$"
-    )]
+    #[schema(example = "ORD1795562423906XQ68VSFXABCD")]
     order_number: String,
 }
 
@@ -46,23 +45,29 @@ pub struct WxPayment {
     paySign: String,
 }
 
+fn already_paid() -> ApiError {
+    ApiError::BadRequest("订单已支付".into())
+}
+
+fn closed() -> ApiError {
+    ApiError::BadRequest("订单已关闭，请重新下单".into())
+}
+
+/// WeChat's refusals in the customer's words; its own text is for the operator (logged).
 fn wechat_error(error: WechatError) -> ApiError {
     match error {
         WechatError::Business { code, description } => match code.as_str() {
-            "ORDERPAID" => ApiError::Conflict("This order has already been paid".into()),
-            "ORDERCLOSED" => {
-                ApiError::Conflict("This order is closed; please place a new one".into())
-            }
-            "SYSTEMERROR" => ApiError::Unavailable("WeChat Pay is busy, please try again".into()),
+            "ORDERPAID" => already_paid(),
+            "ORDERCLOSED" => closed(),
+            "SYSTEMERROR" => ApiError::Unavailable("微信支付繁忙，请稍后再试".into()),
             _ => {
                 tracing::error!(%code, %description, "WeChat Pay refused unifiedOrder");
-                // WeChat's words are for the operator (logged above), not the customer.
-                ApiError::Upstream("WeChat Pay cannot take this payment now".into())
+                ApiError::BadRequest("微信支付暂时无法受理此订单".into())
             }
         },
         WechatError::Platform(message) => {
             tracing::error!(%message, "WeChat Pay unreachable");
-            ApiError::Upstream("WeChat Pay is unavailable, please try again".into())
+            ApiError::Upstream("微信支付暂时不可用，请稍后再试".into())
         }
     }
 }
@@ -70,16 +75,18 @@ fn wechat_error(error: WechatError) -> ApiError {
 /// Starts WeChat Pay for one of the caller's unpaid orders. `data` is the argument of
 /// `wx.requestPayment` (`appId`, `timeStamp`, `nonceStr`, `package`, `signType`, `paySign`).
 #[utoipa::path(post, path = "/payment/create", tag = "payment", request_body = CreatePaymentRequest,
-    responses((status = 200, description = "wx.requestPayment argument", body = WxPayment),
-              (status = 400, description = "Invalid order number"), (status = 401, description = "No WeChat identity"),
+    responses((status = 201, description = "wx.requestPayment argument", body = WxPayment),
+              (status = 400, description = "Invalid input; the order is paid, closed or past its payment window; or WeChat Pay refused it"),
+              (status = 401, description = "No WeChat identity"),
               (status = 404, description = "No such order for this user"),
-              (status = 409, description = "Already paid or closed"), (status = 429, description = "Too many payments this minute"), (status = 502, description = "WeChat Pay refused or unreachable")))]
+              (status = 429, description = "Too many payments this minute"),
+              (status = 502, description = "WeChat Pay unreachable"), (status = 503, description = "WeChat Pay busy")))]
 async fn create(
     State(ctx): State<ApiContext>,
     user: CurrentUser,
     ClientAddress(address): ClientAddress,
-    ApiJson(request): ApiJson<CreatePaymentRequest>,
-) -> Result<Envelope<serde_json::Value>, ApiError> {
+    ApiJson(body): ApiJson<Value>,
+) -> Result<Created<Value>, ApiError> {
     let limits = &ctx.config.limits;
     ctx.limiter
         .check(
@@ -90,42 +97,51 @@ async fn create(
             ],
         )
         .await?;
-    let order_number = parse_order_number(&request.order_number)?;
+    let mut body = LegacyBody::new(body)?;
+    let order_number =
+        body.string_empty_first("orderNumber", "订单号不能为空", "订单号必须是字符串");
+    body.finish()?;
+    let not_found = || ApiError::NotFound("订单不存在".into());
+    // A text that cannot be one of our order numbers names no order of anyone's.
+    let order_number = order_number
+        .and_then(|o| OrderNumber::parse(&o).ok())
+        .ok_or_else(not_found)?;
     tracing::Span::current().record("order_number", order_number.as_str());
     let order = orders::find(&ctx.db, &order_number, Some(&user.openid))
         .await?
-        .ok_or_else(|| ApiError::NotFound("Order not found".into()))?;
+        .ok_or_else(not_found)?;
     match order.payment_status {
         PaymentStatus::Unpaid => {}
-        PaymentStatus::Paid => {
-            return Err(ApiError::Conflict(
-                "This order has already been paid".into(),
-            ))
-        }
-        PaymentStatus::Closed => {
-            return Err(ApiError::Conflict(
-                "This order is closed; please place a new one".into(),
-            ))
-        }
+        PaymentStatus::Paid => return Err(already_paid()),
+        PaymentStatus::Closed => return Err(closed()),
     }
     let window =
         chrono::Duration::from_std(ctx.config.payments.window).map_err(anyhow::Error::from)?;
     if order.created_at + window <= chrono::Utc::now() {
-        return Err(ApiError::Conflict(
-            "The payment window of this order is over; please place a new one".into(),
+        return Err(ApiError::BadRequest(
+            "订单已超过支付时限，请重新下单".into(),
         ));
     }
     let amount = order.amount_fen;
-    let description = format!(
-        "境外话费充值 - {}",
-        order
-            .product_eng_name
-            .as_deref()
-            .unwrap_or(&order.product_name)
-    );
+    let (description, attach) = match order.imported_at {
+        // WeChat refuses a second unifiedOrder for the same order with other parameters:
+        // a payment the replaced system may have started goes on with its own.
+        Some(_) => (
+            format!("境外话费充值 - {}", order.product_name),
+            serde_json::json!({"orderNumber": order_number.as_str(), "phoneNumber": order.phone_number.as_str()})
+                .to_string(),
+        ),
+        None => (
+            format!(
+                "境外话费充值 - {}",
+                order.product_eng_name.as_deref().unwrap_or(&order.product_name)
+            ),
+            order_number.as_str().to_owned(),
+        ),
+    };
     let prepaid = ctx
         .wechat
-        .unified_order(&order_number, &user.openid, amount, &description)
+        .unified_order(&order_number, &user.openid, amount, &description, &attach)
         .await
         .map_err(wechat_error)?;
     if !lifecycle::record_prepay(&ctx.db, &order_number, &prepaid.prepay_id).await? {
@@ -134,10 +150,8 @@ async fn create(
         if let Err(error) = ctx.wechat.close_order(&order_number).await {
             tracing::warn!(%error, "closing a just-prepared payment failed");
         }
-        return Err(ApiError::Conflict(
-            "This order can no longer be paid; please place a new one".into(),
-        ));
+        return Err(closed());
     }
     tracing::info!(order_number = %order_number, "payment started");
-    Ok(Envelope(prepaid.payment))
+    Ok(Created(prepaid.payment))
 }

@@ -1,25 +1,25 @@
-//! What a number can buy, priced in yuan at the current rate. Public, as in the system we
-//! replace: the mini-program shows products before the user is known.
-
-use std::collections::BTreeMap;
+//! What a number can buy, and a postpaid number's bill: Unitel's answers as received, as
+//! the mini-program has always read them, with this project's yuan prices added to each
+//! product (`priceRmb`, `priceFen`) and to the bill (`totalUnpaidRmb`, `totalUnpaidFen`).
+//! Each answer is kept a while per number (`UNITEL_LOOKUP_CACHE_MS`); only a caller the
+//! gateway vouches for may ask, within the lookup limits.
 
 use axum::extract::State;
 use axum::routing::post;
 use axum::Router;
-use rust_decimal::Decimal;
-use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
 use shared::money::{price_in_fen, Mnt, MntPerYuan};
-use shared::unitel::{Product, ProductGroup};
 use utoipa::ToSchema;
 
-use super::envelope::Envelope;
+use super::envelope::Created;
 use super::error::ApiError;
+use super::exchange_rate::current_rate;
 use super::extractor::{ClientAddress, CurrentUser};
 use super::json::ApiJson;
+use super::legacy_input::LegacyBody;
 use super::types::{parse_msisdn, unitel_error};
 use crate::context::ApiContext;
 use crate::rate_limit::Caller;
-use crate::store::rates;
 
 pub fn router() -> Router<ApiContext> {
     Router::new()
@@ -27,109 +27,77 @@ pub fn router() -> Router<ApiContext> {
         .route("/unitel/postpaid-bill", post(postpaid_bill))
 }
 
-#[derive(Deserialize, ToSchema)]
+/// `{msisdn, info}`: no other field.
+#[derive(ToSchema)]
+#[allow(dead_code)]
 pub struct ServicesRequest {
     /// 8-digit Unitel number.
     #[schema(example = "88616609", pattern = r"^[1-9][0-9]{7}$")]
     msisdn: String,
-    #[serde(default)]
-    #[allow(dead_code)]
-    info: Option<String>,
+    /// Unitel's tariff-detail switch, passed on as given: the string "0" or "1".
+    #[schema(example = "1", pattern = r"^[01]$")]
+    info: String,
 }
 
-#[derive(Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct ProductView {
-    code: String,
-    name: String,
-    eng_name: String,
-    short_name: String,
-    price_mnt: i64,
-    /// Yuan, two decimals.
-    #[schema(value_type = String, example = "11.36")]
-    price_rmb: Decimal,
-    amount_fen: i64,
-    unit: Option<i64>,
-    data: Option<String>,
-    days: Option<i64>,
-}
-
-#[derive(Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct ServicesView {
-    msisdn: String,
-    servicetype: String,
-    tariff_name: String,
-    bill_type: String,
-    is_postpaid: bool,
-    #[schema(value_type = String, example = "440")]
-    exchange_rate: Decimal,
-    /// Voice/unit cards by group (`day`, `noday`, `special`): rechargeType `voice`.
-    cards: BTreeMap<String, Vec<ProductView>>,
-    /// Data packages by group (`data`, `days`, `entertainment`): rechargeType `data`.
-    data: BTreeMap<String, Vec<ProductView>>,
-}
-
-fn view(product: &Product, rate: MntPerYuan) -> Option<ProductView> {
-    let amount = price_in_fen(Mnt::new(product.price).ok()?, rate).ok()?;
-    Some(ProductView {
-        code: product.code.clone(),
-        name: product.name.clone(),
-        eng_name: product.eng_name.clone(),
-        short_name: product.short_name.clone(),
-        price_mnt: product.price,
-        price_rmb: amount.yuan(),
-        amount_fen: amount.get(),
-        unit: product.unit,
-        data: product.data.clone(),
-        days: product.days,
-    })
-}
-
-fn views(groups: &ProductGroup, rate: MntPerYuan) -> BTreeMap<String, Vec<ProductView>> {
-    groups
-        .iter()
-        .map(|(group, products)| {
-            (
-                group.clone(),
-                products.iter().filter_map(|p| view(p, rate)).collect(),
-            )
-        })
-        .collect()
-}
+/// Unitel's `servicetype` answer as received (`result`, `code`, `msg`, `servicetype`,
+/// `name`, `billtype`, `service: {cards: {day, noday, special}, data: {data, days,
+/// entertainment}}`...), each product with `priceRmb` (yuan, as a string) and `priceFen`
+/// added, and `exchangeRate` (tugrik per yuan) at the top.
+#[derive(ToSchema)]
+#[schema(value_type = Object)]
+#[allow(dead_code)]
+pub struct ServicesAnswer(Value);
 
 /// Products Unitel sells to this number (they depend on its tariff), priced in yuan.
 #[utoipa::path(post, path = "/unitel/products/services", tag = "products",
     request_body = ServicesRequest,
-    responses((status = 200, body = ServicesView), (status = 400, description = "Invalid number or unknown subscriber"),
+    responses((status = 201, body = ServicesAnswer), (status = 400, description = "Invalid input, or Unitel cannot serve this number"),
+              (status = 401, description = "No WeChat identity"), (status = 429, description = "Too many lookups this minute"),
               (status = 502, description = "Unitel unavailable")))]
 async fn services(
     State(ctx): State<ApiContext>,
     user: CurrentUser,
     ClientAddress(address): ClientAddress,
-    ApiJson(request): ApiJson<ServicesRequest>,
-) -> Result<Envelope<ServicesView>, ApiError> {
+    ApiJson(body): ApiJson<Value>,
+) -> Result<Created<Value>, ApiError> {
     limit_lookups(&ctx, &user, address).await?;
-    let msisdn = parse_msisdn(&request.msisdn, "msisdn")?;
-    let rate = rates::current(&ctx.db).await?.rate;
+    let mut body = LegacyBody::new(body)?;
+    let msisdn = body.string("msisdn", "手机号码必须是字符串", "手机号码不能为空");
+    let info = body.one_of(
+        "info",
+        &["0", "1"],
+        false,
+        "资费详情参数必须是 0 或 1",
+        None,
+    );
+    body.finish()?;
+    let (Some(msisdn), Some(info)) = (msisdn, info) else {
+        unreachable!("finish() refused a body without both");
+    };
+    let msisdn = parse_msisdn(&msisdn, "msisdn")?;
+    let rate = current_rate(&ctx).await?.rate;
     let service = ctx
         .lookups
-        .service_type(&msisdn)
+        .service_type(&msisdn, &info)
         .await
         .map_err(unitel_error)?;
-    Ok(Envelope(ServicesView {
-        msisdn: msisdn.to_string(),
-        is_postpaid: service.is_postpaid(),
-        servicetype: service.servicetype.clone(),
-        tariff_name: service.tariff_name.clone(),
-        bill_type: service.bill_type.clone(),
-        exchange_rate: rate.get().normalize(),
-        cards: views(&service.cards, rate),
-        data: views(&service.data, rate),
-    }))
+    let mut answer = service.raw.clone();
+    for group in ["cards", "data"] {
+        if let Some(Value::Object(lists)) = answer.pointer_mut(&format!("/service/{group}")) {
+            for product in lists.values_mut().filter_map(Value::as_array_mut).flatten() {
+                price_in_yuan(product, "price", "priceRmb", "priceFen", rate);
+            }
+        }
+    }
+    if let Value::Object(fields) = &mut answer {
+        fields.insert("exchangeRate".into(), rate_number(rate));
+    }
+    Ok(Created(answer))
 }
 
-#[derive(Deserialize, ToSchema)]
+/// `{owner, msisdn}`: no other field; `owner` is passed to Unitel as given.
+#[derive(ToSchema)]
+#[allow(dead_code)]
 pub struct PostpaidBillRequest {
     #[schema(example = "88616609", pattern = r"^[1-9][0-9]{7}$")]
     owner: String,
@@ -137,57 +105,84 @@ pub struct PostpaidBillRequest {
     msisdn: String,
 }
 
-#[derive(Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct PostpaidBillView {
-    msisdn: String,
-    invoice_amount: i64,
-    remain_amount: i64,
-    invoice_date: String,
-    invoice_status: String,
-    /// What a `postpaid` order for this number will pay, in tugrik.
-    total_unpaid: i64,
-    invoice_unpaid: i64,
-    /// The same in yuan at the current rate; null when nothing is due.
-    #[schema(value_type = Option<String>, example = "168.68")]
-    total_unpaid_rmb: Option<Decimal>,
-    total_unpaid_fen: Option<i64>,
-}
+/// Unitel's bill answer as received, snake_case (`invoice_amount`, `remain_amount`,
+/// `invoice_date`, `broadcast_fee`, `total_unpaid`, `invoice_unpaid`, `invoice_status`,
+/// `result`, `code`, `msg`), with `totalUnpaidRmb` (yuan, a string; null when nothing is
+/// due) and `totalUnpaidFen` added.
+#[derive(ToSchema)]
+#[schema(value_type = Object)]
+#[allow(dead_code)]
+pub struct PostpaidBillAnswer(Value);
 
 /// A postpaid number's unpaid bill.
 #[utoipa::path(post, path = "/unitel/postpaid-bill", tag = "products",
     request_body = PostpaidBillRequest,
-    responses((status = 200, body = PostpaidBillView), (status = 400, description = "Invalid number or not postpaid"),
+    responses((status = 201, body = PostpaidBillAnswer), (status = 400, description = "Invalid input, or Unitel cannot serve this number"),
+              (status = 401, description = "No WeChat identity"), (status = 429, description = "Too many lookups this minute"),
               (status = 502, description = "Unitel unavailable")))]
 async fn postpaid_bill(
     State(ctx): State<ApiContext>,
     user: CurrentUser,
     ClientAddress(address): ClientAddress,
-    ApiJson(request): ApiJson<PostpaidBillRequest>,
-) -> Result<Envelope<PostpaidBillView>, ApiError> {
+    ApiJson(body): ApiJson<Value>,
+) -> Result<Created<Value>, ApiError> {
     limit_lookups(&ctx, &user, address).await?;
-    let owner = parse_msisdn(&request.owner, "owner")?;
-    let msisdn = parse_msisdn(&request.msisdn, "msisdn")?;
-    let rate = rates::current(&ctx.db).await?.rate;
+    let mut body = LegacyBody::new(body)?;
+    let owner = body.string("owner", "账户所有者必须是字符串", "账户所有者不能为空");
+    let msisdn = body.string("msisdn", "手机号码必须是字符串", "手机号码不能为空");
+    body.finish()?;
+    let (Some(owner), Some(msisdn)) = (owner, msisdn) else {
+        unreachable!("finish() refused a body without both");
+    };
+    let owner = parse_msisdn(&owner, "owner")?;
+    let msisdn = parse_msisdn(&msisdn, "msisdn")?;
+    let rate = current_rate(&ctx).await?.rate;
     let bill = ctx
         .lookups
         .postpaid_bill(&owner, &msisdn)
         .await
         .map_err(unitel_error)?;
-    let due = Mnt::new(bill.total_unpaid)
-        .ok()
-        .and_then(|mnt| price_in_fen(mnt, rate).ok());
-    Ok(Envelope(PostpaidBillView {
-        msisdn: msisdn.to_string(),
-        invoice_amount: bill.invoice_amount,
-        remain_amount: bill.remain_amount,
-        invoice_date: bill.invoice_date,
-        invoice_status: bill.invoice_status,
-        total_unpaid: bill.total_unpaid,
-        invoice_unpaid: bill.invoice_unpaid,
-        total_unpaid_rmb: due.map(|f| f.yuan()),
-        total_unpaid_fen: due.map(|f| f.get()),
-    }))
+    let mut answer = bill.raw.clone();
+    if bill.total_unpaid > 0 {
+        price_in_yuan(
+            &mut answer,
+            "total_unpaid",
+            "totalUnpaidRmb",
+            "totalUnpaidFen",
+            rate,
+        );
+    } else if let Value::Object(fields) = &mut answer {
+        fields.insert("totalUnpaidRmb".into(), Value::Null);
+        fields.insert("totalUnpaidFen".into(), Value::Null);
+    }
+    Ok(Created(answer))
+}
+
+/// Adds the yuan price of `object[price]` (whole tugrik, a number or digits) as `rmb` (a
+/// string, two decimals at most) and `fen`; leaves an object without a readable price as
+/// it is.
+fn price_in_yuan(object: &mut Value, price: &str, rmb: &str, fen: &str, rate: MntPerYuan) {
+    let mnt = match object.get(price) {
+        Some(Value::Number(n)) => n.as_i64(),
+        Some(Value::String(s)) => s.trim().parse().ok(),
+        _ => None,
+    };
+    let Some(amount) = mnt
+        .and_then(|m| Mnt::new(m).ok())
+        .and_then(|m| price_in_fen(m, rate).ok())
+    else {
+        return;
+    };
+    if let Value::Object(fields) = object {
+        fields.insert(rmb.into(), json!(amount.yuan().normalize().to_string()));
+        fields.insert(fen.into(), json!(amount.get()));
+    }
+}
+
+/// The rate as a JSON number, as the replaced system's `GET /exchange-rate/current` gave it.
+pub fn rate_number(rate: MntPerYuan) -> Value {
+    let text = rate.get().normalize().to_string();
+    serde_json::from_str(&text).unwrap_or(Value::Null)
 }
 
 /// Lookups cost a Unitel call each (unless cached): products and bills share one limit,

@@ -62,11 +62,11 @@ pub fn unitel_error(error: UnitelError) -> ApiError {
     match error {
         UnitelError::Rejected { code, message } => {
             tracing::info!(%code, %message, "Unitel refused a lookup");
-            ApiError::BadRequest("Unitel cannot serve this number; check it and try again".into())
+            ApiError::BadRequest("该号码无法办理此业务，请核对号码".into())
         }
         other => {
             tracing::warn!(error = %other, "Unitel unavailable");
-            ApiError::Upstream("Unitel is unavailable, please try again shortly".into())
+            ApiError::Upstream("Unitel 暂时不可用，请稍后再试".into())
         }
     }
 }

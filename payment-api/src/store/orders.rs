@@ -18,6 +18,9 @@ pub struct OrderRow {
     pub product_code: String,
     pub product_name: String,
     pub product_eng_name: Option<String>,
+    pub product_unit: Option<i32>,
+    pub product_data: Option<String>,
+    pub product_days: Option<i32>,
     pub price_mnt: Mnt,
     pub exchange_rate: Decimal,
     pub amount_fen: Fen,
@@ -25,7 +28,10 @@ pub struct OrderRow {
     pub prepay_id: Option<String>,
     pub transaction_id: Option<String>,
     pub paid_at: Option<DateTime<Utc>>,
+    pub closed_at: Option<DateTime<Utc>>,
     pub recharge_status: RechargeStatus,
+    /// When a worker claimed the top-up.
+    pub recharge_at: Option<DateTime<Utc>>,
     pub recharged_at: Option<DateTime<Utc>>,
     pub seq_id: Option<String>,
     pub vat_receipt: Option<serde_json::Value>,
@@ -34,6 +40,8 @@ pub struct OrderRow {
     pub anomaly: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// Brought over from the replaced system (`import-legacy`).
+    pub imported_at: Option<DateTime<Utc>>,
 }
 
 /// The order, whoever it belongs to (`owner: None`), or only if it is this user's: someone
@@ -47,11 +55,13 @@ pub async fn find(
         OrderRow,
         r#"SELECT order_number AS "order_number: _", openid, phone_number AS "phone_number: _",
                   product_operator, recharge_type AS "recharge_type: _", product_code,
-                  product_name, product_eng_name, price_mnt AS "price_mnt: _", exchange_rate,
+                  product_name, product_eng_name, product_unit, product_data, product_days,
+                  price_mnt AS "price_mnt: _", exchange_rate,
                   amount_fen AS "amount_fen: _", payment_status AS "payment_status: _",
-                  prepay_id, transaction_id, paid_at, recharge_status AS "recharge_status: _",
+                  prepay_id, transaction_id, paid_at, closed_at,
+                  recharge_status AS "recharge_status: _", recharge_at,
                   recharged_at, seq_id, vat_receipt, recharge_error_code,
-                  recharge_error_message, anomaly, created_at, updated_at
+                  recharge_error_message, anomaly, created_at, updated_at, imported_at
              FROM orders
             WHERE order_number = $1 AND ($2::text IS NULL OR openid = $2)"#,
         order_number.as_str(),
@@ -63,8 +73,10 @@ pub async fn find(
 
 #[derive(Debug, Default)]
 pub struct ListFilter {
-    pub payment_status: Option<PaymentStatus>,
-    pub recharge_status: Option<RechargeStatus>,
+    /// Any of these payment states (none given: all).
+    pub payment_statuses: Option<Vec<PaymentStatus>>,
+    /// Any of these top-up states (none given: all).
+    pub recharge_statuses: Option<Vec<RechargeStatus>>,
     pub from: Option<DateTime<Utc>>,
     pub until: Option<DateTime<Utc>>,
 }
@@ -77,17 +89,17 @@ pub async fn list_for_user(
     limit: i64,
     offset: i64,
 ) -> Result<(Vec<OrderRow>, i64), sqlx::Error> {
-    let payment_status = filter.payment_status.map(PaymentStatus::as_str);
-    let recharge_status = filter.recharge_status.map(RechargeStatus::as_str);
+    let payment_statuses = filter.payment_statuses.as_deref();
+    let recharge_statuses = filter.recharge_statuses.as_deref();
     let total = sqlx::query_scalar!(
         r#"SELECT count(*) AS "count!" FROM orders
-            WHERE openid = $1 AND ($2::text IS NULL OR payment_status = $2)
-              AND ($3::text IS NULL OR recharge_status = $3)
+            WHERE openid = $1 AND ($2::text[] IS NULL OR payment_status = ANY($2))
+              AND ($3::text[] IS NULL OR recharge_status = ANY($3))
               AND ($4::timestamptz IS NULL OR created_at >= $4)
               AND ($5::timestamptz IS NULL OR created_at < $5)"#,
         openid.as_str(),
-        payment_status,
-        recharge_status,
+        payment_statuses as Option<&[PaymentStatus]>,
+        recharge_statuses as Option<&[RechargeStatus]>,
         filter.from,
         filter.until,
     )
@@ -97,20 +109,22 @@ pub async fn list_for_user(
         OrderRow,
         r#"SELECT order_number AS "order_number: _", openid, phone_number AS "phone_number: _",
                   product_operator, recharge_type AS "recharge_type: _", product_code,
-                  product_name, product_eng_name, price_mnt AS "price_mnt: _", exchange_rate,
+                  product_name, product_eng_name, product_unit, product_data, product_days,
+                  price_mnt AS "price_mnt: _", exchange_rate,
                   amount_fen AS "amount_fen: _", payment_status AS "payment_status: _",
-                  prepay_id, transaction_id, paid_at, recharge_status AS "recharge_status: _",
+                  prepay_id, transaction_id, paid_at, closed_at,
+                  recharge_status AS "recharge_status: _", recharge_at,
                   recharged_at, seq_id, vat_receipt, recharge_error_code,
-                  recharge_error_message, anomaly, created_at, updated_at
+                  recharge_error_message, anomaly, created_at, updated_at, imported_at
              FROM orders
-            WHERE openid = $1 AND ($2::text IS NULL OR payment_status = $2)
-              AND ($3::text IS NULL OR recharge_status = $3)
+            WHERE openid = $1 AND ($2::text[] IS NULL OR payment_status = ANY($2))
+              AND ($3::text[] IS NULL OR recharge_status = ANY($3))
               AND ($4::timestamptz IS NULL OR created_at >= $4)
               AND ($5::timestamptz IS NULL OR created_at < $5)
             ORDER BY created_at DESC, id DESC LIMIT $6 OFFSET $7"#,
         openid.as_str(),
-        payment_status,
-        recharge_status,
+        payment_statuses as Option<&[PaymentStatus]>,
+        recharge_statuses as Option<&[RechargeStatus]>,
         filter.from,
         filter.until,
         limit,
@@ -168,5 +182,14 @@ pub async fn unpaid_older_than(
         limit,
     )
     .fetch_all(db)
+    .await
+}
+
+pub async fn exists(db: &PgPool, order_number: &OrderNumber) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar!(
+        r#"SELECT EXISTS (SELECT 1 FROM orders WHERE order_number = $1) AS "exists!""#,
+        order_number.as_str()
+    )
+    .fetch_one(db)
     .await
 }

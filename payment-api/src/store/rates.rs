@@ -10,7 +10,8 @@ pub struct CurrentRate {
     pub set_at: DateTime<Utc>,
 }
 
-pub async fn current(db: &PgPool) -> Result<CurrentRate, anyhow::Error> {
+/// The current rate; none only if every rate row was deleted (a migration sets one).
+pub async fn current(db: &PgPool) -> Result<Option<CurrentRate>, sqlx::Error> {
     sqlx::query_as!(
         CurrentRate,
         r#"SELECT rate AS "rate: MntPerYuan", created_at AS set_at FROM exchange_rates
@@ -18,8 +19,7 @@ pub async fn current(db: &PgPool) -> Result<CurrentRate, anyhow::Error> {
             ORDER BY created_at DESC, id DESC LIMIT 1"#
     )
     .fetch_optional(db)
-    .await?
-    .ok_or_else(|| anyhow::anyhow!("no MNT_TO_CNY exchange rate is configured"))
+    .await
 }
 
 /// Makes `rate` the current rate; returns when it was set.
@@ -33,6 +33,16 @@ pub async fn set(
          VALUES ('MNT_TO_CNY', $1, $2) RETURNING created_at",
         rate.get(),
         set_by,
+    )
+    .fetch_one(db)
+    .await
+}
+
+/// Whether a rate was ever set by `set_by` (the import names its rates uniquely).
+pub async fn set_by_exists(db: &PgPool, set_by: &str) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar!(
+        r#"SELECT EXISTS (SELECT 1 FROM exchange_rates WHERE set_by = $1) AS "exists!""#,
+        set_by
     )
     .fetch_one(db)
     .await

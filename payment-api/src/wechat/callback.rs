@@ -34,6 +34,62 @@ impl PaymentNotification {
         self.return_code.as_deref() == Some("SUCCESS")
             && self.result_code.as_deref() == Some("SUCCESS")
     }
+
+    pub fn attached(&self) -> Attach {
+        Attach::read(self.attach.as_deref())
+    }
+}
+
+/// What a payment's `attach` says it is for. Ours is the order number; the replaced
+/// system's, still arriving for payments started there, is
+/// `{"orderNumber":"…","phoneNumber":"…"}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Attach {
+    Absent,
+    OrderNumber(String),
+    Legacy {
+        order_number: String,
+        phone_number: Option<String>,
+    },
+    /// Neither form: a forgery, or someone else's payment.
+    Unreadable,
+}
+
+impl Attach {
+    pub fn read(attach: Option<&str>) -> Attach {
+        let Some(attach) = attach.map(str::trim).filter(|a| !a.is_empty()) else {
+            return Attach::Absent;
+        };
+        if !attach.starts_with('{') {
+            return Attach::OrderNumber(attach.to_owned());
+        }
+        #[derive(Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Legacy {
+            order_number: String,
+            phone_number: Option<String>,
+        }
+        match serde_json::from_str::<Legacy>(attach) {
+            Ok(legacy) => Attach::Legacy {
+                order_number: legacy.order_number,
+                phone_number: legacy.phone_number,
+            },
+            Err(_) => Attach::Unreadable,
+        }
+    }
+
+    /// Whether it names this order (an absent attach names none and contradicts none).
+    pub fn names(&self, order_number: &str) -> bool {
+        match self {
+            Attach::Absent => true,
+            Attach::OrderNumber(attached)
+            | Attach::Legacy {
+                order_number: attached,
+                ..
+            } => attached == order_number,
+            Attach::Unreadable => false,
+        }
+    }
 }
 
 /// An amount in fen: a number in the documented examples; a string of digits is accepted
@@ -50,6 +106,28 @@ pub(super) fn fen_amount<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>,
 #[cfg(test)]
 mod tests {
     use super::super::QueryAnswer as QueriedOrder;
+
+    #[test]
+    fn both_forms_of_attach_are_read() {
+        use super::Attach;
+        let legacy = r#"{"orderNumber":"ORD1760781234567V1StGXR8_Z5j","phoneNumber":"88616609"}"#;
+        assert_eq!(
+            Attach::read(Some(legacy)),
+            Attach::Legacy {
+                order_number: "ORD1760781234567V1StGXR8_Z5j".into(),
+                phone_number: Some("88616609".into())
+            }
+        );
+        assert!(Attach::read(Some(legacy)).names("ORD1760781234567V1StGXR8_Z5j"));
+        assert!(!Attach::read(Some(legacy)).names("ORD1760781234567V1StGXR8_Z5k"));
+        assert_eq!(
+            Attach::read(Some("ORD1")),
+            Attach::OrderNumber("ORD1".into())
+        );
+        assert_eq!(Attach::read(Some("")), Attach::Absent);
+        assert_eq!(Attach::read(Some(r#"{"order":"x"}"#)), Attach::Unreadable);
+        assert!(!Attach::read(Some("{not json")).names("{not json"));
+    }
 
     #[test]
     fn amounts_are_read_as_numbers_or_digit_strings_and_nothing_else() {

@@ -9,7 +9,7 @@
 mod callback;
 mod states;
 
-pub use callback::PaymentNotification;
+pub use callback::{Attach, PaymentNotification};
 pub use states::china_time;
 
 use chrono::{DateTime, Utc};
@@ -164,6 +164,7 @@ impl WechatPay {
         openid: &OpenId,
         amount: Fen,
         description: &str,
+        attach: &str,
     ) -> Result<PrepaidOrder, WechatError> {
         let body = json!({
             "body": description,
@@ -176,7 +177,7 @@ impl WechatPay {
             "callback_type": 2,
             "trade_type": "JSAPI",
             // Echoed back in the callback: one more thing a forger has to get right.
-            "attach": order_number.as_str(),
+            "attach": attach,
             "container": {
                 "service": self.config.callback_service,
                 // The full path with the order number: nothing documents the platform

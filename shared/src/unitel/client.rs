@@ -59,11 +59,17 @@ impl UnitelClient {
         })
     }
 
-    pub async fn service_type(&self, msisdn: &Msisdn) -> Result<ServiceType, UnitelError> {
+    /// The number's tariff and products. `info` is Unitel's tariff-detail switch ("0" or
+    /// "1"), passed as the mini-program gives it; orders ask with "1".
+    pub async fn service_type(
+        &self,
+        msisdn: &Msisdn,
+        info: &str,
+    ) -> Result<ServiceType, UnitelError> {
         let body = self
             .call_expecting_success(
                 "/service/servicetype",
-                &json!({"msisdn": msisdn.as_str(), "info": "1"}),
+                &json!({"msisdn": msisdn.as_str(), "info": info}),
             )
             .await?;
         ServiceType::from_response(&body)
@@ -83,8 +89,10 @@ impl UnitelClient {
                 &json!({"owner": owner.as_str(), "msisdn": msisdn.as_str()}),
             )
             .await?;
-        serde_json::from_value(body)
-            .map_err(|e| UnitelError::Unknown(format!("unreadable postpaid bill: {e}")))
+        let mut bill: PostpaidBill = serde_json::from_value(body.clone())
+            .map_err(|e| UnitelError::Unknown(format!("unreadable postpaid bill: {e}")))?;
+        bill.raw = body;
+        Ok(bill)
     }
 
     /// Sends one top-up with `token`, fetched ([`UnitelClient::token`]) before the order was

@@ -30,6 +30,8 @@ pub type ProductGroup = BTreeMap<String, Vec<Product>>;
 /// A subscriber's tariff and the products it may buy.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServiceType {
+    /// Unitel's answer as received: the mini-program reads it as it is.
+    pub raw: serde_json::Value,
     pub servicetype: String,
     pub tariff_name: String,
     pub bill_type: String,
@@ -64,6 +66,7 @@ impl ServiceType {
         };
         let service = body.get("service")?;
         Some(ServiceType {
+            raw: body.clone(),
             servicetype: text("servicetype"),
             tariff_name: text("name"),
             bill_type: text("billtype"),
@@ -102,6 +105,9 @@ fn groups(value: Option<&serde_json::Value>) -> ProductGroup {
 /// A postpaid subscriber's bill.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PostpaidBill {
+    /// Unitel's answer as received: the mini-program reads it as it is.
+    #[serde(skip)]
+    pub raw: serde_json::Value,
     #[serde(default, deserialize_with = "integer_or_digits")]
     pub invoice_amount: i64,
     #[serde(default, deserialize_with = "integer_or_digits")]

@@ -1,0 +1,288 @@
+//! `GET /statistics`, `/statistics/users`, `/statistics/orders`, `/statistics/revenue`:
+//! the replaced system's figures, in its shapes, for the tools that read them. Unlike there,
+//! they need the admin token: any customer could read the business's revenue before.
+//! `/admin/stats` is this project's fuller report.
+
+use std::collections::{BTreeMap, HashMap};
+
+use axum::extract::{Query, State};
+use axum::routing::get;
+use axum::Router;
+use chrono::{DateTime, Datelike, NaiveDate, Utc};
+use serde::Serialize;
+use sqlx::PgPool;
+use utoipa::{IntoParams, ToSchema};
+
+use super::envelope::{iso_millis, Envelope};
+use super::error::ApiError;
+use super::extractor::Admin;
+use super::orders::china_day_start;
+use crate::context::ApiContext;
+
+pub fn router() -> Router<ApiContext> {
+    Router::new()
+        .route("/statistics", get(overview))
+        .route("/statistics/users", get(users))
+        .route("/statistics/orders", get(orders))
+        .route("/statistics/revenue", get(revenue))
+}
+
+/// The replaced system's filters; any other parameter is refused, as there.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code, non_snake_case)]
+pub struct LegacyStatsQuery {
+    /// First day (`YYYY-MM-DD`, China time) of orders created / payments made.
+    #[param(value_type = Option<String>, format = Date)]
+    startDate: Option<String>,
+    /// Last day, included.
+    #[param(value_type = Option<String>, format = Date)]
+    endDate: Option<String>,
+    /// Only users of this app (and their orders).
+    appid: Option<String>,
+}
+
+struct Filter {
+    from: Option<DateTime<Utc>>,
+    until: Option<DateTime<Utc>>,
+    appid: Option<String>,
+}
+
+fn filter(query: &HashMap<String, String>) -> Result<Filter, ApiError> {
+    let mut unknown: Vec<String> = query
+        .keys()
+        .filter(|k| !["startDate", "endDate", "appid"].contains(&k.as_str()))
+        .map(|k| format!("property {k} should not exist"))
+        .collect();
+    if !unknown.is_empty() {
+        unknown.sort();
+        return Err(ApiError::BadRequest(unknown.join(", ")));
+    }
+    let from = query
+        .get("startDate")
+        .map(|d| china_day_start(d, "开始日期格式不正确，应为 YYYY-MM-DD"))
+        .transpose()?;
+    let until = query
+        .get("endDate")
+        .map(|d| china_day_start(d, "结束日期格式不正确，应为 YYYY-MM-DD"))
+        .transpose()?
+        .map(|end| end + chrono::Duration::days(1));
+    Ok(Filter {
+        from,
+        until,
+        appid: query.get("appid").cloned(),
+    })
+}
+
+/// Midnight of today and of the first of this month, China time.
+fn today_and_month() -> (DateTime<Utc>, DateTime<Utc>) {
+    let today = crate::stats::today();
+    let month = NaiveDate::from_ymd_opt(today.year(), today.month(), 1).expect("day 1 exists");
+    let start = |day: NaiveDate| {
+        china_day_start(&day.format("%Y-%m-%d").to_string(), "").expect("a formatted date parses")
+    };
+    (start(today), start(month))
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct UserFigures {
+    total: i64,
+    /// Users first seen today (China time).
+    today_new: i64,
+    /// Users per app (`unknown` when none was recorded); absent when `appid` is given.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    by_appid: Option<BTreeMap<String, i64>>,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OrderFigures {
+    total: i64,
+    /// Orders not paid (yet).
+    pending: i64,
+    paid: i64,
+    /// Orders whose top-up succeeded.
+    completed: i64,
+    /// Orders created today (China time).
+    today_orders: i64,
+    by_operator: BTreeMap<String, i64>,
+    by_recharge_type: BTreeMap<String, i64>,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RevenueFigures {
+    /// Yuan paid, a decimal string (`"12.3"`).
+    total_revenue: String,
+    today_revenue: String,
+    month_revenue: String,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Overview {
+    users: UserFigures,
+    orders: OrderFigures,
+    revenue: RevenueFigures,
+    #[serde(serialize_with = "iso_millis")]
+    generated_at: DateTime<Utc>,
+}
+
+async fn user_figures(db: &PgPool, filter: &Filter) -> Result<UserFigures, sqlx::Error> {
+    let (today, _) = today_and_month();
+    let counts = sqlx::query!(
+        r#"SELECT count(*) AS "total!", count(*) FILTER (WHERE created_at >= $2) AS "today!"
+             FROM users WHERE ($1::text IS NULL OR appid = $1)"#,
+        filter.appid,
+        today,
+    )
+    .fetch_one(db)
+    .await?;
+    let by_appid = match filter.appid {
+        Some(_) => None,
+        None => Some(
+            sqlx::query!(
+                r#"SELECT COALESCE(appid, 'unknown') AS "appid!", count(*) AS "users!"
+                     FROM users GROUP BY 1"#
+            )
+            .fetch_all(db)
+            .await?
+            .into_iter()
+            .map(|r| (r.appid, r.users))
+            .collect(),
+        ),
+    };
+    Ok(UserFigures {
+        total: counts.total,
+        today_new: counts.today,
+        by_appid,
+    })
+}
+
+async fn order_figures(db: &PgPool, filter: &Filter) -> Result<OrderFigures, sqlx::Error> {
+    let (today, _) = today_and_month();
+    let rows = sqlx::query!(
+        r#"SELECT o.product_operator AS "operator!", o.recharge_type AS "recharge_type!",
+                  count(*) AS "total!",
+                  count(*) FILTER (WHERE o.payment_status <> 'paid') AS "pending!",
+                  count(*) FILTER (WHERE o.payment_status = 'paid') AS "paid!",
+                  count(*) FILTER (WHERE o.recharge_status = 'success') AS "completed!",
+                  count(*) FILTER (WHERE o.created_at >= $4) AS "today!"
+             FROM orders o
+            WHERE ($1::timestamptz IS NULL OR o.created_at >= $1)
+              AND ($2::timestamptz IS NULL OR o.created_at < $2)
+              AND ($3::text IS NULL OR EXISTS
+                    (SELECT 1 FROM users u WHERE u.id = o.user_id AND u.appid = $3))
+            GROUP BY 1, 2"#,
+        filter.from,
+        filter.until,
+        filter.appid,
+        today,
+    )
+    .fetch_all(db)
+    .await?;
+    let mut figures = OrderFigures {
+        total: 0,
+        pending: 0,
+        paid: 0,
+        completed: 0,
+        today_orders: 0,
+        by_operator: BTreeMap::new(),
+        by_recharge_type: BTreeMap::new(),
+    };
+    for row in rows {
+        figures.total += row.total;
+        figures.pending += row.pending;
+        figures.paid += row.paid;
+        figures.completed += row.completed;
+        figures.today_orders += row.today;
+        *figures.by_operator.entry(row.operator).or_default() += row.total;
+        *figures
+            .by_recharge_type
+            .entry(row.recharge_type)
+            .or_default() += row.total;
+    }
+    Ok(figures)
+}
+
+async fn revenue_figures(db: &PgPool, filter: &Filter) -> Result<RevenueFigures, sqlx::Error> {
+    let (today, month) = today_and_month();
+    let sums = sqlx::query!(
+        r#"SELECT COALESCE(sum(amount_fen) FILTER (WHERE ($1::timestamptz IS NULL OR paid_at >= $1)
+                                                    AND ($2::timestamptz IS NULL OR paid_at < $2)), 0)::bigint AS "total!",
+                  COALESCE(sum(amount_fen) FILTER (WHERE paid_at >= $4), 0)::bigint AS "today!",
+                  COALESCE(sum(amount_fen) FILTER (WHERE paid_at >= $5), 0)::bigint AS "month!"
+             FROM orders o
+            WHERE payment_status = 'paid'
+              AND ($3::text IS NULL OR EXISTS
+                    (SELECT 1 FROM users u WHERE u.id = o.user_id AND u.appid = $3))"#,
+        filter.from,
+        filter.until,
+        filter.appid,
+        today,
+        month,
+    )
+    .fetch_one(db)
+    .await?;
+    let yuan = |fen: i64| rust_decimal::Decimal::new(fen, 2).normalize().to_string();
+    Ok(RevenueFigures {
+        total_revenue: yuan(sums.total),
+        today_revenue: yuan(sums.today),
+        month_revenue: yuan(sums.month),
+    })
+}
+
+/// Users, orders and revenue at once.
+#[utoipa::path(get, path = "/statistics", tag = "admin", params(LegacyStatsQuery),
+    security(("admin_token" = [])),
+    responses((status = 200, body = Overview), (status = 401, description = "Missing or wrong admin token")))]
+async fn overview(
+    State(ctx): State<ApiContext>,
+    _admin: Admin,
+    Query(query): Query<HashMap<String, String>>,
+) -> Result<Envelope<Overview>, ApiError> {
+    let filter = filter(&query)?;
+    Ok(Envelope(Overview {
+        users: user_figures(&ctx.db, &filter).await?,
+        orders: order_figures(&ctx.db, &filter).await?,
+        revenue: revenue_figures(&ctx.db, &filter).await?,
+        generated_at: Utc::now(),
+    }))
+}
+
+/// Users: how many, new today, per app.
+#[utoipa::path(get, path = "/statistics/users", tag = "admin", params(LegacyStatsQuery),
+    security(("admin_token" = [])),
+    responses((status = 200, body = UserFigures), (status = 401, description = "Missing or wrong admin token")))]
+async fn users(
+    State(ctx): State<ApiContext>,
+    _admin: Admin,
+    Query(query): Query<HashMap<String, String>>,
+) -> Result<Envelope<UserFigures>, ApiError> {
+    Ok(Envelope(user_figures(&ctx.db, &filter(&query)?).await?))
+}
+
+/// Orders: by payment and top-up state, operator and recharge type.
+#[utoipa::path(get, path = "/statistics/orders", tag = "admin", params(LegacyStatsQuery),
+    security(("admin_token" = [])),
+    responses((status = 200, body = OrderFigures), (status = 401, description = "Missing or wrong admin token")))]
+async fn orders(
+    State(ctx): State<ApiContext>,
+    _admin: Admin,
+    Query(query): Query<HashMap<String, String>>,
+) -> Result<Envelope<OrderFigures>, ApiError> {
+    Ok(Envelope(order_figures(&ctx.db, &filter(&query)?).await?))
+}
+
+/// Yuan paid: in the range, today, this month.
+#[utoipa::path(get, path = "/statistics/revenue", tag = "admin", params(LegacyStatsQuery),
+    security(("admin_token" = [])),
+    responses((status = 200, body = RevenueFigures), (status = 401, description = "Missing or wrong admin token")))]
+async fn revenue(
+    State(ctx): State<ApiContext>,
+    _admin: Admin,
+    Query(query): Query<HashMap<String, String>>,
+) -> Result<Envelope<RevenueFigures>, ApiError> {
+    Ok(Envelope(revenue_figures(&ctx.db, &filter(&query)?).await?))
+}
