@@ -620,6 +620,17 @@ async fn every_row_of_the_compatibility_table_holds() {
             "/statistics/{part}"
         );
     }
+    // An app id PostgreSQL cannot compare is bad input, not a server error.
+    let nul = world
+        .send(
+            Method::GET,
+            "/statistics/users?appid=wx%00",
+            None,
+            &admin,
+            None,
+        )
+        .await;
+    assert_eq!(nul.status, StatusCode::BAD_REQUEST, "{}", nul.body);
 
     assert!(
         errors.is_empty(),

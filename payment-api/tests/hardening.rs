@@ -517,6 +517,32 @@ async fn callbacks_nobody_verified_cannot_fill_the_database_or_mark_an_order() {
         "an unverified request does not mark the order"
     );
     assert!(!system.events(&order).await.contains(&"anomaly".to_owned()));
+
+    // Whatever a forger's numbers are, the order's history still reads back.
+    let (status, _) = system
+        .anonymous()
+        .post_raw(
+            &format!("/payment/refund-callback/{order}"),
+            &[
+                ("content-type", "application/json"),
+                ("x-wx-source", "wxpay"),
+                ("x-original-forwarded-for", "10.2.0.2"),
+            ],
+            r#"{"subMchId": "9999999999", "huge": 1.7976931348623157e308, "small": 5e-324}"#
+                .to_owned(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        count(&system, "SELECT count(*) FROM payment_anomalies").await,
+        6
+    );
+    let (status, history) = system.admin_get(&format!("/admin/orders/{order}")).await;
+    assert_eq!(status, StatusCode::OK, "{history}");
+    assert_eq!(
+        history["data"]["anomalies"][5]["detail"]["huge"],
+        json!("1.7976931348623157e+308")
+    );
     system.shutdown().await;
 }
 

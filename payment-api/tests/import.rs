@@ -435,36 +435,18 @@ async fn import(system: &System, from: &str, dry_run: bool) -> (i32, String) {
 
 /// Everything the import writes, in a stable order, for comparing two runs.
 async fn snapshot(db: &PgPool) -> Value {
-    let orders: Vec<Value> = sqlx::query_scalar(
-        "SELECT to_jsonb(o) - 'updated_at' - 'id' - 'imported_at' FROM orders o ORDER BY order_number",
-    )
-    .fetch_all(db)
-    .await
-    .unwrap();
-    let events: Vec<Value> = sqlx::query_scalar(
-        "SELECT jsonb_build_array(order_number, event, actor, detail) FROM order_events ORDER BY id",
-    )
-    .fetch_all(db)
-    .await
-    .unwrap();
-    let users: Vec<Value> = sqlx::query_scalar(
-        "SELECT jsonb_build_array(openid, unionid, appid, created_at) FROM users ORDER BY openid",
-    )
-    .fetch_all(db)
-    .await
-    .unwrap();
-    let rates: Vec<Value> = sqlx::query_scalar(
-        "SELECT jsonb_build_array(rate, set_by) FROM exchange_rates ORDER BY id",
-    )
-    .fetch_all(db)
-    .await
-    .unwrap();
-    let messages: Vec<String> =
-        sqlx::query_scalar("SELECT idempotency_key FROM outbox ORDER BY id")
-            .fetch_all(db)
-            .await
-            .unwrap();
-    json!({"orders": orders, "events": events, "users": users, "rates": rates, "messages": messages})
+    let mut tables = serde_json::Map::new();
+    for (name, rows) in [
+        ("orders", "SELECT to_jsonb(o) - 'updated_at' - 'id' - 'imported_at' FROM orders o ORDER BY order_number"),
+        ("events", "SELECT jsonb_build_array(order_number, event, actor, detail) FROM order_events ORDER BY id"),
+        ("users", "SELECT jsonb_build_array(openid, unionid, appid, created_at) FROM users ORDER BY openid"),
+        ("rates", "SELECT jsonb_build_array(rate, set_by) FROM exchange_rates ORDER BY id"),
+        ("messages", "SELECT to_jsonb(idempotency_key) FROM outbox ORDER BY id"),
+    ] {
+        let rows: Vec<Value> = sqlx::query_scalar(rows).fetch_all(db).await.unwrap();
+        tables.insert(name.to_owned(), Value::Array(rows));
+    }
+    Value::Object(tables)
 }
 
 #[tokio::test]

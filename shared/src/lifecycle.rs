@@ -386,8 +386,11 @@ const MAX_ANOMALY_DETAIL: usize = 4096;
 /// What a forger sent is kept, minus what PostgreSQL cannot store (NUL characters) and
 /// within [`MAX_ANOMALY_DETAIL`]: recording an anomaly must never fail, or grow the
 /// database, because of its content. A larger detail keeps its beginning, as text.
+/// Fractional numbers are kept as text: `jsonb` rewrites one such as 1.7976931348623157e308
+/// as 309 digits that no longer read back as a JSON number, and the order's history could
+/// not be shown.
 fn storable(value: Value) -> Value {
-    let value = without_nul(value);
+    let value = readable(value);
     let text = value.to_string();
     if text.len() <= MAX_ANOMALY_DETAIL {
         return value;
@@ -396,13 +399,14 @@ fn storable(value: Value) -> Value {
     json!({"truncated": true, "bytes": text.len(), "head": head})
 }
 
-fn without_nul(value: Value) -> Value {
+fn readable(value: Value) -> Value {
     match value {
         Value::String(s) => Value::String(storable_text(&s, 1000)),
-        Value::Array(items) => Value::Array(items.into_iter().map(without_nul).collect()),
+        Value::Number(n) if n.is_f64() => Value::String(n.to_string()),
+        Value::Array(items) => Value::Array(items.into_iter().map(readable).collect()),
         Value::Object(map) => Value::Object(
             map.into_iter()
-                .map(|(k, v)| (storable_text(&k, 100), without_nul(v)))
+                .map(|(k, v)| (storable_text(&k, 100), readable(v)))
                 .collect(),
         ),
         other => other,

@@ -70,7 +70,8 @@ async fn current(State(ctx): State<ApiContext>) -> Result<Envelope<ExchangeRateV
 pub struct SetRateRequest {
     /// Tugrik per yuan, at most four decimals, between 10 and 10000: a string such as
     /// `"445.5"` (or a JSON number).
-    #[schema(value_type = String, example = "445.5")]
+    #[schema(value_type = String, example = "445.5",
+        pattern = r"^([1-9][0-9]{1,3}(\.[0-9]{1,4})?|10000(\.0{1,4})?)$")]
     rate: Value,
     /// Who set it (default `admin`).
     #[serde(default)]

@@ -38,7 +38,9 @@ pub struct LegacyStatsQuery {
     /// Last day, included.
     #[param(value_type = Option<String>, format = Date)]
     endDate: Option<String>,
-    /// Only users of this app (and their orders).
+    /// Only users of this app (and their orders). App ids are recorded only when they are
+    /// printable ASCII of at most 128 characters, so no other value matches anyone.
+    #[param(pattern = r"^[!-~]{1,128}$")]
     appid: Option<String>,
 }
 
@@ -67,11 +69,17 @@ fn filter(query: &HashMap<String, String>) -> Result<Filter, ApiError> {
         .map(|d| china_day_start(d, "结束日期格式不正确，应为 YYYY-MM-DD"))
         .transpose()?
         .map(|end| end + chrono::Duration::days(1));
-    Ok(Filter {
-        from,
-        until,
-        appid: query.get("appid").cloned(),
-    })
+    let appid = query.get("appid").cloned();
+    // As recorded from the gateway's headers; anything else matches no one (and PostgreSQL
+    // could not compare text holding NUL).
+    let recordable =
+        |id: &String| (1..=128).contains(&id.len()) && id.chars().all(|c| c.is_ascii_graphic());
+    if appid.as_ref().is_some_and(|id| !recordable(id)) {
+        return Err(ApiError::BadRequest(
+            "appid must be 1 to 128 printable ASCII characters".into(),
+        ));
+    }
+    Ok(Filter { from, until, appid })
 }
 
 /// Midnight of today and of the first of this month, China time.

@@ -3,7 +3,7 @@
 
 use axum::Router;
 use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
-use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, Http, HttpAuthScheme, SecurityScheme};
 use utoipa::openapi::{Content, Ref, RefOr, Response};
 use utoipa::{Modify, OpenApi, PartialSchema, ToSchema};
 use utoipa_swagger_ui::SwaggerUi;
@@ -36,7 +36,7 @@ use utoipa_swagger_ui::SwaggerUi;
         super::refund::retry_refund,
         super::exchange_rate::set_exchange_rate,
     ),
-    modifiers(&AdminTokenScheme, &ResponseEnvelopes),
+    modifiers(&SecuritySchemes, &ResponseEnvelopes),
     tags(
         (name = "products", description = "What a number can buy, priced in yuan"),
         (name = "orders", description = "The caller's orders (identity from the WeChat gateway)"),
@@ -47,14 +47,23 @@ use utoipa_swagger_ui::SwaggerUi;
 )]
 pub struct ApiDoc;
 
-struct AdminTokenScheme;
+struct SecuritySchemes;
 
-impl Modify for AdminTokenScheme {
+impl Modify for SecuritySchemes {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         let components = openapi.components.get_or_insert_with(Default::default);
         components.add_security_scheme(
             "admin_token",
             SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
+        );
+        components.add_security_scheme(
+            "wechat_identity",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+                "X-WX-OPENID",
+                "The caller's openid, injected by the WeChat Cloud Hosting gateway together \
+                 with X-WX-SOURCE (X-WX-FROM-OPENID wins when both are sent). Never set by \
+                 the mini-program itself: public-domain access must be off.",
+            ))),
         );
     }
 }
@@ -77,7 +86,7 @@ struct ErrorBody {
 /// Documents the response envelope once, for every route, instead of in each annotation:
 /// success bodies are wrapped in `{code, data, message, timestamp}`, error statuses get the
 /// error body, and every route documents the 400 (and, with a body, the 413) any input
-/// can earn. The WeChat callback answers in WeChat's own format and is left alone.
+/// can earn, every admin route the 429 of `ADMIN_FAILURES_PER_MINUTE`. The WeChat callback answers in WeChat's own format and is left alone.
 struct ResponseEnvelopes;
 
 impl Modify for ResponseEnvelopes {
@@ -99,6 +108,7 @@ impl Modify for ResponseEnvelopes {
             ];
             for operation in operations.into_iter().flatten() {
                 let has_body = operation.request_body.is_some();
+                let admin_only = requires_admin_token(operation);
                 let responses = &mut operation.responses.responses;
                 for (status, response) in responses.iter_mut() {
                     let RefOr::T(response) = response else {
@@ -122,12 +132,27 @@ impl Modify for ResponseEnvelopes {
                     });
                 };
                 ensure("400", "Invalid input");
+                if admin_only {
+                    ensure(
+                        "429",
+                        "Too many wrong admin tokens from this address this minute",
+                    );
+                }
                 if has_body {
                     ensure("413", "Request body too large");
                 }
             }
         }
     }
+}
+
+fn requires_admin_token(operation: &utoipa::openapi::path::Operation) -> bool {
+    // `SecurityRequirement` keeps its scheme names private; its JSON form names them.
+    operation.security.as_ref().is_some_and(|requirements| {
+        requirements.iter().any(|requirement| {
+            serde_json::to_value(requirement).is_ok_and(|value| value.get("admin_token").is_some())
+        })
+    })
 }
 
 fn enveloped(data: RefOr<Schema>) -> RefOr<Schema> {

@@ -165,8 +165,7 @@ async fn price_product(
 }
 
 /// Creates an order priced on the server.
-#[utoipa::path(post, path = "/orders", tag = "orders", request_body = CreateOrderRequest,
-    params(("X-WX-OPENID" = String, Header, description = "Injected by the cloud-hosting gateway")),
+#[utoipa::path(post, path = "/orders", tag = "orders", security(("wechat_identity" = [])), request_body = CreateOrderRequest,
     responses((status = 201, body = OrderView), (status = 400, description = "Invalid input, an operator not sold, no product of that code, or no bill to pay"),
               (status = 401, description = "No WeChat identity"), (status = 429, description = "Too many orders this minute"),
               (status = 502, description = "Unitel unavailable")))]
@@ -434,7 +433,7 @@ fn list_filter(query: &HashMap<String, String>) -> Result<(ListFilter, i64, i64)
 }
 
 /// The caller's orders, newest first.
-#[utoipa::path(get, path = "/orders/my", tag = "orders", params(MyOrdersQuery),
+#[utoipa::path(get, path = "/orders/my", tag = "orders", security(("wechat_identity" = [])), params(MyOrdersQuery),
     responses((status = 200, body = OrderPage), (status = 400, description = "Invalid filter"),
               (status = 401, description = "No WeChat identity")))]
 async fn mine(
@@ -457,7 +456,7 @@ async fn mine(
 }
 
 /// One of the caller's orders, with its owner, and its VAT receipt once credited.
-#[utoipa::path(get, path = "/orders/{orderNumber}", tag = "orders",
+#[utoipa::path(get, path = "/orders/{orderNumber}", tag = "orders", security(("wechat_identity" = [])),
     params(OrderNumberParam),
     responses((status = 200, body = OrderView), (status = 404, description = "No such order for this user"),
               (status = 401, description = "No WeChat identity")))]
@@ -500,11 +499,12 @@ async fn one(
 
 /// Cancels one of the caller's unpaid orders: closed at WeChat first (so it can no longer
 /// be paid there), then here.
-#[utoipa::path(post, path = "/orders/{orderNumber}/cancel", tag = "orders",
+#[utoipa::path(post, path = "/orders/{orderNumber}/cancel", tag = "orders", security(("wechat_identity" = [])),
     params(OrderNumberParam),
     responses((status = 200, body = OrderView), (status = 401, description = "No WeChat identity"),
               (status = 404, description = "No such order for this user"),
               (status = 409, description = "Already paid, or WeChat cannot close it yet"),
+              (status = 429, description = "Too many cancellations this minute"),
               (status = 502, description = "WeChat Pay unreachable")))]
 async fn cancel(
     State(ctx): State<ApiContext>,

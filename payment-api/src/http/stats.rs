@@ -26,10 +26,10 @@ pub fn router() -> Router<ApiContext> {
 #[into_params(parameter_in = Query)]
 pub struct StatsQuery {
     /// First day, `YYYY-MM-DD` in Asia/Shanghai (default: 29 days before `to`).
-    #[param(example = "2026-11-01", pattern = r"^\d{4}-\d{2}-\d{2}$")]
+    #[param(example = "2026-11-01", format = Date)]
     from: Option<String>,
     /// Last day, included, `YYYY-MM-DD` in Asia/Shanghai (default: today).
-    #[param(example = "2026-11-30", pattern = r"^\d{4}-\d{2}-\d{2}$")]
+    #[param(example = "2026-11-30", format = Date)]
     to: Option<String>,
 }
 
