@@ -218,7 +218,7 @@ async fn run(
 
     let forged = verdict::forge(client).await?;
     client.set_faults(&json!({})).await?;
-    // The shipped sweeps and retries run on their own periods (30 s, 2 min): settling
+    // The shipped sweeps and retries run on their own periods (5 s, 2 min): settling
     // takes minutes, not seconds.
     let settled = verdict::settle(database_url, prefix, Duration::from_secs(420)).await;
     let healed = std::mem::take(&mut disruptions.recoveries).results().await;

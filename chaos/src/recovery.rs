@@ -44,6 +44,15 @@ pub struct Healed {
     pub took: Option<Duration>,
     /// Orders (or payments) it concerned; 0 for restarts.
     pub orders: usize,
+    /// For a worker kill: which worker, when, and the order that was settled last, so that
+    /// a slow recovery can be explained from that order's history.
+    pub kill: Option<KilledWorker>,
+}
+
+pub struct KilledWorker {
+    pub worker: String,
+    pub at: chrono::DateTime<chrono::Utc>,
+    pub last_settled: Option<String>,
 }
 
 #[derive(Default)]
@@ -55,6 +64,7 @@ impl Recoveries {
     /// Right after `worker` was killed: the orders it held, and until when.
     pub async fn worker_killed(&mut self, db: &PgPool, worker: &str) {
         let killed = Instant::now();
+        let killed_at = chrono::Utc::now();
         let held: Vec<String> = sqlx::query_scalar(
             "SELECT order_number FROM orders WHERE recharge_status = 'processing' AND recharge_worker = $1",
         )
@@ -65,21 +75,32 @@ impl Recoveries {
         let (db, worker) = (db.clone(), worker.to_owned());
         self.watching.push(tokio::spawn(async move {
             let orders = held.len();
+            let unsettled = std::sync::Mutex::new(held.clone());
+            let last_settled = std::sync::Mutex::new(None);
             let took = until(killed, || {
-                let (db, worker, held) = (&db, &worker, &held);
+                let (db, worker, unsettled, last_settled) =
+                    (&db, &worker, &unsettled, &last_settled);
                 async move {
-                    let settled: i64 = sqlx::query_scalar(
-                        "SELECT count(*) FROM orders
+                    let waiting = unsettled.lock().unwrap().clone();
+                    let Ok(settled) = sqlx::query_scalar::<_, String>(
+                        "SELECT order_number FROM orders
                           WHERE order_number = ANY($1)
                             AND (recharge_status IN ('success', 'failed', 'unknown')
                                  OR (recharge_worker IS DISTINCT FROM $2 AND recharge_sent_at IS NOT NULL))",
                     )
-                    .bind(held)
+                    .bind(&waiting)
                     .bind(worker)
-                    .fetch_one(db)
+                    .fetch_all(db)
                     .await
-                    .unwrap_or(0);
-                    settled as usize == held.len()
+                    else {
+                        return false;
+                    };
+                    let mut unsettled = unsettled.lock().unwrap();
+                    unsettled.retain(|order| !settled.contains(order));
+                    if unsettled.is_empty() {
+                        *last_settled.lock().unwrap() = settled.into_iter().next();
+                    }
+                    unsettled.is_empty()
                 }
             })
             .await;
@@ -87,6 +108,11 @@ impl Recoveries {
                 fault: Fault::WorkerKill,
                 took,
                 orders,
+                kill: Some(KilledWorker {
+                    worker,
+                    at: killed_at,
+                    last_settled: last_settled.into_inner().unwrap(),
+                }),
             }
         }));
     }
@@ -116,6 +142,7 @@ impl Recoveries {
                 fault: Fault::ApiKill,
                 took,
                 orders,
+                kill: None,
             }
         }));
     }
@@ -133,6 +160,7 @@ impl Recoveries {
                 fault,
                 took,
                 orders: 0,
+                kill: None,
             }
         }));
     }

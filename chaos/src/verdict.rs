@@ -8,7 +8,7 @@ use serde_json::Value;
 use sqlx::PgPool;
 
 use crate::load::{callback_body, Client};
-use crate::recovery::{Fault, Healed};
+use crate::recovery::{Fault, Healed, KilledWorker};
 
 /// The slowest a SIGKILLed worker's orders may take to be settled or taken over.
 const WORKER_RECOVERY_TARGET: Duration = Duration::from_secs(15);
@@ -131,6 +131,8 @@ pub struct Check {
 pub struct Report {
     figures: Vec<(String, String)>,
     checks: Vec<Check>,
+    /// The history of the order the slowest worker-kill recovery waited for.
+    slowest_recovery: Vec<String>,
 }
 
 impl Report {
@@ -151,6 +153,12 @@ impl Report {
                 if check.passed { "PASS" } else { "FAIL" },
                 check.detail
             );
+        }
+        if !self.slowest_recovery.is_empty() {
+            println!("\nthe slowest worker-kill recovery, from its last order's history:");
+            for line in &self.slowest_recovery {
+                println!("  {line}");
+            }
         }
         let failed = self.checks.iter().filter(|c| !c.passed).count();
         println!(
@@ -395,10 +403,38 @@ pub async fn check(
             format!("{queued} in {prefix}.recharge"),
         ),
     ];
+    let slowest = worker_kills.iter().max_by_key(|h| h.took);
+    let slowest_recovery = match slowest.and_then(|h| h.kill.as_ref()) {
+        Some(kill) => slowest_story(&db, kill).await?,
+        None => Vec::new(),
+    };
     Ok(Report {
         figures: figures.into_iter().collect(),
         checks,
+        slowest_recovery,
     })
+}
+
+/// What happened to the order a worker-kill recovery waited for last, in seconds from the
+/// kill: enough to tell a lease wait from a Unitel retry or a restart.
+async fn slowest_story(db: &PgPool, kill: &KilledWorker) -> anyhow::Result<Vec<String>> {
+    let Some(order) = &kill.last_settled else {
+        return Ok(Vec::new());
+    };
+    let events: Vec<(f64, String, String, Option<Value>)> = sqlx::query_as(
+        "SELECT extract(epoch FROM created_at - $2)::float8, event, actor, detail
+           FROM order_events WHERE order_number = $1 ORDER BY id",
+    )
+    .bind(order)
+    .bind(kill.at)
+    .fetch_all(db)
+    .await?;
+    let mut story = vec![format!("{} SIGKILLed; {order}:", kill.worker)];
+    story.extend(events.into_iter().map(|(seconds, event, actor, detail)| {
+        let detail = detail.map(|d| d.to_string()).unwrap_or_default();
+        format!("{seconds:+7.1} s  {event} by {actor} {detail}")
+    }));
+    Ok(story)
 }
 
 /// p50 and max recovery per kind of fault, as figures.

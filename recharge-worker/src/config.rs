@@ -83,7 +83,9 @@ impl WorkerConfig {
             lease_lasts,
             retry_for: s.millis("UNITEL_RETRY_FOR_MS", 30_000)?,
             shutdown_grace,
-            sweep_every: s.millis("RECHARGE_SWEEP_INTERVAL_MS", 30_000)?,
+            // The backstop for claims whose message is gone: a lease expiry plus this is
+            // how long such an order waits. Each round is a few indexed queries.
+            sweep_every: s.millis("RECHARGE_SWEEP_INTERVAL_MS", 5_000)?,
             requeue_after: s.millis("RECHARGE_REQUEUE_AFTER_MS", 120_000)?,
             metrics_addr: match s.optional("METRICS_ADDR") {
                 None => None,

@@ -79,7 +79,12 @@ enum AttemptError {
 
 impl Fulfiller {
     pub async fn process(&self, message: &OrderPaid) -> Result<Disposition, sqlx::Error> {
-        let order_number = &message.order_number;
+        self.fulfil(&message.order_number).await
+    }
+
+    /// Claims `order_number` and sends its top-up: for a message, or for a claim the sweep
+    /// has just released (whose message may be gone).
+    pub async fn fulfil(&self, order_number: &OrderNumber) -> Result<Disposition, sqlx::Error> {
         if self.shutdown.is_cancelled() {
             return Ok(Disposition::Requeue);
         }

@@ -18,6 +18,9 @@ use tokio_util::sync::CancellationToken;
 
 pub use config::WorkerConfig;
 
+/// The longest start-up waits for Unitel's token before consuming anyway.
+const TOKEN_WARM_UP: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Runs until `shutdown` is cancelled, then drains in-flight orders and returns.
 pub async fn run(config: WorkerConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
     shared::metrics::recorder();
@@ -69,6 +72,20 @@ pub async fn run(config: WorkerConfig, shutdown: CancellationToken) -> anyhow::R
         measures_depths: false,
     };
     let relaying = tokio::spawn(relay.run(shutdown.clone()));
+    let fulfiller = Arc::new(fulfil::Fulfiller {
+        shutdown: shutdown.clone(),
+        db: db.clone(),
+        unitel: unitel.clone(),
+        worker_id: config.worker_id.clone(),
+        lease,
+        lease_lasts: config.lease_lasts,
+        retry_for: config.retry_for,
+    });
+    let takeovers = sweep::Takeovers {
+        fulfiller: fulfiller.clone(),
+        slots: Arc::new(tokio::sync::Semaphore::new(config.concurrency as usize)),
+        tasks: tokio_util::task::TaskTracker::new(),
+    };
     let sweeper = Arc::new(sweep::Sweeper {
         db: db.clone(),
         unitel: unitel.clone(),
@@ -76,6 +93,7 @@ pub async fn run(config: WorkerConfig, shutdown: CancellationToken) -> anyhow::R
         every: config.sweep_every,
         requeue_after: config.requeue_after,
         outbox,
+        takeovers: takeovers.clone(),
     });
     let sweeping = tokio::spawn(shared::jobs::run_every(
         db.clone(),
@@ -84,28 +102,40 @@ pub async fn run(config: WorkerConfig, shutdown: CancellationToken) -> anyhow::R
         shutdown.clone(),
         sweeper,
     ));
-    let fulfiller = fulfil::Fulfiller {
-        shutdown: shutdown.clone(),
-        db: db.clone(),
-        unitel,
-        worker_id: config.worker_id.clone(),
-        lease,
-        lease_lasts: config.lease_lasts,
-        retry_for: config.retry_for,
-    };
     let consumer = consumer::Consumer {
         amqp_url: config.infra.amqp_url.expose().to_owned(),
         topology,
         prefetch: config.concurrency,
         consumer_tag: config.worker_id.clone(),
         shutdown_grace: config.shutdown_grace,
-        fulfiller: Arc::new(fulfiller),
+        fulfiller,
     };
+    // With the token in hand before the first message, a claimed order is marked sent and
+    // sent at once: a worker killed right after claiming leaves an order to release, not
+    // one that waited on /auth. Unitel down at start-up delays nothing for long.
+    match tokio::time::timeout(TOKEN_WARM_UP, unitel.token()).await {
+        Ok(Ok(_)) => tracing::info!("Unitel token obtained"),
+        Ok(Err(error)) => {
+            tracing::warn!(%error, "no Unitel token yet; the first top-up asks again")
+        }
+        Err(_) => tracing::warn!("Unitel /auth is slow; the first top-up asks again"),
+    }
     tracing::info!(worker = %config.worker_id, concurrency = config.concurrency, "recharge-worker starting");
-    consumer.run(shutdown).await;
+    // Released claims the sweep is fulfilling get the same grace as the messages in flight.
+    let finishing_takeovers = async {
+        shutdown.cancelled().await;
+        takeovers.tasks.close();
+        if tokio::time::timeout(config.shutdown_grace, takeovers.tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("released claims still being fulfilled at the end of the grace");
+        }
+    };
+    tokio::join!(consumer.run(shutdown.clone()), finishing_takeovers);
+    let _ = sweeping.await;
     leasing_stop.cancel();
     let _ = leasing.await;
-    let _ = sweeping.await;
     let _ = relaying.await;
     if let Some(metrics) = metrics {
         metrics.abort();

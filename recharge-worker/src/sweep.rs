@@ -1,8 +1,9 @@
 //! The worker's periodic sweep, run by one worker at a time, so that no paid order is left
 //! without an outcome whatever crashed:
 //!
-//! 1. a claim whose worker's lease expired before anything was sent is released (safe to
-//!    send later);
+//! 1. a claim whose worker's lease expired before anything was sent is released, put back
+//!    on the queue and fulfilled by this worker at once (safe to send; its message may
+//!    have been dead-lettered by the deliveries dead workers used up);
 //! 2. a claim whose worker's lease expired after the request may have gone out becomes
 //!    `unknown`;
 //! 3. a paid order still `pending` long after payment (its message lost, dead-lettered or
@@ -17,12 +18,18 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::sync::Semaphore;
+use tokio_util::task::TaskTracker;
+
 use shared::history::Actor;
 use shared::jobs::{RoundReport, Rounds};
 use shared::lifecycle::{self, Settler, Verdict};
+use shared::order::OrderNumber;
 use shared::outbox::OutboxSignal;
 use shared::unitel::{TransactionStatus, UnitelClient};
 use sqlx::PgPool;
+
+use crate::fulfil::Fulfiller;
 
 const BATCH: i64 = 200;
 
@@ -34,6 +41,38 @@ pub struct Sweeper {
     pub requeue_after: Duration,
     /// Wakes this worker's outbox relay when a requeue wrote a message.
     pub outbox: OutboxSignal,
+    /// Released claims are fulfilled here at once, not from the back of the queue: behind
+    /// a backlog their requeued message could wait longer than the customer should.
+    pub takeovers: Takeovers,
+}
+
+/// This worker's fulfilment of released claims: at most `slots` at a time, tracked so that
+/// a stopping worker finishes them within its shutdown grace like its messages.
+#[derive(Clone)]
+pub struct Takeovers {
+    pub fulfiller: Arc<Fulfiller>,
+    pub slots: Arc<Semaphore>,
+    pub tasks: TaskTracker,
+}
+
+impl Takeovers {
+    fn start(&self, order_number: OrderNumber) {
+        let (fulfiller, slots) = (self.fulfiller.clone(), self.slots.clone());
+        self.tasks.spawn(async move {
+            let Ok(_slot) = slots.acquire_owned().await else {
+                return;
+            };
+            // Whatever happens, the requeued message is still on its way.
+            match fulfiller.fulfil(&order_number).await {
+                Ok(disposition) => {
+                    tracing::info!(%order_number, ?disposition, "released claim taken over by the sweep")
+                }
+                Err(error) => {
+                    tracing::warn!(%order_number, %error, "released claim left to its requeued message")
+                }
+            }
+        });
+    }
 }
 
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -68,14 +107,18 @@ impl Sweeper {
             tracing::error!(%order_number, alert = true, "top-up outcome unknown: the worker stopped after sending");
         }
         let requeued =
-            lifecycle::requeue_pending(&self.db, self.requeue_after, BATCH, &actor).await?;
+            lifecycle::requeue_pending(&self.db, self.requeue_after, BATCH, &released, &actor)
+                .await?;
         if requeued > 0 {
             self.outbox.wake();
+        }
+        for order_number in &released {
+            self.takeovers.start(order_number.clone());
         }
         let reconciled = self.reconcile_unknown(&actor).await?;
         lifecycle::prune_leases(&self.db).await?;
         Ok(SweepReport {
-            released,
+            released: released.len() as u64,
             made_unknown: lost.len() as u64,
             requeued,
             reconciled,

@@ -99,6 +99,41 @@ async fn a_claim_abandoned_before_sending_is_released_and_completed() {
 }
 
 #[tokio::test]
+async fn on_shipped_settings_a_released_claim_whose_message_is_gone_is_sent_within_seconds() {
+    // Its message dead-lettered after dead workers used up its deliveries: nothing but the
+    // sweep knows the order, and the shipped requeue period is minutes.
+    let mut system = System::start(SystemOptions {
+        workers: 0,
+        ..Default::default()
+    })
+    .await;
+    let order = paid_without_a_message(&system, "o-dead-letter").await;
+    set(
+        &system,
+        &order,
+        "recharge_status = 'processing', recharge_at = now(), recharge_worker = 'dead'",
+    )
+    .await;
+    system.start_worker().await;
+    assert_eq!(
+        system
+            .wait_for_outcome(&order, Duration::from_secs(12))
+            .await,
+        "success",
+        "one sweep period (5 s) and a top-up"
+    );
+    assert_eq!(system.credits_for(&order), 1);
+    let history = system.events(&order).await;
+    let released = history.iter().position(|e| e == "released");
+    let requeued = history.iter().position(|e| e == "requeued");
+    assert!(
+        released.is_some() && requeued > released,
+        "released, then requeued at once: {history:?}"
+    );
+    system.shutdown().await;
+}
+
+#[tokio::test]
 async fn a_claim_abandoned_after_sending_becomes_unknown_and_is_never_resent() {
     let mut system = System::start(sweeping(0)).await;
     let order = paid_without_a_message(&system, "o-dead-sender").await;

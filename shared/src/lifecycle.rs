@@ -916,9 +916,12 @@ pub async fn record_outcome(
 
 /// `processing → pending` for claims whose lease expired before anything was sent: their
 /// worker is gone, and sending later is safe.
-pub async fn release_abandoned_claims(db: &PgPool, sweeper: &Actor) -> Result<u64, sqlx::Error> {
-    Ok(sqlx::query!(
-        "WITH released AS (
+pub async fn release_abandoned_claims(
+    db: &PgPool,
+    sweeper: &Actor,
+) -> Result<Vec<OrderNumber>, sqlx::Error> {
+    sqlx::query_scalar!(
+        r#"WITH released AS (
             UPDATE orders o
                SET recharge_status = 'pending', recharge_at = NULL, recharge_worker = NULL,
                    recharge_lease = NULL, updated_at = now()
@@ -927,17 +930,18 @@ pub async fn release_abandoned_claims(db: &PgPool, sweeper: &Actor) -> Result<u6
                AND NOT EXISTS (SELECT 1 FROM worker_leases l
                                 WHERE l.id = o.recharge_lease AND l.expires_at > now())
             RETURNING order_number
+         ), event AS (
+            INSERT INTO order_events (order_number, event, actor, detail)
+            SELECT order_number, $1, $2,
+                   jsonb_build_object('reason', 'its worker stopped before anything was sent')
+              FROM released
          )
-         INSERT INTO order_events (order_number, event, actor, detail)
-         SELECT order_number, $1, $2,
-                jsonb_build_object('reason', 'its worker stopped before anything was sent')
-           FROM released",
+         SELECT order_number AS "order_number!: OrderNumber" FROM released"#,
         OrderEvent::Released.as_str(),
         sweeper.as_column(),
     )
-    .execute(db)
-    .await?
-    .rows_affected())
+    .fetch_all(db)
+    .await
 }
 
 /// `processing → unknown` for claims whose lease expired after their request may have
@@ -977,24 +981,31 @@ pub async fn abandon_sent_claims(
 
 /// Puts paid orders still `pending` this long after payment back on the queue (their
 /// message was lost, dead-lettered or never published): a fresh outbox row each time,
-/// at most once per `after`. Returns how many were requeued.
+/// at most once per `after`. The orders in `now` (claims just released) go back at once,
+/// whatever their age: their message may be gone with the deliveries that dead workers
+/// used up. Returns how many were requeued.
 pub async fn requeue_pending(
     db: &PgPool,
     after: Duration,
     limit: i64,
+    now: &[OrderNumber],
     sweeper: &Actor,
 ) -> Result<u64, sqlx::Error> {
+    let now: Vec<&str> = now.iter().map(OrderNumber::as_str).collect();
     let due = sqlx::query!(
         r#"SELECT order_number AS "order_number: OrderNumber", requeue_count,
                   amount_fen AS "amount_fen: Fen", transaction_id AS "transaction_id!",
                   paid_at AS "paid_at!"
              FROM orders
             WHERE payment_status = 'paid' AND recharge_status = 'pending'
-              AND payment_recorded_at < now() - make_interval(secs => $1)
-              AND (requeued_at IS NULL OR requeued_at < now() - make_interval(secs => $1))
+              AND (order_number = ANY($3)
+                   OR (payment_recorded_at < now() - make_interval(secs => $1)
+                       AND (requeued_at IS NULL
+                            OR requeued_at < now() - make_interval(secs => $1))))
             ORDER BY payment_recorded_at LIMIT $2"#,
         after.as_secs_f64(),
         limit,
+        &now as &[&str],
     )
     .fetch_all(db)
     .await?;
