@@ -122,8 +122,14 @@ pub async fn run(config: WorkerConfig, shutdown: CancellationToken) -> anyhow::R
     }
     tracing::info!(worker = %config.worker_id, concurrency = config.concurrency, "recharge-worker starting");
     // Released claims the sweep is fulfilling get the same grace as the messages in flight.
+    // (Cancelled with `shutdown`, or when consuming ends for any other reason.)
+    let stopping = shutdown.child_token();
+    let consuming = async {
+        consumer.run(shutdown.clone()).await;
+        stopping.cancel();
+    };
     let finishing_takeovers = async {
-        shutdown.cancelled().await;
+        stopping.cancelled().await;
         takeovers.tasks.close();
         if tokio::time::timeout(config.shutdown_grace, takeovers.tasks.wait())
             .await
@@ -132,7 +138,7 @@ pub async fn run(config: WorkerConfig, shutdown: CancellationToken) -> anyhow::R
             tracing::warn!("released claims still being fulfilled at the end of the grace");
         }
     };
-    tokio::join!(consumer.run(shutdown.clone()), finishing_takeovers);
+    tokio::join!(consuming, finishing_takeovers);
     let _ = sweeping.await;
     leasing_stop.cancel();
     let _ = leasing.await;
