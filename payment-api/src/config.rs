@@ -290,14 +290,13 @@ impl AlertConfig {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::HashMap;
 
     use super::*;
 
     const STRONG_TOKEN: &str = "1d3f2b7c9e0a4b5c8d6e7f9a0b1c2d3e4f5a6b7c";
 
     fn settings(extra: &[(&str, &str)]) -> Settings {
-        let mut map: HashMap<String, String> = [
+        let required = [
             ("APP_ENV", "production"),
             ("DATABASE_URL", "postgres://db/elife"),
             ("AMQP_URL", "amqp://mq"),
@@ -307,14 +306,8 @@ mod tests {
             ("UNITEL_USERNAME", "elife"),
             ("UNITEL_PASSWORD", "secret"),
             ("ADMIN_TOKEN", STRONG_TOKEN),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .collect();
-        for (name, value) in extra {
-            map.insert((*name).to_owned(), (*value).to_owned());
-        }
-        Settings::from_map(map)
+        ];
+        Settings::from_pairs(required.into_iter().chain(extra.iter().copied()))
     }
 
     fn refused(extra: &[(&str, &str)]) -> String {

@@ -113,24 +113,17 @@ fn default_worker_id() -> String {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::HashMap;
 
     use super::*;
 
     fn settings(extra: &[(&str, &str)]) -> Settings {
-        let mut map: HashMap<String, String> = [
+        let required = [
             ("DATABASE_URL", "postgres://db/elife"),
             ("AMQP_URL", "amqp://mq"),
             ("UNITEL_USERNAME", "elife"),
             ("UNITEL_PASSWORD", "secret"),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .collect();
-        for (name, value) in extra {
-            map.insert((*name).to_owned(), (*value).to_owned());
-        }
-        Settings::from_map(map)
+        ];
+        Settings::from_pairs(required.into_iter().chain(extra.iter().copied()))
     }
 
     #[test]

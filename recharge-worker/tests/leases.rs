@@ -177,16 +177,12 @@ async fn a_top_up_is_sent_with_the_token_in_hand_and_never_waits_on_auth_after()
     let sandbox = sandbox::Sandbox::start(sandbox::SandboxConfig::for_tests("http://127.0.0.1:1"))
         .await
         .unwrap();
-    let settings = Settings::from_map(
-        [
-            ("UNITEL_API_URL", sandbox.unitel_url()),
-            ("UNITEL_USERNAME", "elife".into()),
-            ("UNITEL_PASSWORD", "elife-secret".into()),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v))
-        .collect(),
-    );
+    let unitel_url = sandbox.unitel_url();
+    let settings = Settings::from_pairs([
+        ("UNITEL_API_URL", unitel_url.as_str()),
+        ("UNITEL_USERNAME", "elife"),
+        ("UNITEL_PASSWORD", "elife-secret"),
+    ]);
     let client = UnitelClient::new(&UnitelConfig::from_settings(&settings).unwrap()).unwrap();
     let token = client.token().await.unwrap();
     // Between taking the token and sending (the order is marked sent there), Unitel

@@ -61,6 +61,16 @@ impl Settings {
         }
     }
 
+    /// From name/value pairs; a later pair wins over an earlier one of the same name.
+    pub fn from_pairs<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
+        Settings::from_map(
+            pairs
+                .into_iter()
+                .map(|(name, value)| (name.to_owned(), value.to_owned()))
+                .collect(),
+        )
+    }
+
     fn raw(&self, name: &str) -> Option<String> {
         (self.lookup)(name).filter(|v| !v.trim().is_empty())
     }
@@ -226,12 +236,7 @@ mod tests {
     use super::*;
 
     fn settings(pairs: &[(&str, &str)]) -> Settings {
-        Settings::from_map(
-            pairs
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-        )
+        Settings::from_pairs(pairs.iter().copied())
     }
 
     #[test]
