@@ -234,6 +234,10 @@ async fn money_taken_is_alerted_and_refundable_only_once_wechat_confirms_it() {
     .execute(&system.db.pool)
     .await
     .unwrap();
+    // The platform delivers it three times, at once: one alert, not three.
+    let mut faults = system.sandbox.faults();
+    faults.wechat.callback_duplicates = 2;
+    system.sandbox.set_faults(faults.clone());
     let transaction = system.sandbox.pay(&late).await.unwrap();
     system
         .wait_for_count(
@@ -242,6 +246,14 @@ async fn money_taken_is_alerted_and_refundable_only_once_wechat_confirms_it() {
             Duration::from_secs(10),
         )
         .await;
+    faults.wechat.callback_duplicates = 0;
+    system.sandbox.set_faults(faults);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        count(&system, &format!("SELECT count(*) FROM payment_anomalies WHERE order_number = '{late}' AND kind = 'paid_after_close'")).await,
+        1,
+        "duplicates of a late payment are not new anomalies"
+    );
     system
         .wait_for_count(
             "SELECT count(*) FROM alerts WHERE kind = 'money_taken_unfulfilled'",

@@ -216,6 +216,19 @@ fn cases() -> Vec<Case> {
                 NotImported("phone number"),
             )
         },
+        // Paid at WeChat, but not for a number this project can top up: left behind, and
+        // the money taken is said, for a person.
+        Case {
+            phone: "12345",
+            ..case(
+                "ORD1760781234567BadPhonePd1",
+                "paid",
+                Some("pending"),
+                false,
+                Paid(1136),
+                NotImported("WeChat Pay took 1136 fen"),
+            )
+        },
         Case {
             operator: "Mobicom",
             ..case(
@@ -449,9 +462,9 @@ async fn snapshot(db: &PgPool) -> Value {
     Value::Object(tables)
 }
 
-#[tokio::test]
-async fn the_replaced_systems_data_is_imported_once_and_safely() {
-    // No worker: what the import decided stays as it decided, to be compared.
+/// The system, and a legacy database holding every case. No worker: what the import
+/// decided stays as it decided, to be compared.
+async fn system_and_legacy_data() -> (System, String, MySqlPool) {
     let system = System::start(SystemOptions {
         workers: 0,
         ..SystemOptions::default()
@@ -459,6 +472,12 @@ async fn the_replaced_systems_data_is_imported_once_and_safely() {
     .await;
     let (url, legacy) = legacy_database(&format!("legacy_{}", system.db.name)).await;
     fill(&system, &legacy).await;
+    (system, url, legacy)
+}
+
+#[tokio::test]
+async fn the_replaced_systems_data_is_imported_once_and_safely() {
+    let (system, url, legacy) = system_and_legacy_data().await;
     let db = &system.db.pool;
 
     // A dry run says what it would do and writes nothing.
@@ -585,10 +604,15 @@ async fn the_replaced_systems_data_is_imported_once_and_safely() {
         .iter()
         .filter(|c| c.api == "wechat")
         .count();
-    // Only the rows it could not import are asked about again.
+    // Only the rows it could not import are asked about again (whether WeChat took money
+    // for them is in every report).
+    let left_behind = cases()
+        .iter()
+        .filter(|c| matches!(c.expect, Expect::NotImported(_)))
+        .count();
     assert!(
-        wechat_calls <= 2,
-        "{wechat_calls} WeChat calls on the second run"
+        wechat_calls <= left_behind,
+        "{wechat_calls} WeChat calls on the second run, {left_behind} rows left behind"
     );
 
     legacy.close().await;
@@ -597,14 +621,7 @@ async fn the_replaced_systems_data_is_imported_once_and_safely() {
 
 #[tokio::test]
 async fn a_payment_the_replaced_system_started_is_paid_once_after_the_switch() {
-    // No worker: what the import decided stays as it decided, to be compared.
-    let system = System::start(SystemOptions {
-        workers: 0,
-        ..SystemOptions::default()
-    })
-    .await;
-    let (url, legacy) = legacy_database(&format!("legacy_{}", system.db.name)).await;
-    fill(&system, &legacy).await;
+    let (system, url, legacy) = system_and_legacy_data().await;
     let (_, report) = import(&system, &url, false).await;
     let db = &system.db.pool;
 

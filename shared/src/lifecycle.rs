@@ -425,20 +425,8 @@ fn storable_text(text: &str, max_chars: usize) -> String {
 /// An order of the replaced system's, as `payment-api import-legacy` brings it over: its
 /// product and price as they were, and the state the import decided for it.
 pub struct ImportedOrder<'a> {
-    pub order_number: &'a OrderNumber,
-    pub user_id: i64,
-    pub openid: &'a OpenId,
-    pub msisdn: &'a Msisdn,
-    pub recharge_type: RechargeType,
-    pub product_code: &'a str,
-    pub product_name: &'a str,
-    pub product_eng_name: Option<&'a str>,
-    pub product_unit: Option<i32>,
-    pub product_data: Option<&'a str>,
-    pub product_days: Option<i32>,
-    pub price: Mnt,
-    pub rate: MntPerYuan,
-    pub amount: Fen,
+    /// The order as it was created there.
+    pub order: NewOrder<'a>,
     pub created_at: DateTime<Utc>,
     pub payment: ImportedPayment,
     /// The row as the replaced system had it, and what WeChat said: kept in the history.
@@ -490,8 +478,9 @@ const PREPAY_STARTED_ELSEWHERE: &str = "started by the replaced system";
 /// `unknown` for a top-up that may have been sent) and, for a paid order never sent, its
 /// `OrderPaid` message — one statement. False if the order exists already (imported
 /// before, or created here): a second import changes nothing.
-pub async fn import_order(db: &PgPool, order: &ImportedOrder<'_>) -> Result<bool, sqlx::Error> {
-    let (payment_status, prepay_at, closed, paid) = match &order.payment {
+pub async fn import_order(db: &PgPool, imported: &ImportedOrder<'_>) -> Result<bool, sqlx::Error> {
+    let order = &imported.order;
+    let (payment_status, prepay_at, closed, paid) = match &imported.payment {
         ImportedPayment::NotStarted => (PaymentStatus::Unpaid, None, false, None),
         ImportedPayment::Started { at } => (PaymentStatus::Unpaid, Some(*at), false, None),
         ImportedPayment::Closed => (PaymentStatus::Closed, None, true, None),
@@ -540,7 +529,7 @@ pub async fn import_order(db: &PgPool, order: &ImportedOrder<'_>) -> Result<bool
                 imported_at, payment_status, prepay_id, prepay_at, closed_at, transaction_id,
                 paid_at, payment_recorded_at, recharge_status, recharge_at, recharge_sent_at,
                 recharged_at, seq_id, unknown_at, recharge_error_code, recharge_error_message)
-            VALUES ($1, $2, $3, $4, 'unitel', $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15,
+            VALUES ($1, $2, $3, $4, $34, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15,
                 now(), $16, CASE WHEN $17::timestamptz IS NULL THEN NULL ELSE $18 END, $17,
                 CASE WHEN $19 THEN now() END, $20, $21, CASE WHEN $20::text IS NULL THEN NULL ELSE now() END,
                 $22, $23, $23, $24, $25, CASE WHEN $26::text IS NULL THEN NULL ELSE now() END,
@@ -575,7 +564,7 @@ pub async fn import_order(db: &PgPool, order: &ImportedOrder<'_>) -> Result<bool
         order.price.get(),
         order.rate.get(),
         order.amount.get(),
-        order.created_at,
+        imported.created_at,
         payment_status.as_str(),
         prepay_at,
         PREPAY_STARTED_ELSEWHERE,
@@ -589,11 +578,12 @@ pub async fn import_order(db: &PgPool, order: &ImportedOrder<'_>) -> Result<bool
         unknown_reason,
         OrderEvent::Imported.as_str(),
         Actor::Import.as_column(),
-        order.source,
+        imported.source,
         OrderEvent::Unknown.as_str(),
         message.as_ref().map(|m| m.idempotency_key.clone()),
         message.as_ref().map(|m| m.routing_key.to_owned()),
         message.as_ref().map(|m| m.payload.clone()),
+        order.operator.as_str(),
     )
     .fetch_optional(db)
     .await?;

@@ -96,6 +96,21 @@ impl Msisdn {
         }
     }
 
+    /// A number as the replaced system accepted it (any text, kept as typed): spaces,
+    /// dashes and a `+976` / `976` country code are dropped; what remains must be an
+    /// 8-digit Unitel number.
+    pub fn from_written(text: &str) -> Option<Self> {
+        let digits: String = text
+            .chars()
+            .filter(|c| !c.is_whitespace() && *c != '-')
+            .collect();
+        let national = digits
+            .strip_prefix("+976")
+            .or_else(|| digits.strip_prefix("976").filter(|rest| rest.len() == 8))
+            .unwrap_or(&digits);
+        Msisdn::parse(national).ok()
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
     }

@@ -175,13 +175,13 @@ async fn verify_and_record(
         return reject(AnomalyKind::AttachMismatch).await;
     }
     if let Attach::Legacy {
-        phone_number: Some(phone),
+        phone_number: Some(_),
         ..
     } = &attached
     {
         // A payment the replaced system started names the number to top up as well.
         let order = orders::find(&ctx.db, &order_number, None).await?;
-        if order.is_some_and(|o| o.phone_number.as_str() != phone.trim()) {
+        if order.is_some_and(|o| !attached.names_number(&o.phone_number)) {
             return reject(AnomalyKind::AttachMismatch).await;
         }
     }
@@ -213,14 +213,19 @@ async fn verify_and_record(
             return reject(AnomalyKind::AmountMismatch).await;
         }
         match order.payment_status {
-            PaymentStatus::Paid if order.transaction_id.as_deref() == Some(transaction_id) => {
+            // A repeat of what is recorded: paid, or paid after closing (alerted once).
+            PaymentStatus::Paid | PaymentStatus::Closed
+                if order.transaction_id.as_deref() == Some(transaction_id) =>
+            {
                 metrics::counter!("payment_callbacks_total", "outcome" => "duplicate").increment(1);
                 tracing::info!(order_number = %order_number, "duplicate payment callback");
                 return Ok(());
             }
             PaymentStatus::Paid | PaymentStatus::Closed => {
-                let kind = money_taken(ctx, &payment, order.payment_status).await?;
-                return reject(kind).await;
+                return match money_taken(ctx, &payment, order.payment_status).await? {
+                    Some(kind) => reject(kind).await,
+                    None => Ok(()),
+                };
             }
             PaymentStatus::Unpaid => {}
         }
@@ -232,21 +237,7 @@ async fn verify_and_record(
     // statement itself checks the order, its amount and its state, and says why when it
     // changes nothing. One statement for a first payment.
 
-    let outcome = lifecycle::record_payment(
-        &ctx.db,
-        &ReportedPayment {
-            order_number: &order_number,
-            transaction_id,
-            amount,
-            paid_at: n
-                .time_end
-                .as_deref()
-                .and_then(china_time)
-                .unwrap_or_else(Utc::now),
-            reported_by: Actor::WechatCallback,
-        },
-    )
-    .await?;
+    let outcome = lifecycle::record_payment(&ctx.db, &payment).await?;
     match outcome {
         PaymentOutcome::Recorded => {
             metrics::counter!("payment_callbacks_total", "outcome" => "recorded").increment(1);
@@ -261,12 +252,14 @@ async fn verify_and_record(
         PaymentOutcome::AmountMismatch { .. } => reject(AnomalyKind::AmountMismatch).await?,
         PaymentOutcome::TransactionReused { .. } => reject(AnomalyKind::TransactionReused).await?,
         PaymentOutcome::PaidWithAnotherTransaction { .. } => {
-            let kind = money_taken(ctx, &payment, PaymentStatus::Paid).await?;
-            reject(kind).await?
+            if let Some(kind) = money_taken(ctx, &payment, PaymentStatus::Paid).await? {
+                reject(kind).await?
+            }
         }
         PaymentOutcome::Closed => {
-            let kind = money_taken(ctx, &payment, PaymentStatus::Closed).await?;
-            reject(kind).await?
+            if let Some(kind) = money_taken(ctx, &payment, PaymentStatus::Closed).await? {
+                reject(kind).await?
+            }
         }
     }
     Ok(())
@@ -311,18 +304,28 @@ async fn wechat_confirms(
 /// closed: money taken that will not become a top-up — if WeChat confirms it. Only then is
 /// it the anomaly that tells a person to refund (and a closed order keeps the payment, so
 /// that the refund can go through the system); otherwise it is a report WeChat does not
-/// stand behind.
+/// stand behind. `None`: a copy of a late payment already recorded, nothing to report.
 async fn money_taken(
     ctx: &ApiContext,
     payment: &ReportedPayment<'_>,
     status: PaymentStatus,
-) -> Result<AnomalyKind, CallbackError> {
+) -> Result<Option<AnomalyKind>, CallbackError> {
     if !wechat_confirms(ctx, payment).await? {
-        return Ok(AnomalyKind::NotPaidAtWechat);
+        return Ok(Some(AnomalyKind::NotPaidAtWechat));
     }
-    if status == PaymentStatus::Closed {
-        lifecycle::record_payment_after_close(&ctx.db, payment).await?;
-        return Ok(AnomalyKind::PaidAfterClose);
+    if status == PaymentStatus::Closed
+        && !lifecycle::record_payment_after_close(&ctx.db, payment).await?
+    {
+        // Not recorded now: a copy of this callback arriving at the same time recorded it
+        // (and alerted), or the closed order holds another payment (alert this one too).
+        let recorded = orders::find(&ctx.db, payment.order_number, None).await?;
+        if recorded.and_then(|o| o.transaction_id).as_deref() == Some(payment.transaction_id) {
+            metrics::counter!("payment_callbacks_total", "outcome" => "duplicate").increment(1);
+            return Ok(None);
+        }
     }
-    Ok(AnomalyKind::SecondTransaction)
+    Ok(Some(match status {
+        PaymentStatus::Closed => AnomalyKind::PaidAfterClose,
+        _ => AnomalyKind::SecondTransaction,
+    }))
 }

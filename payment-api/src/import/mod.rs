@@ -13,9 +13,9 @@ use anyhow::Context;
 use futures::StreamExt;
 use serde_json::json;
 use shared::history::Actor;
-use shared::lifecycle::{self, ImportedOrder, ImportedPayment, ImportedRecharge};
+use shared::lifecycle::{self, ImportedOrder, ImportedPayment, ImportedRecharge, NewOrder};
 use shared::money::MntPerYuan;
-use shared::order::OpenId;
+use shared::order::{OpenId, Operator, OrderNumber};
 use sqlx::PgPool;
 
 use crate::store::{orders, rates, users};
@@ -107,8 +107,8 @@ impl fmt::Display for Report {
 }
 
 /// What `queryorder` says, in the import's terms; an error when WeChat could not say.
-async fn ask_wechat(wechat: &WechatPay, order: &plan::Product) -> Result<AtWechat, String> {
-    match wechat.query_order(&order.order_number).await {
+async fn ask_wechat(wechat: &WechatPay, order_number: &OrderNumber) -> Result<AtWechat, String> {
+    match wechat.query_order(order_number).await {
         Ok(queried) => Ok(match queried.trade_state.as_str() {
             "SUCCESS" => AtWechat::Paid {
                 transaction_id: queried
@@ -125,6 +125,27 @@ async fn ask_wechat(wechat: &WechatPay, order: &plan::Product) -> Result<AtWecha
         Err(error) => Err(format!(
             "WeChat Pay could not be asked ({error}); run the import again"
         )),
+    }
+}
+
+/// Why a row cannot be brought over, and whether WeChat Pay took money for it: a customer
+/// who paid for an order left behind must be credited or refunded by a person.
+async fn with_money_taken(wechat: &WechatPay, order: &LegacyOrder, why: String) -> String {
+    let Ok(order_number) = OrderNumber::parse(&order.order_number) else {
+        return why;
+    };
+    match ask_wechat(wechat, &order_number).await {
+        Ok(AtWechat::Paid {
+            transaction_id,
+            total_fee,
+            ..
+        }) => format!(
+            "{why}; WeChat Pay took {} for it (transaction {transaction_id}): a person must \
+             credit or refund it",
+            total_fee.map_or("money".to_owned(), |fen| format!("{fen} fen"))
+        ),
+        Ok(_) => why,
+        Err(error) => format!("{why}; {error}"),
     }
 }
 
@@ -151,7 +172,10 @@ async fn import_order(
     order: &LegacyOrder,
     dry_run: bool,
 ) -> Result<Option<OrderLine>, String> {
-    let product = plan::product(order)?;
+    let product = match plan::product(order) {
+        Ok(product) => product,
+        Err(why) => return Err(with_money_taken(wechat, order, why).await),
+    };
     if orders::exists(db, &product.order_number)
         .await
         .map_err(|e| e.to_string())?
@@ -166,7 +190,7 @@ async fn import_order(
         None if dry_run => 0,
         None => return Err("its user was not imported".into()),
     };
-    let at_wechat = ask_wechat(wechat, &product).await?;
+    let at_wechat = ask_wechat(wechat, &product.order_number).await?;
     let payment = plan::payment(order, product.amount, &at_wechat)?;
     let line = OrderLine {
         order_number: order.order_number.clone(),
@@ -182,20 +206,24 @@ async fn import_order(
         return Ok(Some(line));
     }
     let imported = ImportedOrder {
-        order_number: &product.order_number,
-        user_id,
-        openid: &openid,
-        msisdn: &product.msisdn,
-        recharge_type: product.recharge_type,
-        product_code: &order.product_code,
-        product_name: &order.product_name,
-        product_eng_name: order.product_eng_name.as_deref(),
-        product_unit: order.product_unit,
-        product_data: order.product_data.as_deref(),
-        product_days: order.product_days,
-        price: product.price,
-        rate: product.rate,
-        amount: product.amount,
+        order: NewOrder {
+            order_number: &product.order_number,
+            user_id,
+            openid: &openid,
+            msisdn: &product.msisdn,
+            // The replaced system sold Unitel only.
+            operator: Operator::Unitel,
+            recharge_type: product.recharge_type,
+            product_code: &order.product_code,
+            product_name: &order.product_name,
+            product_eng_name: order.product_eng_name.as_deref(),
+            product_unit: order.product_unit,
+            product_data: order.product_data.as_deref(),
+            product_days: order.product_days,
+            price: product.price,
+            rate: product.rate,
+            amount: product.amount,
+        },
         created_at: order.created_at,
         payment,
         source: json!({"legacyRow": order, "wechat": format!("{at_wechat:?}")}),

@@ -52,20 +52,6 @@ pub struct Product {
 /// Why a row is not imported.
 pub type Unmapped = String;
 
-/// A number as the replaced system accepted it (any text): spaces and a `+976` / `976`
-/// country code are dropped; what remains must be an 8-digit Unitel number.
-fn msisdn(phone: &str) -> Option<Msisdn> {
-    let digits: String = phone
-        .chars()
-        .filter(|c| !c.is_whitespace() && *c != '-')
-        .collect();
-    let national = digits
-        .strip_prefix("+976")
-        .or_else(|| digits.strip_prefix("976").filter(|rest| rest.len() == 8))
-        .unwrap_or(&digits);
-    Msisdn::parse(national).ok()
-}
-
 /// The row's own fields: what the order is, in this project's types.
 pub fn product(order: &LegacyOrder) -> Result<Product, Unmapped> {
     let order_number = OrderNumber::parse(&order.order_number).map_err(|_| {
@@ -74,7 +60,7 @@ pub fn product(order: &LegacyOrder) -> Result<Product, Unmapped> {
             order.order_number
         )
     })?;
-    let msisdn = msisdn(&order.phone_number).ok_or_else(|| {
+    let msisdn = Msisdn::from_written(&order.phone_number).ok_or_else(|| {
         format!(
             "phone number {:?} is not an 8-digit Unitel number",
             order.phone_number
@@ -336,8 +322,14 @@ mod tests {
         let mut free = order("unpaid", None, false);
         free.product_price_rmb = Decimal::ZERO;
         assert!(super::product(&free).is_err());
-        assert_eq!(msisdn("+976 8861 6609").unwrap().as_str(), "88616609");
-        assert_eq!(msisdn("97688616609").unwrap().as_str(), "88616609");
-        assert!(msisdn("12345").is_none());
+        assert_eq!(
+            Msisdn::from_written("+976 8861 6609").unwrap().as_str(),
+            "88616609"
+        );
+        assert_eq!(
+            Msisdn::from_written("97688616609").unwrap().as_str(),
+            "88616609"
+        );
+        assert!(Msisdn::from_written("12345").is_none());
     }
 }

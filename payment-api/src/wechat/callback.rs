@@ -3,6 +3,7 @@
 //! checked against our own records before anything is fulfilled.
 
 use serde::{Deserialize, Deserializer};
+use shared::order::Msisdn;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -78,6 +79,18 @@ impl Attach {
         }
     }
 
+    /// Whether the number it names, if any, is `msisdn`, however the replaced system had it
+    /// written (`+976 8861 6609` is 88616609).
+    pub fn names_number(&self, msisdn: &Msisdn) -> bool {
+        match self {
+            Attach::Legacy {
+                phone_number: Some(phone),
+                ..
+            } => Msisdn::from_written(phone).as_ref() == Some(msisdn),
+            _ => true,
+        }
+    }
+
     /// Whether it names this order (an absent attach names none and contradicts none).
     pub fn names(&self, order_number: &str) -> bool {
         match self {
@@ -127,6 +140,24 @@ mod tests {
         assert_eq!(Attach::read(Some("")), Attach::Absent);
         assert_eq!(Attach::read(Some(r#"{"order":"x"}"#)), Attach::Unreadable);
         assert!(!Attach::read(Some("{not json")).names("{not json"));
+    }
+
+    #[test]
+    fn the_number_an_attach_names_is_read_as_the_replaced_system_kept_it() {
+        use super::Attach;
+        use shared::order::Msisdn;
+        let number = Msisdn::parse("88616609").unwrap();
+        let naming = |phone: &str| {
+            Attach::read(Some(&format!(
+                r#"{{"orderNumber":"ORD1760781234567V1StGXR8_Z5j","phoneNumber":"{phone}"}}"#
+            )))
+        };
+        assert!(naming("88616609").names_number(&number));
+        assert!(naming("+976 8861 6609").names_number(&number));
+        assert!(naming("976-8861-6609").names_number(&number));
+        assert!(!naming("99119911").names_number(&number));
+        assert!(!naming("not a number").names_number(&number));
+        assert!(Attach::read(Some("ORD1")).names_number(&number));
     }
 
     #[test]
