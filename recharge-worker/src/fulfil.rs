@@ -26,6 +26,15 @@ use crate::lease::Lease;
 /// order is then left `processing` with its request marked sent: never re-sent).
 const RECORD_RETRY_FOR: Duration = Duration::from_secs(60);
 
+/// Retrying a write the worker must not lose, for up to [`RECORD_RETRY_FOR`].
+fn database_backoff() -> ExponentialBuilder {
+    ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(100))
+        .with_max_delay(Duration::from_secs(2))
+        .with_max_times(usize::MAX)
+        .with_total_delay(Some(RECORD_RETRY_FOR))
+}
+
 /// What to tell RabbitMQ about a message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Disposition {
@@ -125,26 +134,13 @@ impl Fulfiller {
             }
             Err(AttemptError::Unitel(UnitelError::NotSent(reason))) => {
                 tracing::warn!(order_number = %order_number, %reason, "Unitel unreachable; order released");
-                lifecycle::release(
-                    &self.db,
-                    &order.order_number,
-                    &self.worker_id,
-                    claim.lease,
-                    reason,
-                )
-                .await?;
+                self.give_back(&claim, reason).await?;
                 return Ok(Disposition::Requeue);
             }
             Err(AttemptError::Stopping) => {
                 tracing::info!(order_number = %order_number, "stopping before sending; order released");
-                lifecycle::release(
-                    &self.db,
-                    &order.order_number,
-                    &self.worker_id,
-                    claim.lease,
-                    "the worker stopped before sending",
-                )
-                .await?;
+                self.give_back(&claim, "the worker stopped before sending")
+                    .await?;
                 return Ok(Disposition::Requeue);
             }
             Err(AttemptError::ClaimLost) => {
@@ -155,9 +151,12 @@ impl Fulfiller {
                 return Ok(Disposition::Requeue);
             }
             Err(AttemptError::Database(error)) => {
-                // The sent marker may or may not be set: whoever looks next sees the truth in
-                // the row, and a set marker is never sent again.
-                tracing::error!(order_number = %order_number, %error, "database failed around the Unitel call");
+                // Only marking (or unmarking) the order failed, so nothing reached Unitel,
+                // though the mark may have been written. Nobody else may touch a claim under
+                // our live lease: give it back, or it waits for this process to end.
+                tracing::error!(order_number = %order_number, %error, "database failed before sending; nothing sent");
+                self.give_back(&claim, "the database failed before sending")
+                    .await?;
                 return Ok(Disposition::Requeue);
             }
         };
@@ -178,13 +177,7 @@ impl Fulfiller {
         let recorded = (|| {
             lifecycle::record_outcome(&self.db, &order.order_number, &self.worker_id, claim.lease, &outcome)
         })
-            .retry(
-                ExponentialBuilder::default()
-                    .with_min_delay(Duration::from_millis(100))
-                    .with_max_delay(Duration::from_secs(2))
-                    .with_max_times(usize::MAX)
-                    .with_total_delay(Some(RECORD_RETRY_FOR)),
-            )
+            .retry(database_backoff())
             .sleep(tokio::time::sleep)
             .notify(|e, after| {
                 tracing::warn!(order_number = %order.order_number, error = %e, retry_in = ?after, "cannot record the outcome yet");
@@ -196,6 +189,23 @@ impl Fulfiller {
             tracing::error!(order_number = %order_number, outcome = %outcome.status(), alert = true, "outcome not recorded: the order was settled meanwhile");
         }
         Ok(Disposition::Ack)
+    }
+
+    /// Gives an order nothing was sent for back (`pending`), retrying through a database
+    /// hiccup like an outcome: a claim under this live lease that nobody works on would
+    /// otherwise wait for the process to end.
+    async fn give_back(&self, claim: &Claim, why: &str) -> Result<(), sqlx::Error> {
+        let order_number = &claim.order.order_number;
+        (|| async {
+            lifecycle::unmark_sent(&self.db, order_number, claim.lease).await?;
+            lifecycle::release(&self.db, order_number, &self.worker_id, claim.lease, why).await
+        })
+        .retry(database_backoff())
+        .sleep(tokio::time::sleep)
+        .notify(|e, after| {
+            tracing::warn!(%order_number, error = %e, retry_in = ?after, "cannot give the order back yet");
+        })
+        .await
     }
 
     /// The lease's id once it is live. Renewals failing (the database restarting) claim

@@ -85,6 +85,8 @@ pub async fn run(config: WorkerConfig, shutdown: CancellationToken) -> anyhow::R
         fulfiller: fulfiller.clone(),
         slots: Arc::new(tokio::sync::Semaphore::new(config.concurrency as usize)),
         tasks: tokio_util::task::TaskTracker::new(),
+        requeue_after: config.requeue_after,
+        outbox: outbox.clone(),
     };
     let sweeper = Arc::new(sweep::Sweeper {
         db: db.clone(),

@@ -29,7 +29,7 @@ use shared::outbox::OutboxSignal;
 use shared::unitel::{TransactionStatus, UnitelClient};
 use sqlx::PgPool;
 
-use crate::fulfil::Fulfiller;
+use crate::fulfil::{Disposition, Fulfiller};
 
 const BATCH: i64 = 200;
 
@@ -53,17 +53,32 @@ pub struct Takeovers {
     pub fulfiller: Arc<Fulfiller>,
     pub slots: Arc<Semaphore>,
     pub tasks: TaskTracker,
+    pub requeue_after: Duration,
+    pub outbox: OutboxSignal,
 }
 
 impl Takeovers {
-    fn start(&self, order_number: OrderNumber) {
-        let (fulfiller, slots) = (self.fulfiller.clone(), self.slots.clone());
+    fn start(&self, order_number: OrderNumber, sweeper: Actor) {
+        let this = self.clone();
         self.tasks.spawn(async move {
-            let Ok(_slot) = slots.acquire_owned().await else {
+            let Ok(_slot) = this.slots.clone().acquire_owned().await else {
                 return;
             };
-            // Whatever happens, the requeued message is still on its way.
-            match fulfiller.fulfil(&order_number).await {
+            match this.fulfiller.fulfil(&order_number).await {
+                // Given back unsent (Unitel unreachable, a stop): the message requeued with
+                // the release may have been taken and acked meanwhile, so queue another.
+                Ok(Disposition::Requeue) => {
+                    let db = &this.fulfiller.db;
+                    let now = std::slice::from_ref(&order_number);
+                    match lifecycle::requeue_pending(db, this.requeue_after, BATCH, now, &sweeper)
+                        .await
+                    {
+                        Ok(_) => this.outbox.wake(),
+                        Err(error) => {
+                            tracing::warn!(%order_number, %error, "given back; left to the sweep's requeue")
+                        }
+                    }
+                }
                 Ok(disposition) => {
                     tracing::info!(%order_number, ?disposition, "released claim taken over by the sweep")
                 }
@@ -102,18 +117,21 @@ impl Sweeper {
     async fn sweep(&self) -> Result<SweepReport, sqlx::Error> {
         let actor = Actor::RechargeSweep(self.worker_id.clone());
         let released = lifecycle::release_abandoned_claims(&self.db, &actor).await?;
-        let lost = lifecycle::abandon_sent_claims(&self.db, None, &actor).await?;
-        for order_number in &lost {
-            tracing::error!(%order_number, alert = true, "top-up outcome unknown: the worker stopped after sending");
-        }
+        // Released orders go back on the queue, then this worker takes them over: even if
+        // the requeue fails, the takeovers start (the list exists nowhere else).
         let requeued =
             lifecycle::requeue_pending(&self.db, self.requeue_after, BATCH, &released, &actor)
-                .await?;
+                .await;
+        for order_number in &released {
+            self.takeovers.start(order_number.clone(), actor.clone());
+        }
+        let requeued = requeued?;
         if requeued > 0 {
             self.outbox.wake();
         }
-        for order_number in &released {
-            self.takeovers.start(order_number.clone());
+        let lost = lifecycle::abandon_sent_claims(&self.db, None, &actor).await?;
+        for order_number in &lost {
+            tracing::error!(%order_number, alert = true, "top-up outcome unknown: the worker stopped after sending");
         }
         let reconciled = self.reconcile_unknown(&actor).await?;
         lifecycle::prune_leases(&self.db).await?;

@@ -408,3 +408,46 @@ async fn a_message_that_keeps_failing_is_dead_lettered_then_requeued_by_the_swee
     assert_eq!(system.credits_for(&order), 1);
     system.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_database_failure_before_sending_gives_the_order_back_instead_of_stranding_it() {
+    let mut system = System::start(SystemOptions {
+        workers: 0,
+        ..Default::default()
+    })
+    .await;
+    // The first attempt to mark an order sent fails, as when PostgreSQL restarts under
+    // it (a sequence: the count survives the failed statement's rollback).
+    sqlx::raw_sql(
+        "CREATE SEQUENCE mark_sent_attempts;
+         CREATE FUNCTION fail_first_mark_sent() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN
+             IF NEW.recharge_sent_at IS NOT NULL AND OLD.recharge_sent_at IS NULL
+                AND nextval('mark_sent_attempts') = 1 THEN
+                 RAISE EXCEPTION 'injected: the database went away';
+             END IF;
+             RETURN NEW;
+         END $$;
+         CREATE TRIGGER fail_first_mark_sent BEFORE UPDATE ON orders
+             FOR EACH ROW EXECUTE FUNCTION fail_first_mark_sent();",
+    )
+    .execute(&system.db.pool)
+    .await
+    .unwrap();
+    system.start_worker().await;
+    let order = system
+        .order_and_pay("o-db-blip", "88616600", "voice", "SD5000")
+        .await;
+    // Before, the claim stayed under the worker's live lease with nobody working on it,
+    // until the process ended.
+    assert_eq!(
+        system
+            .wait_for_outcome(&order, Duration::from_secs(20))
+            .await,
+        "success"
+    );
+    assert_eq!(system.credits_for(&order), 1);
+    let history = system.events(&order).await;
+    assert!(history.contains(&"released".to_owned()), "{history:?}");
+    system.shutdown().await;
+}
