@@ -48,7 +48,7 @@ export WECHAT_PAYMENT_CALLBACK_SERVICE=elife-backend WECHAT_PAYMENT_CALLBACK_PAT
 export UNITEL_API_URL=http://127.0.0.1:$UNITEL_PORT/api/v1 UNITEL_USERNAME=elife UNITEL_PASSWORD=elife-secret
 # The sandbox refuses with code 105 ("nothing was done"): those top-ups fail and are refunded.
 export UNITEL_REFUSAL_CODES=105
-export UNITEL_TIMEOUT_MS=5000 RECHARGE_CONCURRENCY=8 ADMIN_TOKEN=demo-admin-token-change-me
+export ADMIN_TOKEN=demo-admin-token-change-me
 export SANDBOX_WECHAT_PORT=$WECHAT_PORT SANDBOX_UNITEL_PORT=$UNITEL_PORT SANDBOX_CALLBACK_BASE=http://127.0.0.1:$API_PORT
 
 PIDS=()

@@ -240,9 +240,15 @@ async fn sigterm_lets_a_top_up_in_flight_finish_within_the_default_grace() {
         },
         ..Default::default()
     });
-    // The grace the binary ships with, not the harness's.
-    let worker =
-        system.spawn_worker_process("process-deploy", &[("WORKER_SHUTDOWN_GRACE_MS", None)]);
+    // The grace and the Unitel timeout the binary ships with, not the harness's.
+    let worker = system.spawn_worker_process(
+        "process-deploy",
+        &[
+            ("WORKER_SHUTDOWN_GRACE_MS", None),
+            ("UNITEL_TIMEOUT_MS", None),
+            ("UNITEL_RETRY_FOR_MS", None),
+        ],
+    );
     system.sandbox.pay(&order).await.unwrap();
     system
         .wait_for_count(

@@ -178,8 +178,11 @@ impl Processes {
         layout: &Layout,
     ) -> anyhow::Result<Self> {
         let mut sandbox = Command::new(binary("sandbox")?);
+        // Only what the layout gives: nothing the caller's shell exported (a sourced
+        // .env.example) may change the settings a run claims are the shipped ones.
         sandbox
             .arg("serve")
+            .env_clear()
             .envs(&env)
             .env("SANDBOX_WECHAT_PORT", ports.wechat.to_string())
             .env("SANDBOX_UNITEL_PORT", ports.unitel.to_string())
@@ -206,6 +209,7 @@ impl Processes {
         };
         for api in &layout.apis {
             let child = Command::new(binary("payment-api")?)
+                .env_clear()
                 .envs(&processes.env)
                 .env("PORT", api.port.to_string())
                 // Its /metrics and /api: apart from the public port, as in production.
@@ -236,6 +240,7 @@ impl Processes {
         let id = format!("worker-{}", self.started_workers);
         self.worker_ids.push(id.clone());
         let worker = Command::new(binary("recharge-worker")?)
+            .env_clear()
             .envs(&self.env)
             .env("WORKER_ID", id)
             .stdout(log_output())
