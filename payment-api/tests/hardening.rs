@@ -310,6 +310,16 @@ async fn money_taken_is_alerted_and_refundable_only_once_wechat_confirms_it() {
         system.statuses(&late).await,
         ("closed".into(), "pending".into())
     );
+    // The customer cancelling it again sees the refund, as reading it does.
+    let (status, cancelled) = system
+        .client("o-late")
+        .post(&format!("/orders/{late}/cancel"), json!({}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{cancelled}");
+    assert_eq!(
+        cancelled["data"]["refund"]["status"], "success",
+        "{cancelled}"
+    );
     system.shutdown().await;
 }
 

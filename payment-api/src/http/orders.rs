@@ -527,7 +527,11 @@ async fn cancel(
     let row = owned_order(&ctx, &order_number, &user).await?;
     match row.payment_status {
         PaymentStatus::Unpaid => {}
-        PaymentStatus::Closed => return Ok(Envelope(OrderView::new(row, None))),
+        // Closed already: as it stands, with the refund of a payment that came too late.
+        PaymentStatus::Closed => {
+            let refund = refunds::find(&ctx.db, &order_number).await?;
+            return Ok(Envelope(OrderView::new(row, refund)));
+        }
         PaymentStatus::Paid => {
             return Err(ApiError::Conflict(
                 "A paid order cannot be cancelled".into(),
