@@ -4,13 +4,14 @@
 # workspace against it, and writes what sqlx's macros need to build offline.
 #
 #   scripts/sqlx-prepare.sh          (installs sqlx-cli 0.8 first if it is missing)
+#   SQLX_PREPARE_DB=name scripts/sqlx-prepare.sh   (another scratch database, for checkouts side by side)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/ensure-services.sh
 if ! cargo sqlx --version >/dev/null 2>&1; then
     cargo install sqlx-cli --version 0.8.6 --locked --no-default-features --features postgres,rustls
 fi
-DB=elife_sqlx_prepare
+DB="${SQLX_PREPARE_DB:-elife_sqlx_prepare}"
 export DATABASE_URL="postgres://postgres@127.0.0.1:5432/$DB"
 psql -q -h 127.0.0.1 -U postgres -d postgres -c "DROP DATABASE IF EXISTS $DB" -c "CREATE DATABASE $DB"
 cargo sqlx migrate run --source migrations
