@@ -38,6 +38,7 @@ pub struct ApiConfig {
     pub payments: PaymentPolicy,
     pub limits: Limits,
     pub alerts: AlertConfig,
+    pub reconciliation: crate::reconciliation::ReconciliationConfig,
     /// How long a number's product list or postpaid bill is reused before Unitel is asked
     /// again (`UNITEL_LOOKUP_CACHE_MS`).
     pub lookup_cache_for: Duration,
@@ -196,8 +197,43 @@ impl ApiConfig {
                 admin_failures_per_minute: s.parsed("ADMIN_FAILURES_PER_MINUTE", 10)?,
             },
             lookup_cache_for: s.millis("UNITEL_LOOKUP_CACHE_MS", 180_000)?,
+            reconciliation: reconciliation_config(s)?,
         })
     }
+}
+
+fn reconciliation_config(
+    s: &Settings,
+) -> Result<crate::reconciliation::ReconciliationConfig, ConfigError> {
+    let since = match s.optional("RECONCILIATION_SINCE") {
+        None => None,
+        Some(text) => Some(
+            chrono::NaiveDate::parse_from_str(text.trim(), "%Y-%m-%d").map_err(|_| {
+                ConfigError::Invalid {
+                    name: "RECONCILIATION_SINCE",
+                    reason: "must be a date as YYYY-MM-DD".into(),
+                }
+            })?,
+        ),
+    };
+    let every = s.millis("RECONCILIATION_INTERVAL_MS", 600_000)?;
+    let retry_after = s.millis("RECONCILIATION_RETRY_MS", 1_800_000)?;
+    for (name, value) in [
+        ("RECONCILIATION_INTERVAL_MS", every),
+        ("RECONCILIATION_RETRY_MS", retry_after),
+    ] {
+        if value < Duration::from_secs(1) || value > Duration::from_secs(24 * 3600) {
+            return Err(ConfigError::Invalid {
+                name,
+                reason: "must be between 1000 and 86400000 milliseconds".into(),
+            });
+        }
+    }
+    Ok(crate::reconciliation::ReconciliationConfig {
+        every,
+        retry_after,
+        since,
+    })
 }
 
 /// What production refuses to start with. Settings under which a forged payment could be

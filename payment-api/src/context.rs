@@ -11,6 +11,7 @@ use crate::config::ApiConfig;
 use crate::lookups::Lookups;
 use crate::payment_watch::PaymentWatch;
 use crate::rate_limit::RateLimiter;
+use crate::reconciliation::Reconciliation;
 use crate::refunds::Refunds;
 use crate::wechat::WechatPay;
 
@@ -27,4 +28,6 @@ pub struct ApiContext {
     /// Asks WeChat about unpaid orders (on read and on cancel).
     pub payments: Arc<PaymentWatch>,
     pub refunds: Arc<Refunds>,
+    /// Matches WeChat's daily bills against our books (an operator can re-run a day).
+    pub reconciliation: Arc<Reconciliation>,
 }

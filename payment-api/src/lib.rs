@@ -10,6 +10,7 @@ pub mod import;
 pub mod lookups;
 pub mod payment_watch;
 pub mod rate_limit;
+pub mod reconciliation;
 pub mod refunds;
 pub mod startup;
 pub mod stats;

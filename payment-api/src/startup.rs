@@ -21,6 +21,7 @@ use crate::config::ApiConfig;
 use crate::context::ApiContext;
 use crate::lookups::Lookups;
 use crate::payment_watch::PaymentWatch;
+use crate::reconciliation::Reconciliation;
 use crate::rate_limit::{Expiry, RateLimiter};
 use crate::refunds::Refunds;
 use crate::stats::{self, Refresher};
@@ -95,6 +96,12 @@ impl Application {
             auto_refund_failed: config.payments.auto_refund_failed,
             every: config.payments.refund_sweep_every,
         });
+        let reconciliation = Arc::new(Reconciliation {
+            db: db.clone(),
+            wechat: wechat.clone(),
+            payments: payments.clone(),
+            config: config.reconciliation.clone(),
+        });
         let unitel = Arc::new(UnitelClient::new(&config.unitel)?);
         let ctx = ApiContext {
             lookups: Arc::new(Lookups::new(unitel.clone(), config.lookup_cache_for)),
@@ -106,6 +113,7 @@ impl Application {
             limiter: RateLimiter::new(db.clone()),
             payments,
             refunds,
+            reconciliation,
         };
         Ok(Application {
             listener,
@@ -181,6 +189,13 @@ impl Application {
                 stats::refresh::EVERY,
                 &stop,
                 Arc::new(Refresher(db.clone())),
+            ),
+            every(
+                db,
+                ExclusiveJob::Reconciliation,
+                self.ctx.config.reconciliation.every,
+                &stop,
+                self.ctx.reconciliation.clone(),
             ),
             every(
                 db,

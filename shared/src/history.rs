@@ -74,6 +74,18 @@ text_enum!(
         RefundMissingSource => "refund_missing_source",
         /// WeChat reports a refund this system never asked for.
         RefundUnknown => "refund_unknown",
+        /// WeChat's daily bill shows a payment for an order number we never had.
+        BillUnknownOrder => "bill_unknown_order",
+        /// Paid here, absent from WeChat's daily bill.
+        BillMissing => "bill_missing",
+        /// WeChat's daily bill shows the payment differently (amount, merchant,
+        /// transaction).
+        BillMismatch => "bill_mismatch",
+        /// A refund we recorded as taken that WeChat's bill and `queryrefund` do not show.
+        BillRefundMissing => "bill_refund_missing",
+        /// WeChat's daily bill shows a refund we never asked for (made by hand in the
+        /// merchant platform, or by someone else).
+        BillRefundUnknown => "bill_refund_unknown",
     }
 );
 
@@ -90,7 +102,22 @@ impl AnomalyKind {
     /// WeChat's own answer (`queryorder`) showed it, so it may mark the order; every other
     /// kind comes from a request anyone could have sent.
     pub fn verified(self) -> bool {
-        self.money_taken_unfulfilled() || self == AnomalyKind::QueryAmountMismatch
+        self.money_taken_unfulfilled()
+            || self == AnomalyKind::QueryAmountMismatch
+            || self.from_bill()
+    }
+
+    /// Found by matching WeChat's daily bill with our books: the bill is WeChat's own
+    /// record, fetched by us; a person must look at the difference.
+    pub fn from_bill(self) -> bool {
+        matches!(
+            self,
+            AnomalyKind::BillUnknownOrder
+                | AnomalyKind::BillMissing
+                | AnomalyKind::BillMismatch
+                | AnomalyKind::BillRefundMissing
+                | AnomalyKind::BillRefundUnknown
+        )
     }
 }
 
@@ -119,6 +146,8 @@ pub enum Actor {
     Admin(String),
     /// `payment-api import-legacy`, bringing the replaced system's rows over.
     Import,
+    /// payment-api's daily reconciliation with WeChat Pay's bill.
+    Reconciliation,
 }
 
 impl Actor {
@@ -148,6 +177,7 @@ impl Actor {
             ("sweep", Some(id)) if !id.is_empty() => Actor::RechargeSweep(id.to_owned()),
             ("admin", Some(name)) if !name.is_empty() => Actor::Admin(name.to_owned()),
             ("import", None) => Actor::Import,
+            ("reconciliation", None) => Actor::Reconciliation,
             _ => return Err(invalid()),
         })
     }
@@ -172,6 +202,7 @@ impl fmt::Display for Actor {
             Actor::RechargeSweep(id) => write!(f, "sweep:{id}"),
             Actor::Admin(name) => write!(f, "admin:{name}"),
             Actor::Import => f.write_str("import"),
+            Actor::Reconciliation => f.write_str("reconciliation"),
         }
     }
 }
@@ -225,6 +256,7 @@ mod tests {
             Actor::RechargeSweep("host-12".into()),
             Actor::Admin("ops zhang".into()),
             Actor::Import,
+            Actor::Reconciliation,
         ];
         for actor in actors {
             assert_eq!(Actor::from_column(&actor.as_column()).unwrap(), actor);

@@ -27,6 +27,8 @@ pub enum ExclusiveJob {
     StatsRefresh,
     /// payment-api: forgetting rate-limit counts of minutes that are over.
     RateLimitExpiry,
+    /// payment-api: matching each day's WeChat Pay bill against our books.
+    Reconciliation,
 }
 
 impl ExclusiveJob {
@@ -40,6 +42,7 @@ impl ExclusiveJob {
             ExclusiveJob::Alerts => 4,
             ExclusiveJob::StatsRefresh => 5,
             ExclusiveJob::RateLimitExpiry => 6,
+            ExclusiveJob::Reconciliation => 7,
         }
     }
 

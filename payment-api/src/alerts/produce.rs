@@ -100,6 +100,7 @@ impl Alerting {
             }
         }
         raised += self.stuck_refunds().await?;
+        raised += self.late_reconciliations().await?;
         raised += self.health().await?;
         Ok(raised)
     }
@@ -166,7 +167,15 @@ impl Alerting {
         let read_up_to = (last.txid.clone(), last.id);
         let mut batch = Batch::default();
         for row in rows.iter() {
-            let (kind, message) = if row.kind.money_taken_unfulfilled() {
+            let (kind, message) = if row.kind.from_bill() {
+                (
+                    "reconciliation_difference",
+                    format!(
+                        "WeChat's daily bill and our books differ ({}): see GET /admin/reconciliation, settle it, then resolve the difference",
+                        row.kind
+                    ),
+                )
+            } else if row.kind.money_taken_unfulfilled() {
                 (
                     "money_taken_unfulfilled",
                     format!(
@@ -207,6 +216,27 @@ impl Alerting {
                     'Refund not settled after an hour (' || status || coalesce(', ' || last_error, '') || ')'
                FROM refunds
               WHERE status IN ('requested', 'accepted') AND created_at < now() - interval '1 hour'
+             ON CONFLICT (dedupe_key) DO NOTHING"
+        )
+        .execute(&self.db)
+        .await?
+        .rows_affected();
+        Ok(raised as usize)
+    }
+
+    /// Days whose bill could not be fetched or did not add up, once they are late: WeChat's
+    /// bill of day D is ready from 10:00 China time on D+1, so a day still not reconciled
+    /// at 14:00 (or failed three times) needs a person. One alert per day and status.
+    async fn late_reconciliations(&self) -> Result<usize, sqlx::Error> {
+        let raised = sqlx::query!(
+            "INSERT INTO alerts (kind, dedupe_key, message)
+             SELECT 'reconciliation_late', 'reconciliation_late:' || bill_date || ':' || status,
+                    'WeChat bill of ' || bill_date || ' not reconciled (' || status
+                    || coalesce(': ' || last_error, '') || ', ' || attempts || ' attempts)'
+               FROM reconciliation_days
+              WHERE status IN ('waiting', 'failed', 'unbalanced')
+                AND (attempts >= 3
+                     OR now() > (bill_date + 1 + time '14:00') AT TIME ZONE 'Asia/Shanghai')
              ON CONFLICT (dedupe_key) DO NOTHING"
         )
         .execute(&self.db)

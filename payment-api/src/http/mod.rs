@@ -18,6 +18,7 @@ mod order_view;
 mod orders;
 mod payment;
 mod products;
+mod reconciliation;
 mod refund;
 mod stats;
 mod types;
@@ -51,6 +52,7 @@ pub fn router(ctx: ApiContext, operations: bool) -> Router {
         .merge(stats::router())
         .merge(legacy_stats::router())
         .merge(attention::router())
+        .merge(reconciliation::router())
         .merge(admin_page::router())
         .with_state(ctx);
     let router = if operations {

@@ -35,6 +35,9 @@ use utoipa_swagger_ui::SwaggerUi;
         super::attention::attention,
         super::refund::retry_refund,
         super::exchange_rate::set_exchange_rate,
+        super::reconciliation::read,
+        super::reconciliation::run,
+        super::reconciliation::resolve,
     ),
     modifiers(&SecuritySchemes, &ResponseEnvelopes),
     tags(

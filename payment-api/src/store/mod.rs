@@ -4,4 +4,5 @@
 pub mod history;
 pub mod orders;
 pub mod rates;
+pub mod reconciliation;
 pub mod users;

@@ -6,9 +6,11 @@
 //! WeChat's words stop here: its trade and refund states become our [`PaymentStatus`] and
 //! [`RefundStatus`], its `time_end` a UTC time, in this module and nowhere else.
 
+mod bill;
 mod callback;
 mod states;
 
+pub use bill::{BillDownload, BillLine, BillLineKind, BillSummary, MalformedLine, TradeBill};
 pub use callback::{Attach, PaymentNotification};
 pub use states::china_time;
 
