@@ -50,6 +50,9 @@ export UNITEL_API_URL=http://127.0.0.1:$UNITEL_PORT/api/v1 UNITEL_USERNAME=elife
 export UNITEL_REFUSAL_CODES=105
 export ADMIN_TOKEN=demo-admin-token-change-me
 export SANDBOX_WECHAT_PORT=$WECHAT_PORT SANDBOX_UNITEL_PORT=$UNITEL_PORT SANDBOX_CALLBACK_BASE=http://127.0.0.1:$API_PORT
+# WeChat serves day D's bill from 10:00 on D+1; the demo's simulated WeChat serves today's
+# at once, so that the demo can reconcile the day it just made.
+export SANDBOX_BILLS_READY=immediately
 
 PIDS=()
 cleanup() {
@@ -113,7 +116,14 @@ step "8. What the operator sees today (GET /admin/stats, admin token)"
 curl -fs "$API/admin/stats?from=$(TZ=Asia/Shanghai date +%F)" -H "Authorization: Bearer $ADMIN_TOKEN" \
   | json '"orders created %s, paid %s, credited %s, paid CNY %s, new customers %s" % (d["data"]["totals"]["ordersCreated"], d["data"]["totals"]["ordersPaid"], d["data"]["totals"]["rechargeSuccess"], d["data"]["totals"]["paidYuan"], d["data"]["customers"]["new"])'
 
+step "9. Today's books against WeChat Pay's bill (POST /admin/reconciliation/run, admin token)"
+TODAY=$(TZ=Asia/Shanghai date +%F)
+RECONCILED=$(curl -fs -X POST "$API/admin/reconciliation/run?date=$TODAY" -H "Authorization: Bearer $ADMIN_TOKEN")
+echo "$RECONCILED" | json '"%s: %s; bill lines %s, matched %s, open differences %s; bill %s fen paid, ours %s fen" % (d["data"]["date"], d["data"]["status"], d["data"]["billLines"], d["data"]["linesMatched"], d["data"]["differencesOpen"], d["data"]["totals"]["day"]["billPaymentsFen"], d["data"]["totals"]["day"]["ourPaymentsFen"])'
+DAY_STATUS=$(echo "$RECONCILED" | json 'd["data"]["status"]')
+
 [ "$STATUS" = "paid/success" ] || { echo "demo: the order ended $STATUS" >&2; exit 1; }
+[ "$DAY_STATUS" = "balanced" ] || { echo "demo: today's reconciliation is $DAY_STATUS" >&2; exit 1; }
 echo
 echo "Swagger UI: $API/api   operator page: $API/admin (token $ADMIN_TOKEN)   (logs in $LOGS/)"
 if $KEEP; then

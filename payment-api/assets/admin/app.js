@@ -180,6 +180,76 @@ async function submitAction(event) {
   }
 }
 
+function renderReconciliation(view) {
+  const open = view.days.reduce((sum, d) => sum + d.differencesOpen, 0);
+  $("#reconciliation-open").textContent = open ? `(${open} open)` : "";
+  const rows = view.days.map((d) => {
+    const tr = element("tr", { "data-day": d.date, class: "status-" + d.status });
+    [d.date, d.status + (d.lastError ? ": " + d.lastError : ""), d.billLines, d.linesMatched,
+     d.differencesOpen, d.differencesResolved,
+     d.reconciledAt ? d.reconciledAt.slice(0, 19).replace("T", " ") : ""]
+      .forEach((v) => tr.appendChild(element("td", {}, String(v))));
+    const cell = element("td");
+    const button = element("button", { class: "show-day", type: "button" }, "Show");
+    button.addEventListener("click", () => showDay(d.date));
+    cell.appendChild(button);
+    tr.appendChild(cell);
+    return tr;
+  });
+  $("#reconciliation tbody").replaceChildren(...rows);
+}
+
+async function showDay(date) {
+  const view = await api("GET", `/admin/reconciliation?date=${date}`);
+  const day = view.day;
+  if (!day) return;
+  $("#reconciliation-day").hidden = false;
+  $("#reconciliation-day-title").textContent = `${day.date}: ${day.status}`;
+  const t = (day.totals && day.totals.day) || {};
+  $("#reconciliation-totals").textContent =
+    `Bill: payments ${t.billPaymentsFen ?? "–"} fen, refunds ${t.billRefundsFen ?? "–"} fen. ` +
+    `Ours: payments ${t.ourPaymentsFen ?? "–"} fen, refunds ${t.ourRefundsFen ?? "–"} fen.`;
+  const rows = day.differences.map((x) => {
+    const tr = element("tr", { "data-difference": x.id });
+    [x.kind, x.subject, x.deltaFen, x.status, x.resolvedBy || "", x.resolution || ""]
+      .forEach((v) => tr.appendChild(element("td", {}, String(v))));
+    const cell = element("td");
+    if (x.status === "open") {
+      const button = element("button", { class: "resolve-difference", type: "button" }, "Resolve");
+      button.addEventListener("click", () => resolveDifference(x.id, day.date));
+      cell.appendChild(button);
+    }
+    tr.appendChild(cell);
+    return tr;
+  });
+  $("#differences tbody").replaceChildren(...rows);
+}
+
+let pendingDifference = null;
+
+function resolveDifference(id, date) {
+  pendingDifference = { id, date };
+  $("#difference-title").textContent = `Resolve difference ${id} of ${date}`;
+  $("#difference-note").value = "";
+  $("#difference-form").hidden = false;
+  $("#difference-note").focus();
+}
+
+async function submitDifference(event) {
+  event.preventDefault();
+  const { id, date } = pendingDifference;
+  const note = $("#difference-note").value;
+  try {
+    await api("POST", `/admin/reconciliation/differences/${id}/resolve`, { note });
+    $("#reconciliation-result").textContent = `Difference ${id}: resolved.`;
+    $("#difference-form").hidden = true;
+    renderReconciliation(await api("GET", "/admin/reconciliation"));
+    await showDay(date);
+  } catch (error) {
+    $("#reconciliation-result").textContent = `Difference ${id}: ${error.message}`;
+  }
+}
+
 async function loadRate() {
   const rate = await fetch("/exchange-rate/current").then((r) => r.json());
   $("#rate-current").textContent = rate.data.rate;
@@ -198,12 +268,14 @@ async function saveRate(event) {
 
 async function load() {
   $("#stats-error").textContent = "";
-  const [stats, attention] = await Promise.all([
+  const [stats, attention, reconciliation] = await Promise.all([
     api("GET", `/admin/stats?from=${$("#from").value}&to=${$("#to").value}`),
     api("GET", "/admin/attention"),
+    api("GET", "/admin/reconciliation"),
   ]);
   renderStats(stats);
   renderAttention(attention);
+  renderReconciliation(reconciliation);
   document.body.dataset.loaded = String(Date.now());
 }
 
@@ -248,5 +320,7 @@ document.addEventListener("DOMContentLoaded", () => {
   $("#action-form").addEventListener("submit", submitAction);
   $("#action-cancel").addEventListener("click", () => { $("#action-form").hidden = true; });
   $("#rate-form").addEventListener("submit", saveRate);
+  $("#difference-form").addEventListener("submit", submitDifference);
+  $("#difference-cancel").addEventListener("click", () => { $("#difference-form").hidden = true; });
   if (token) start(); else show(false);
 });

@@ -445,3 +445,232 @@ fn day_totals(bill: &TradeBill, books: &Books, differences: &[Difference]) -> Da
         unexplained_refunds_fen: bill_refunds - our_refunds - explained(true),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use chrono::Utc;
+
+    use super::*;
+    use crate::wechat::BillSummary;
+
+    const MERCHANT: &str = "1712734762";
+
+    fn fen(n: i64) -> Fen {
+        Fen::new(n).unwrap()
+    }
+
+    fn payment_line(order: &str, amount: i64, transaction: &str) -> BillLine {
+        BillLine {
+            line_no: 2,
+            kind: BillLineKind::Payment,
+            traded_at: Utc::now(),
+            sub_mch_id: MERCHANT.into(),
+            transaction_id: transaction.into(),
+            out_trade_no: order.into(),
+            openid: "o-1".into(),
+            trade_state: "SUCCESS".into(),
+            settlement_fee: fen(amount),
+            order_fee: fen(amount),
+            refund_id: None,
+            out_refund_no: None,
+            refund_fee: fen(0),
+            refund_status: None,
+        }
+    }
+
+    fn refund_line(order: &str, out_refund_no: &str, amount: i64) -> BillLine {
+        BillLine {
+            kind: BillLineKind::Refund,
+            trade_state: "REFUND".into(),
+            settlement_fee: fen(0),
+            order_fee: fen(0),
+            refund_id: Some("5030".into()),
+            out_refund_no: Some(out_refund_no.into()),
+            refund_fee: fen(amount),
+            refund_status: Some("SUCCESS".into()),
+            ..payment_line(order, 0, "4200")
+        }
+    }
+
+    fn bill(lines: Vec<BillLine>) -> TradeBill {
+        let mut bill = TradeBill {
+            lines,
+            malformed: Vec::new(),
+            summary: None,
+            text: String::new(),
+        };
+        bill.summary = Some(bill.totals_from_lines());
+        bill
+    }
+
+    fn paid(order: &str, amount: i64, transaction: &str) -> OurPayment {
+        OurPayment {
+            order_number: order.into(),
+            amount: fen(amount),
+            payment_status: PaymentStatus::Paid,
+            transaction_id: Some(transaction.into()),
+        }
+    }
+
+    fn books(orders: Vec<OurPayment>, paid_on_day: &[&str], refunds: Vec<OurRefund>) -> Books {
+        let refunded_on_day = refunds.iter().map(|r| r.out_refund_no.clone()).collect();
+        Books {
+            orders: orders
+                .into_iter()
+                .map(|o| (o.order_number.clone(), o))
+                .collect(),
+            paid_on_day: paid_on_day.iter().map(|s| s.to_string()).collect(),
+            refunds: refunds
+                .into_iter()
+                .map(|r| (r.out_refund_no.clone(), r))
+                .collect(),
+            refunds_on_other_days: HashSet::new(),
+            refunded_on_day,
+        }
+    }
+
+    fn kinds(matched: &Matched) -> Vec<(DifferenceKind, String, i64)> {
+        matched
+            .differences
+            .iter()
+            .map(|d| (d.kind, d.subject.clone(), d.delta_fen))
+            .collect()
+    }
+
+    #[test]
+    fn a_day_whose_lines_all_match_balances() {
+        let bill = bill(vec![
+            payment_line("ORD1", 1136, "T1"),
+            payment_line("ORD2", 500, "T2"),
+            refund_line("ORD2", "ORD2-R", 500),
+        ]);
+        let books = books(
+            vec![paid("ORD1", 1136, "T1"), paid("ORD2", 500, "T2")],
+            &["ORD1", "ORD2"],
+            vec![OurRefund {
+                order_number: "ORD2".into(),
+                out_refund_no: "ORD2-R".into(),
+                amount: fen(500),
+                status: RefundStatus::Success,
+            }],
+        );
+        let matched = match_day(&bill, &books, MERCHANT);
+        assert_eq!(kinds(&matched), vec![]);
+        assert_eq!(matched.lines_matched, 3);
+        assert_eq!(matched.totals.bill_payments_fen, 1636);
+        assert_eq!(matched.totals.our_payments_fen, 1636);
+        assert_eq!(matched.totals.our_refunds_fen, 500);
+    }
+
+    #[test]
+    fn every_kind_of_line_difference_is_found_both_ways_and_explains_the_totals() {
+        let mut other_merchant = payment_line("ORD5", 300, "T5");
+        other_merchant.sub_mch_id = "999".into();
+        let bill = bill(vec![
+            payment_line("ORD1", 1137, "T1"),    // amount differs by a fen
+            payment_line("ORD2", 500, "T2-bis"), // another transaction
+            payment_line("ORD3", 700, "T3"),     // unpaid here
+            payment_line("ORDX", 900, "TX"),     // never ours
+            other_merchant,
+            refund_line("ORD1", "ORD1-W", 200), // refunded at WeChat only
+        ]);
+        let mut unpaid = paid("ORD3", 700, "T3");
+        unpaid.payment_status = PaymentStatus::Unpaid;
+        unpaid.transaction_id = None;
+        let books = books(
+            vec![
+                paid("ORD1", 1136, "T1"),
+                paid("ORD2", 500, "T2"),
+                unpaid,
+                paid("ORD4", 800, "T4"), // paid here, absent at WeChat
+                paid("ORD5", 300, "T5"),
+            ],
+            &["ORD1", "ORD2", "ORD4", "ORD5"],
+            vec![OurRefund {
+                order_number: "ORD2".into(),
+                out_refund_no: "ORD2-R".into(), // taken here, WeChat shows none
+                amount: fen(500),
+                status: RefundStatus::Accepted,
+            }],
+        );
+        let matched = match_day(&bill, &books, MERCHANT);
+        assert_eq!(
+            kinds(&matched),
+            vec![
+                (DifferenceKind::AmountDiffers, "ORD1".into(), 1),
+                (DifferenceKind::TransactionDiffers, "ORD2".into(), 0),
+                (DifferenceKind::PaidAtWechatOnly, "ORD3".into(), 700),
+                (DifferenceKind::UnknownOrder, "ORDX".into(), 900),
+                (DifferenceKind::MerchantDiffers, "ORD5".into(), 0),
+                (DifferenceKind::RefundAtWechatOnly, "ORD1-W".into(), 200),
+                (DifferenceKind::MissingAtWechat, "ORD4".into(), -800),
+                (DifferenceKind::RefundMissingAtWechat, "ORD2-R".into(), -500),
+            ]
+        );
+        assert_eq!(matched.lines_matched, 0);
+        assert_eq!(matched.totals.unexplained_payments_fen, 0);
+        assert_eq!(matched.totals.unexplained_refunds_fen, 0);
+    }
+
+    #[test]
+    fn a_refund_on_another_days_bill_is_no_difference() {
+        let bill = bill(vec![]);
+        let mut books = books(
+            vec![],
+            &[],
+            vec![OurRefund {
+                order_number: "ORD2".into(),
+                out_refund_no: "ORD2-R".into(),
+                amount: fen(500),
+                status: RefundStatus::Success,
+            }],
+        );
+        books.refunds_on_other_days.insert("ORD2-R".into());
+        let matched = match_day(&bill, &books, MERCHANT);
+        assert_eq!(kinds(&matched), vec![]);
+        assert_eq!(matched.totals.our_refunds_fen, 0);
+    }
+
+    #[test]
+    fn a_duplicated_line_and_a_wrong_summary_are_differences_of_the_day() {
+        let mut bill = bill(vec![
+            payment_line("ORD1", 1136, "T1"),
+            payment_line("ORD1", 1136, "T1"),
+        ]);
+        bill.summary = Some(BillSummary {
+            trades: 2,
+            settlement_total: fen(2273),
+            refund_total: fen(0),
+            order_total: fen(2273),
+            refund_request_total: fen(0),
+        });
+        let books = books(vec![paid("ORD1", 1136, "T1")], &["ORD1"], vec![]);
+        let matched = match_day(&bill, &books, MERCHANT);
+        let found: Vec<_> = kinds(&matched).into_iter().map(|(k, _, _)| k).collect();
+        assert_eq!(
+            found,
+            vec![DifferenceKind::BillTotalsDiffer, DifferenceKind::DayTotalsDiffer]
+        );
+        assert_eq!(matched.totals.unexplained_payments_fen, 1136);
+    }
+
+    #[test]
+    fn only_unpaid_orders_with_agreeing_amount_and_merchant_are_confirmed() {
+        let mut unpaid = paid("ORD3", 700, "T3");
+        unpaid.payment_status = PaymentStatus::Unpaid;
+        unpaid.transaction_id = None;
+        let mut cheaper = unpaid.clone();
+        cheaper.order_number = "ORD4".into();
+        let bill = bill(vec![
+            payment_line("ORD1", 1136, "T1"),
+            payment_line("ORD3", 700, "T3"),
+            payment_line("ORD4", 701, "T4"),
+        ]);
+        let books = books(vec![paid("ORD1", 1136, "T1"), unpaid, cheaper], &["ORD1"], vec![]);
+        let confirm: Vec<_> = payments_to_confirm(&bill, &books, MERCHANT)
+            .into_iter()
+            .map(|(line, amount)| (line.out_trade_no.clone(), amount.get()))
+            .collect();
+        assert_eq!(confirm, vec![("ORD3".to_owned(), 700)]);
+    }
+}
