@@ -9,6 +9,7 @@ pub mod drive;
 pub mod measure;
 pub mod orders;
 pub mod pgbench;
+pub mod reconcile;
 pub mod stats;
 pub mod system;
 pub mod workers;

@@ -24,7 +24,9 @@ scenarios:
              --per-worker N (400)  --concurrency N (8)
   all        callbacks, orders, credit and workers with their defaults, then peak memory
   stats      GET /admin/stats over a year of orders
-             --orders N (1000000)  --days N (365)  --requests N (50)  --changes N (20)";
+             --orders N (1000000)  --days N (365)  --requests N (50)  --changes N (20)
+  reconcile  one day of WeChat Pay's bill matched against our books
+             --orders N (100000)  --runs N (2)";
 
 fn options(args: &[String]) -> anyhow::Result<HashMap<String, String>> {
     let mut options = HashMap::new();
@@ -184,6 +186,21 @@ async fn main() -> anyhow::Result<()> {
             anyhow::ensure!(
                 result.matches_count_of_orders,
                 "the statistics differ from a count of the orders"
+            );
+        }
+        "reconcile" => {
+            let defaults = bench::reconcile::ReconcileOptions::default();
+            let result = bench::reconcile::run(&bench::reconcile::ReconcileOptions {
+                orders: number(&options, "orders", defaults.orders)?,
+                runs: number(&options, "runs", defaults.runs)?,
+            })
+            .await?;
+            anyhow::ensure!(
+                result.status == "balanced" && result.lines_matched == result.orders,
+                "the day did not balance: {} with {} of {} lines matched",
+                result.status,
+                result.lines_matched,
+                result.orders
             );
         }
         other => anyhow::bail!("unknown scenario {other}\n{USAGE}"),

@@ -147,6 +147,39 @@ impl Bench {
         self.db
     }
 
+    /// An admin route, with the benchmark's admin token; the answer's JSON.
+    pub async fn admin_post(&self, path: &str) -> anyhow::Result<Value> {
+        let response = self
+            .http
+            .post(format!("{}{path}", self.ports.api_url()))
+            .bearer_auth(testkit::ADMIN_TOKEN)
+            .timeout(Duration::from_secs(600))
+            .send()
+            .await?;
+        let status = response.status();
+        let body: Value = response.json().await?;
+        anyhow::ensure!(status.is_success(), "{path}: {status} {body}");
+        Ok(body)
+    }
+
+    /// A sandbox control route.
+    pub async fn control_post(&self, path: &str, body: &Value) -> anyhow::Result<()> {
+        let response = self
+            .http
+            .post(format!("{}{path}", self.ports.control_url()))
+            .json(body)
+            .timeout(Duration::from_secs(120))
+            .send()
+            .await?;
+        let status = response.status();
+        anyhow::ensure!(
+            status.is_success(),
+            "{path}: {status} {}",
+            response.text().await?
+        );
+        Ok(())
+    }
+
     pub async fn set_unitel_latency(&self, millis: u64) -> anyhow::Result<()> {
         let response = self
             .http

@@ -122,3 +122,16 @@ async fn worker_throughput_stays_within_what_unitel_allows() {
         );
     }
 }
+
+#[tokio::test]
+async fn the_reconciliation_benchmark_runs_and_its_day_balances() {
+    let result = bench::reconcile::run(&bench::reconcile::ReconcileOptions {
+        orders: 300,
+        runs: 2,
+    })
+    .await
+    .expect("the reconcile scenario runs");
+    assert_eq!(result.status, "balanced");
+    assert_eq!(result.lines_matched, 300, "every line of the bill matched");
+    assert_eq!(result.seconds.len(), 2);
+}

@@ -115,7 +115,11 @@ async fn run(
 #[serde(rename_all = "camelCase")]
 pub struct ResolveDifference {
     /// What was found and done (e.g. "refunded by hand in the merchant platform").
-    #[schema(example = "Refunded by hand on 2026-12-04, WeChat refund 5030...", pattern = r"\S", max_length = 1000)]
+    #[schema(
+        example = "Refunded by hand on 2026-12-04, WeChat refund 5030...",
+        pattern = r"\S",
+        max_length = 1000
+    )]
     note: String,
     /// Who decided (default `admin`).
     #[serde(default)]

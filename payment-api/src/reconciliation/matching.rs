@@ -74,7 +74,6 @@ impl DifferenceKind {
         DifferenceKind::BillTotalsDiffer,
         DifferenceKind::DayTotalsDiffer,
     ];
-
 }
 
 /// An order as our books have it.
@@ -313,7 +312,11 @@ fn payment_difference(
     let ours_json = json!({"amountFen": ours.amount.get(), "transactionId": ours.transaction_id,
                            "paymentStatus": ours.payment_status.as_str()});
     if line.sub_mch_id != merchant {
-        let ours_taken = if ours.money_taken() { ours.amount.get() } else { 0 };
+        let ours_taken = if ours.money_taken() {
+            ours.amount.get()
+        } else {
+            0
+        };
         return Some(difference(
             DifferenceKind::MerchantDiffers,
             line.order_fee.get() - ours_taken,
@@ -335,11 +338,7 @@ fn payment_difference(
         ));
     }
     if ours.transaction_id.as_deref() != Some(line.transaction_id.as_str()) {
-        return Some(difference(
-            DifferenceKind::TransactionDiffers,
-            0,
-            ours_json,
-        ));
+        return Some(difference(DifferenceKind::TransactionDiffers, 0, ours_json));
     }
     None
 }
@@ -425,8 +424,15 @@ fn day_totals(bill: &TradeBill, books: &Books, differences: &[Difference]) -> Da
     let other_day_lines: i64 = bill
         .lines
         .iter()
-        .filter(|l| l.kind == BillLineKind::Payment && !paid_on_day.contains(l.out_trade_no.as_str()))
-        .filter(|l| books.orders.get(&l.out_trade_no).is_some_and(OurPayment::money_taken))
+        .filter(|l| {
+            l.kind == BillLineKind::Payment && !paid_on_day.contains(l.out_trade_no.as_str())
+        })
+        .filter(|l| {
+            books
+                .orders
+                .get(&l.out_trade_no)
+                .is_some_and(OurPayment::money_taken)
+        })
         .map(|l| books.orders[&l.out_trade_no].amount.get())
         .sum();
     let explained = |refund: bool| -> i64 {
@@ -649,7 +655,10 @@ mod tests {
         let found: Vec<_> = kinds(&matched).into_iter().map(|(k, _, _)| k).collect();
         assert_eq!(
             found,
-            vec![DifferenceKind::BillTotalsDiffer, DifferenceKind::DayTotalsDiffer]
+            vec![
+                DifferenceKind::BillTotalsDiffer,
+                DifferenceKind::DayTotalsDiffer
+            ]
         );
         assert_eq!(matched.totals.unexplained_payments_fen, 1136);
     }
@@ -666,7 +675,11 @@ mod tests {
             payment_line("ORD3", 700, "T3"),
             payment_line("ORD4", 701, "T4"),
         ]);
-        let books = books(vec![paid("ORD1", 1136, "T1"), unpaid, cheaper], &["ORD1"], vec![]);
+        let books = books(
+            vec![paid("ORD1", 1136, "T1"), unpaid, cheaper],
+            &["ORD1"],
+            vec![],
+        );
         let confirm: Vec<_> = payments_to_confirm(&bill, &books, MERCHANT)
             .into_iter()
             .map(|(line, amount)| (line.out_trade_no.clone(), amount.get()))

@@ -154,8 +154,14 @@ impl Reconciliation {
             Ok(BillDownload::Ready(bill)) => bill,
             Ok(BillDownload::NoBill) => TradeBill::parse(""),
             Ok(BillDownload::NotReady) => {
-                record::not_fetched(&self.db, day, DayStatus::Waiting, None, self.config.retry_after)
-                    .await?;
+                record::not_fetched(
+                    &self.db,
+                    day,
+                    DayStatus::Waiting,
+                    None,
+                    self.config.retry_after,
+                )
+                .await?;
                 metrics::counter!("reconciliation_runs_total", "status" => "waiting").increment(1);
                 return Ok(DayStatus::Waiting);
             }
@@ -241,8 +247,7 @@ impl Reconciliation {
             .collect::<HashSet<_>>()
             .into_iter()
             .collect();
-        let (orders, paid_on_day) =
-            record::our_payments(&self.db, &named_orders, from, to).await?;
+        let (orders, paid_on_day) = record::our_payments(&self.db, &named_orders, from, to).await?;
         let (refunds, refunded_on_day) =
             record::our_refunds(&self.db, &named_refunds, from, to).await?;
         Ok(Books {

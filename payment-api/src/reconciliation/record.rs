@@ -45,11 +45,9 @@ impl DayStatus {
 
 /// The China day of the oldest order: where reconciliation starts by default.
 pub async fn first_order_day(db: &PgPool) -> Result<Option<NaiveDate>, sqlx::Error> {
-    sqlx::query_scalar!(
-        "SELECT (min(created_at) AT TIME ZONE 'Asia/Shanghai')::date FROM orders"
-    )
-    .fetch_one(db)
-    .await
+    sqlx::query_scalar!("SELECT (min(created_at) AT TIME ZONE 'Asia/Shanghai')::date FROM orders")
+        .fetch_one(db)
+        .await
 }
 
 /// Days from `since` on that need nothing more (balanced, or differences left to a
