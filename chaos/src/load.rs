@@ -168,6 +168,21 @@ impl Client {
             .is_ok_and(|r| r.status().is_success())
     }
 
+    /// An admin route with the run's admin token; the answer's `data`.
+    pub async fn admin_post(&self, path: &str) -> anyhow::Result<Value> {
+        let response = self
+            .http
+            .post(format!("{}{path}", self.api))
+            .bearer_auth(crate::verdict::ADMIN_TOKEN)
+            .timeout(std::time::Duration::from_secs(120))
+            .send()
+            .await?;
+        let status = response.status();
+        let body: Value = response.json().await?;
+        anyhow::ensure!(status.is_success(), "{path}: {status} {body}");
+        Ok(body["data"].clone())
+    }
+
     pub async fn control_get(&self, path: &str) -> anyhow::Result<Value> {
         Ok(self
             .http

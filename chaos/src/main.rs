@@ -91,7 +91,12 @@ async fn main() -> anyhow::Result<()> {
     let prefix = format!("chaos-{stamp}");
 
     let ports = Ports::free()?;
-    let env = base_env(&ports, &database_url, &prefix);
+    let mut env = base_env(&ports, &database_url, &prefix);
+    // The run ends by reconciling its day with WeChat's bill, as an operator would (the
+    // admin route); the simulated WeChat serves today's bill at once instead of at 10:00
+    // tomorrow.
+    env.insert("ADMIN_TOKEN".into(), verdict::ADMIN_TOKEN.into());
+    env.insert("SANDBOX_BILLS_READY".into(), "immediately".into());
     // The deployment's address is the proxy's: customers and WeChat's callbacks reach
     // whichever instance is alive.
     let apis = vec![ApiPorts::free()?, ApiPorts::free()?];

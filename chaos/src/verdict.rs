@@ -14,6 +14,9 @@ use crate::recovery::{Fault, Healed, KilledWorker};
 const WORKER_RECOVERY_TARGET: Duration = Duration::from_secs(15);
 use testkit::processes::MERCHANT;
 
+/// The run's admin token (production refuses one shorter than 32 characters).
+pub const ADMIN_TOKEN: &str = "fault-run-admin-token-0123456789abcdef";
+
 pub struct Forged {
     /// Orders that were never paid and received only forged callbacks.
     pub bait: Vec<String>,
@@ -284,6 +287,42 @@ pub async fn check(
         .filter(|c| c["kind"] == "payment" && c["accepted"] == true)
         .count();
 
+    // The books against WeChat's bill: every China day the run touched, reconciled as an
+    // operator would. The faults injected here never change what WeChat took, so every
+    // day must balance: each payment and refund line matched, nothing unexplained.
+    let days: Vec<String> = sqlx::query_scalar(
+        "SELECT DISTINCT to_char(d AT TIME ZONE 'Asia/Shanghai', 'YYYY-MM-DD')
+           FROM (SELECT created_at AS d FROM orders UNION ALL SELECT now()) t ORDER BY 1",
+    )
+    .fetch_all(&db)
+    .await?;
+    let mut reconciled = Vec::new();
+    for day in &days {
+        let report = client
+            .admin_post(&format!("/admin/reconciliation/run?date={day}"))
+            .await?;
+        reconciled.push((day.clone(), report));
+    }
+    let unbalanced: Vec<String> = reconciled
+        .iter()
+        .filter(|(_, r)| r["status"] != "balanced")
+        .map(|(day, r)| {
+            let kinds: Vec<&str> = r["differences"]
+                .as_array()
+                .map(|d| d.iter().filter_map(|x| x["kind"].as_str()).collect())
+                .unwrap_or_default();
+            format!("{day} {} ({})", r["status"], kinds.join(", "))
+        })
+        .collect();
+    let bill_lines: i64 = reconciled
+        .iter()
+        .map(|(_, r)| r["billLines"].as_i64().unwrap_or(0))
+        .sum();
+    let lines_matched: i64 = reconciled
+        .iter()
+        .map(|(_, r)| r["linesMatched"].as_i64().unwrap_or(0))
+        .sum();
+
     let recovery_figures = recovery_figures(healed);
     let worker_kills: Vec<&Healed> = healed
         .iter()
@@ -303,6 +342,8 @@ pub async fn check(
         ("forged callbacks sent (answered errcode 0)".into(), format!("{} ({})", forged.sent, forged.acknowledged)),
         ("anomalies recorded".into(), anomalies.iter().map(|(k, n)| format!("{k} {n}")).collect::<Vec<_>>().join(", ")),
         ("dead-lettered messages".into(), dead.to_string()),
+        ("reconciled with WeChat's bill: days / bill lines / matched".into(),
+            format!("{} / {bill_lines} / {lines_matched}", reconciled.len())),
         ("load errors".into(), load_errors.to_string()),
     ];
     figures.extend(recovery_figures);
@@ -391,6 +432,15 @@ pub async fn check(
                 slowest_worker_recovery.map_or("-".into(), |t| format!("{:.1} s", t.as_secs_f64())),
                 worker_kills.len()
             ),
+        ),
+        check(
+            "every day of the run reconciles with WeChat's bill",
+            unbalanced.is_empty() && bill_lines == lines_matched && bill_lines > 0,
+            if unbalanced.is_empty() {
+                format!("{} days balanced, {lines_matched} of {bill_lines} lines matched", reconciled.len())
+            } else {
+                unbalanced.join("; ")
+            },
         ),
         check(
             "the outbox is empty",
