@@ -1,0 +1,170 @@
+//! Daily reconciliation with WeChat Pay's bill, against the simulated WeChat's own bill of
+//! the payments and refunds it took: a day that matches balances, every difference is
+//! found both ways and owned, and running a day again changes nothing settled.
+
+use std::time::Duration;
+
+use chrono::{FixedOffset, Utc};
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+use testkit::{System, SystemOptions, ADMIN_TOKEN};
+
+fn china_today() -> String {
+    let china = FixedOffset::east_opt(8 * 3600).unwrap();
+    Utc::now().with_timezone(&china).date_naive().to_string()
+}
+
+async fn reconcile(system: &System, day: &str) -> Value {
+    let (status, body) = system
+        .admin_request(
+            Method::POST,
+            &format!("/admin/reconciliation/run?date={day}"),
+            Some(ADMIN_TOKEN),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body["data"].clone()
+}
+
+fn differences(day: &Value) -> Vec<(String, String, String)> {
+    day["differences"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            (
+                d["kind"].as_str().unwrap().to_owned(),
+                d["subject"].as_str().unwrap().to_owned(),
+                d["status"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+async fn credited(system: &System, openid: &str) -> String {
+    let order = system
+        .order_and_pay(openid, "88616600", "voice", "SD5000")
+        .await;
+    assert_eq!(
+        system.wait_for_outcome(&order, Duration::from_secs(20)).await,
+        "success"
+    );
+    order
+}
+
+#[tokio::test]
+async fn a_day_whose_payments_all_match_balances_and_a_rerun_changes_nothing() {
+    let system = System::start(SystemOptions::default()).await;
+    let first = credited(&system, "o-recon-1").await;
+    let second = credited(&system, "o-recon-2").await;
+    let today = china_today();
+
+    let day = reconcile(&system, &today).await;
+    assert_eq!(day["status"], "balanced", "{day}");
+    assert_eq!(day["billLines"], 2);
+    assert_eq!(day["linesMatched"], 2);
+    assert_eq!(differences(&day), vec![]);
+    let amounts: i64 = sqlx::query_scalar(
+        "SELECT sum(amount_fen)::bigint FROM orders WHERE order_number IN ($1, $2)",
+    )
+    .bind(&first)
+    .bind(&second)
+    .fetch_one(&system.db.pool)
+    .await
+    .unwrap();
+    assert_eq!(day["totals"]["day"]["billPaymentsFen"], amounts);
+    assert_eq!(day["totals"]["day"]["ourPaymentsFen"], amounts);
+    assert_eq!(day["totals"]["summary"]["orderTotalFen"], amounts);
+
+    let again = reconcile(&system, &today).await;
+    assert_eq!(again["status"], "balanced");
+    assert_eq!(again["attempts"], 2);
+    assert_eq!(differences(&again), vec![]);
+    let anomalies: i64 = sqlx::query_scalar("SELECT count(*) FROM payment_anomalies")
+        .fetch_one(&system.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(anomalies, 0);
+
+    let (status, listed) = system.admin_get("/admin/reconciliation").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(listed["data"]["days"][0]["date"], today.as_str());
+    assert_eq!(listed["data"]["days"][0]["status"], "balanced");
+    assert!(listed["data"]["day"].is_null());
+    system.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_payment_whose_callback_and_queries_were_lost_is_found_in_the_bill_and_fulfilled_once() {
+    let system = System::start(SystemOptions::default()).await;
+    let lost = system
+        .order_awaiting_payment("o-recon-lost", "88616600", "voice", "SD5000")
+        .await;
+    // Paid at WeChat; the platform never calls back. The payment watch would ask only a
+    // minute after the payment started: the bill finds it first.
+    system
+        .sandbox
+        .pay_without_callback(&lost)
+        .await
+        .expect("sandbox pays");
+    assert_eq!(system.statuses(&lost).await.0, "unpaid");
+    let today = china_today();
+
+    let day = reconcile(&system, &today).await;
+    assert_eq!(
+        differences(&day),
+        vec![(
+            "paid_at_wechat_only".to_owned(),
+            lost.clone(),
+            "resolved".to_owned()
+        )]
+    );
+    assert_eq!(day["status"], "balanced", "recorded, the day agrees: {day}");
+    assert_eq!(day["differences"][0]["resolvedBy"], "reconciliation");
+    assert_eq!(day["linesMatched"], 1);
+    assert_eq!(
+        system.wait_for_outcome(&lost, Duration::from_secs(20)).await,
+        "success"
+    );
+    let events = system.events(&lost).await;
+    assert_eq!(events.iter().filter(|e| *e == "paid").count(), 1, "{events:?}");
+
+    // Again: nothing new is recorded, and the number is credited once.
+    let again = reconcile(&system, &today).await;
+    assert_eq!(differences(&again), differences(&day));
+    assert_eq!(system.credits_for(&lost), 1);
+    let events = system.events(&lost).await;
+    assert_eq!(events.iter().filter(|e| *e == "paid").count(), 1, "{events:?}");
+    system.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_day_asks_for_an_admin_token_and_a_date_within_three_months() {
+    let system = System::start(SystemOptions::default()).await;
+    let (status, _) = system
+        .admin_request(Method::GET, "/admin/reconciliation", None, None)
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    for date in ["2026-13-01", "yesterday", "1999-01-01", "-262143-01-01", "2999-01-01"] {
+        let (status, body) = system
+            .admin_request(
+                Method::POST,
+                &format!("/admin/reconciliation/run?date={date}"),
+                Some(ADMIN_TOKEN),
+                None,
+            )
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{date}: {body}");
+    }
+    let (status, body) = system
+        .admin_request(
+            Method::POST,
+            "/admin/reconciliation/differences/1/resolve",
+            Some(ADMIN_TOKEN),
+            Some(json!({"note": "nothing to settle"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    system.shutdown().await;
+}
