@@ -47,7 +47,9 @@ async fn credited(system: &System, openid: &str) -> String {
         .order_and_pay(openid, "88616600", "voice", "SD5000")
         .await;
     assert_eq!(
-        system.wait_for_outcome(&order, Duration::from_secs(20)).await,
+        system
+            .wait_for_outcome(&order, Duration::from_secs(20))
+            .await,
         "success"
     );
     order
@@ -124,18 +126,28 @@ async fn a_payment_whose_callback_and_queries_were_lost_is_found_in_the_bill_and
     assert_eq!(day["differences"][0]["resolvedBy"], "reconciliation");
     assert_eq!(day["linesMatched"], 1);
     assert_eq!(
-        system.wait_for_outcome(&lost, Duration::from_secs(20)).await,
+        system
+            .wait_for_outcome(&lost, Duration::from_secs(20))
+            .await,
         "success"
     );
     let events = system.events(&lost).await;
-    assert_eq!(events.iter().filter(|e| *e == "paid").count(), 1, "{events:?}");
+    assert_eq!(
+        events.iter().filter(|e| *e == "paid").count(),
+        1,
+        "{events:?}"
+    );
 
     // Again: nothing new is recorded, and the number is credited once.
     let again = reconcile(&system, &today).await;
     assert_eq!(differences(&again), differences(&day));
     assert_eq!(system.credits_for(&lost), 1);
     let events = system.events(&lost).await;
-    assert_eq!(events.iter().filter(|e| *e == "paid").count(), 1, "{events:?}");
+    assert_eq!(
+        events.iter().filter(|e| *e == "paid").count(),
+        1,
+        "{events:?}"
+    );
     system.shutdown().await;
 }
 
@@ -146,7 +158,13 @@ async fn the_day_asks_for_an_admin_token_and_a_date_within_three_months() {
         .admin_request(Method::GET, "/admin/reconciliation", None, None)
         .await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
-    for date in ["2026-13-01", "yesterday", "1999-01-01", "-262143-01-01", "2999-01-01"] {
+    for date in [
+        "2026-13-01",
+        "yesterday",
+        "1999-01-01",
+        "-262143-01-01",
+        "2999-01-01",
+    ] {
         let (status, body) = system
             .admin_request(
                 Method::POST,

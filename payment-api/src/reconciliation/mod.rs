@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Days, FixedOffset, NaiveDate, NaiveTime, TimeZone, Utc};
 use shared::jobs::{ExclusiveJob, RoundReport, Rounds};
+use shared::lifecycle::PaymentOutcome;
 use shared::order::{OrderNumber, RefundStatus};
 use sqlx::PgPool;
 
@@ -152,7 +153,13 @@ impl Reconciliation {
     pub async fn reconcile_day(&self, day: NaiveDate) -> Result<DayStatus, ReconcileError> {
         let bill = match self.wechat.download_bill(day).await {
             Ok(BillDownload::Ready(bill)) => bill,
-            Ok(BillDownload::NoBill) => TradeBill::parse(""),
+            // No trade that day at WeChat: an empty bill, which balances by itself.
+            Ok(BillDownload::NoBill) => TradeBill {
+                lines: Vec::new(),
+                malformed: Vec::new(),
+                summary: None,
+                text: String::new(),
+            },
             Ok(BillDownload::NotReady) => {
                 record::not_fetched(
                     &self.db,
@@ -195,10 +202,17 @@ impl Reconciliation {
                 continue;
             };
             match self.payments.settle_by_query(&order_number, amount).await {
-                Ok(QueryResult::Paid(outcome)) => {
-                    tracing::warn!(order_number = %order_number, ?outcome, alert = true,
+                Ok(QueryResult::Paid(
+                    PaymentOutcome::Recorded | PaymentOutcome::AlreadyRecorded,
+                )) => {
+                    tracing::warn!(order_number = %order_number, alert = true,
                         "payment found in WeChat's bill: its callback and every query were lost");
                     recorded.push(line.out_trade_no.clone());
+                }
+                // Paid after it closed, or with another transaction: the query recorded
+                // the anomaly, whose alert asks a person to give the money back.
+                Ok(QueryResult::Paid(outcome)) => {
+                    tracing::warn!(order_number = %order_number, ?outcome, "the bill shows a payment that will not be fulfilled");
                 }
                 Ok(QueryResult::NotPaid(status)) => {
                     tracing::warn!(order_number = %order_number, %status, "the bill shows a payment queryorder does not confirm");
@@ -316,7 +330,11 @@ pub async fn reconcile_now(
 ) -> Result<DayStatus, ReconcileError> {
     let lock = ExclusiveJob::Reconciliation.lock(&job.db).await?;
     let status = job.reconcile_day(day).await;
-    lock.release().await?;
+    // A long day may outlast the lock's idle limit: the lock is gone then, which costs
+    // exclusivity, never correctness (every write of a day is idempotent).
+    if let Err(error) = lock.release().await {
+        tracing::warn!(%error, %day, "the reconciliation lock ended before the run");
+    }
     let status = status?;
     record::publish_metrics(&job.db).await?;
     Ok(status)

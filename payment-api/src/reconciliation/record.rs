@@ -307,6 +307,20 @@ pub async fn store_day(
     )
     .fetch_all(&mut *tx)
     .await?;
+    // Recorded by this run after an earlier one could not confirm it: settled now.
+    sqlx::query!(
+        "UPDATE reconciliation_differences
+            SET status = 'resolved', resolved_by = 'reconciliation',
+                resolution = 'paid at WeChat, callback and queries lost: queryorder confirmed it; '
+                             'payment recorded and top-up queued',
+                resolved_at = now()
+          WHERE bill_date = $1 AND kind = 'paid_at_wechat_only' AND subject = ANY($2)
+            AND status = 'open'",
+        day,
+        recorded,
+    )
+    .execute(&mut *tx)
+    .await?;
     // Open differences this run no longer finds (a payment recorded since, a bill
     // corrected): settled by the reconciliation itself.
     sqlx::query!(
