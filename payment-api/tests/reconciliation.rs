@@ -186,3 +186,148 @@ async fn the_day_asks_for_an_admin_token_and_a_date_within_three_months() {
     assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
     system.shutdown().await;
 }
+
+/// A paid and credited order of yesterday (China time), written straight into the books:
+/// WeChat's simulator has never seen it.
+async fn paid_yesterday_here_only(system: &System, order_number: &str) -> String {
+    let china = FixedOffset::east_opt(8 * 3600).unwrap();
+    let yesterday = Utc::now().with_timezone(&china).date_naive() - chrono::Days::new(1);
+    let noon = yesterday
+        .and_hms_opt(12, 0, 0)
+        .unwrap()
+        .and_local_timezone(china)
+        .unwrap()
+        .with_timezone(&Utc);
+    let user: i64 =
+        sqlx::query_scalar("INSERT INTO users (openid) VALUES ('o-recon-ghost') RETURNING id")
+            .fetch_one(&system.db.pool)
+            .await
+            .unwrap();
+    sqlx::query(
+        "INSERT INTO orders (order_number, user_id, openid, phone_number, product_operator,
+                             recharge_type, product_code, product_name, price_mnt, exchange_rate,
+                             amount_fen, payment_status, transaction_id, paid_at,
+                             payment_recorded_at, recharge_status, recharged_at, created_at)
+         VALUES ($1, $2, 'o-recon-ghost', '88616600', 'unitel', 'voice', 'SD5000', 'Smart data 5000',
+                 5000, 440, 1136, 'paid', '4200000000000000000001', $3, $3, 'success', $3, $3)",
+    )
+    .bind(order_number)
+    .bind(user)
+    .bind(noon)
+    .execute(&system.db.pool)
+    .await
+    .unwrap();
+    yesterday.to_string()
+}
+
+#[tokio::test]
+async fn the_job_reconciles_yesterday_by_itself_and_a_payment_absent_at_wechat_is_an_alerted_anomaly_never_refunded(
+) {
+    // The job's first round runs at start: with nothing to reconcile yet.
+    let mut system = System::start(SystemOptions {
+        overrides: vec![("RECONCILIATION_SINCE", "2100-01-01".into())],
+        ..Default::default()
+    })
+    .await;
+    let order = "ORD1795000000000GHOST1";
+    let yesterday = paid_yesterday_here_only(&system, order).await;
+    // Restarted on the shipped settings, it reconciles every day since the oldest order.
+    system
+        .restart_api(&[("RECONCILIATION_SINCE", yesterday.as_str())])
+        .await;
+    system
+        .wait_for_count(
+            "SELECT count(*) FROM reconciliation_days WHERE status = 'differences'",
+            1,
+            Duration::from_secs(20),
+        )
+        .await;
+    let (_, view) = system
+        .admin_get(&format!("/admin/reconciliation?date={yesterday}"))
+        .await;
+    let day = &view["data"]["day"];
+    assert_eq!(
+        differences(day),
+        vec![(
+            "missing_at_wechat".to_owned(),
+            order.to_owned(),
+            "open".to_owned()
+        )],
+        "{day}"
+    );
+    assert_eq!(day["differences"][0]["deltaFen"], -1136);
+    assert_eq!(day["totals"]["day"]["ourPaymentsFen"], 1136);
+    assert_eq!(day["totals"]["day"]["billPaymentsFen"], 0);
+    // An anomaly on the order and an alert naming it; nothing refunded or sent again.
+    system
+        .wait_for_count(
+            &format!(
+                "SELECT count(*) FROM alerts WHERE kind = 'reconciliation_difference' AND order_number = '{order}'"
+            ),
+            1,
+            Duration::from_secs(30),
+        )
+        .await;
+    let anomalies: Vec<String> =
+        sqlx::query_scalar("SELECT kind FROM payment_anomalies WHERE order_number = $1")
+            .bind(order)
+            .fetch_all(&system.db.pool)
+            .await
+            .unwrap();
+    assert_eq!(anomalies, vec!["bill_missing".to_owned()]);
+    let refunds: i64 = sqlx::query_scalar("SELECT count(*) FROM refunds")
+        .fetch_one(&system.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(refunds, 0);
+    assert_eq!(
+        system.statuses(order).await,
+        ("paid".to_owned(), "success".to_owned())
+    );
+
+    // A person looks into it and settles it; a re-run keeps the settlement and records no
+    // second anomaly.
+    let id = day["differences"][0]["id"].as_i64().unwrap();
+    let (status, resolved) = system
+        .admin_request(
+            Method::POST,
+            &format!("/admin/reconciliation/differences/{id}/resolve"),
+            Some(ADMIN_TOKEN),
+            Some(json!({"note": "test order written by hand; no money moved", "resolvedBy": "ops li"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{resolved}");
+    assert_eq!(
+        resolved["data"]["differences"][0]["resolvedBy"],
+        "admin:ops li"
+    );
+    let again = reconcile(&system, &yesterday).await;
+    assert_eq!(
+        differences(&again),
+        vec![(
+            "missing_at_wechat".to_owned(),
+            order.to_owned(),
+            "resolved".to_owned()
+        )]
+    );
+    assert_eq!(again["differences"][0]["resolvedBy"], "admin:ops li");
+    let anomalies: i64 = sqlx::query_scalar("SELECT count(*) FROM payment_anomalies")
+        .fetch_one(&system.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(anomalies, 1);
+    let (status, _) = system
+        .admin_request(
+            Method::POST,
+            &format!("/admin/reconciliation/differences/{id}/resolve"),
+            Some(ADMIN_TOKEN),
+            Some(json!({"note": "twice"})),
+        )
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::NOT_FOUND,
+        "a settled difference stays settled"
+    );
+    system.shutdown().await;
+}
