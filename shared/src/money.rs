@@ -19,6 +19,8 @@ pub enum MoneyError {
     InvalidRate,
     #[error("price rounds to nothing in yuan")]
     BelowOneFen,
+    #[error("{0:?} is not an amount in yuan")]
+    NotAnAmount(String),
 }
 
 /// An amount in fen, never negative.
@@ -27,6 +29,8 @@ pub enum MoneyError {
 pub struct Fen(i64);
 
 impl Fen {
+    pub const ZERO: Fen = Fen(0);
+
     pub fn new(fen: i64) -> Result<Self, MoneyError> {
         if fen < 0 {
             return Err(MoneyError::Negative);
@@ -47,6 +51,20 @@ impl Fen {
         }
         let fen = i64::try_from(fen.trunc()).map_err(|_| MoneyError::Overflow)?;
         Fen::new(fen)
+    }
+
+    /// A yuan amount as WeChat Pay writes it in bills (`11.36`, `0.00`, `5`): digits, an
+    /// optional point and decimals, nothing else (no sign, exponent, spaces or `_`, which
+    /// `Decimal`'s own parser would let through). A fraction of a fen is refused.
+    pub fn parse_yuan(text: &str) -> Result<Self, MoneyError> {
+        let not_an_amount = || MoneyError::NotAnAmount(text.to_owned());
+        let (whole, fraction) = text.split_once('.').unwrap_or((text, "0"));
+        let digits = |part: &str| !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit());
+        if !digits(whole) || !digits(fraction) || fraction.len() > 28 {
+            return Err(not_an_amount());
+        }
+        let yuan = text.parse::<Decimal>().map_err(|_| not_an_amount())?;
+        Fen::from_yuan(yuan)
     }
 
     pub fn get(self) -> i64 {
@@ -226,6 +244,44 @@ mod tests {
             Err(MoneyError::NotWholeFen(dec("11.365")))
         );
         assert_eq!(Fen::from_yuan(dec("-1")), Err(MoneyError::Negative));
+    }
+
+    #[test]
+    fn yuan_text_is_read_exactly_or_refused() {
+        assert_eq!(Fen::parse_yuan("0.01").unwrap().get(), 1);
+        assert_eq!(Fen::parse_yuan("11.36").unwrap().get(), 1136);
+        assert_eq!(Fen::parse_yuan("5").unwrap().get(), 500);
+        assert_eq!(Fen::parse_yuan("0.00").unwrap().get(), 0);
+        assert_eq!(Fen::parse_yuan("1.500").unwrap().get(), 150);
+        assert_eq!(
+            Fen::parse_yuan("0.001"),
+            Err(MoneyError::NotWholeFen(dec("0.001")))
+        );
+        for bad in [
+            "",
+            "1.0x",
+            "x",
+            "-1.00",
+            "+1.00",
+            "1e2",
+            "1_000.00",
+            " 1.00",
+            "1.00 ",
+            "1.",
+            ".5",
+            "1..0",
+            "1,00",
+            "١.٠٠",
+            "99999999999999999999999999999.99",
+        ] {
+            assert!(
+                matches!(
+                    Fen::parse_yuan(bad),
+                    Err(MoneyError::NotAnAmount(_) | MoneyError::Overflow)
+                ),
+                "{bad:?} must be refused"
+            );
+        }
     }
 
     #[test]

@@ -14,7 +14,7 @@ pub use bill::{BillDownload, BillLine, BillLineKind, BillSummary, MalformedLine,
 pub use callback::{Attach, PaymentNotification};
 pub use states::china_time;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -285,7 +285,48 @@ impl WechatPay {
         Ok(RefundState::from_respdata(&respdata))
     }
 
+    /// The trade bill of `date` (a China date), every payment and refund of the day.
+    /// WeChat generates it from 09:00 China time the next day (10:00 to be safe) and keeps
+    /// it three months; before it exists the answer is [`BillDownload::NotReady`].
+    pub async fn download_bill(&self, date: NaiveDate) -> Result<BillDownload, WechatError> {
+        let respdata = self
+            .relay(
+                "downloadbill",
+                &json!({
+                    "bill_date": date.format("%Y%m%d").to_string(),
+                    "bill_type": "ALL",
+                    "sub_mch_id": self.config.mch_id,
+                }),
+            )
+            .await?;
+        match respdata {
+            Value::String(text) => Ok(BillDownload::Ready(TradeBill::parse(&text))),
+            refusal => bill_refusal(&refusal),
+        }
+    }
+
     async fn call<T: DeserializeOwned>(&self, name: &str, body: &Value) -> Result<T, WechatError> {
+        let respdata = self.relay(name, body).await?;
+        let field = |key: &str| respdata.get(key).and_then(Value::as_str).unwrap_or("");
+        if field("return_code") != "SUCCESS" {
+            return Err(WechatError::Platform(format!(
+                "{name}: return_code {:?} {}",
+                field("return_code"),
+                field("return_msg")
+            )));
+        }
+        if field("result_code") != "SUCCESS" {
+            return Err(WechatError::Business {
+                code: field("err_code").to_owned(),
+                description: field("err_code_des").to_owned(),
+            });
+        }
+        serde_json::from_value(respdata)
+            .map_err(|e| WechatError::Platform(format!("{name}: unexpected respdata: {e}")))
+    }
+
+    /// `respdata` of a call the platform relayed (`errcode` 0).
+    async fn relay(&self, name: &str, body: &Value) -> Result<Value, WechatError> {
         let url = format!("{}/_/pay/{name}", self.config.api_base);
         let response = self
             .http
@@ -313,22 +354,33 @@ impl WechatPay {
                 envelope.get("errmsg").and_then(Value::as_str).unwrap_or("")
             )));
         }
-        let respdata = envelope.get("respdata").cloned().unwrap_or(Value::Null);
-        let field = |key: &str| respdata.get(key).and_then(Value::as_str).unwrap_or("");
-        if field("return_code") != "SUCCESS" {
-            return Err(WechatError::Platform(format!(
-                "{name}: return_code {:?} {}",
-                field("return_code"),
-                field("return_msg")
-            )));
-        }
-        if field("result_code") != "SUCCESS" {
-            return Err(WechatError::Business {
-                code: field("err_code").to_owned(),
-                description: field("err_code_des").to_owned(),
-            });
-        }
-        serde_json::from_value(respdata)
-            .map_err(|e| WechatError::Platform(format!("{name}: unexpected respdata: {e}")))
+        Ok(envelope.get("respdata").cloned().unwrap_or(Value::Null))
+    }
+}
+
+/// A `downloadbill` answer without a bill: `{"return_code": "FAIL", "return_msg",
+/// "error_code"}`. WeChat Pay's documented identifier is `return_msg` (`No Bill Exist`,
+/// `Bill Creating`); `error_code` is not specific enough to tell them apart.
+fn bill_refusal(respdata: &Value) -> Result<BillDownload, WechatError> {
+    let text = |key: &str| match respdata.get(key) {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Number(n)) => n.to_string(),
+        _ => String::new(),
+    };
+    if text("return_code") != "FAIL" {
+        return Err(WechatError::Platform(format!(
+            "downloadbill: neither a bill nor a refusal: {respdata}"
+        )));
+    }
+    let message = text("return_msg");
+    match message.trim().to_ascii_lowercase().as_str() {
+        "no bill exist" => Ok(BillDownload::NoBill),
+        "bill creating" => Ok(BillDownload::NotReady),
+        _ => Err(WechatError::Business {
+            code: Some(text("error_code"))
+                .filter(|code| !code.is_empty())
+                .unwrap_or_else(|| message.clone()),
+            description: message,
+        }),
     }
 }
