@@ -916,3 +916,103 @@ async fn behind_two_proxies_the_address_is_the_one_the_outer_proxy_saw() {
     );
     system.shutdown().await;
 }
+
+/// A request that may not reach an answer at all: `None` when the connection broke (a
+/// handler that panicked).
+async fn status_of(request: reqwest::RequestBuilder) -> Option<StatusCode> {
+    request.send().await.ok().map(|r| r.status())
+}
+
+#[tokio::test]
+async fn dates_out_of_the_business_range_are_a_400_never_a_panic() {
+    let system = System::start(SystemOptions {
+        workers: 0,
+        ..Default::default()
+    })
+    .await;
+    let user = system.client("o-dates");
+    let extreme = [
+        "-262143-01-01",
+        "-262144-01-01",
+        "%2B262143-12-31",
+        "262143-12-31",
+        "%2B262142-12-31",
+        "99999-01-01",
+        "10000-01-01",
+        "9999-12-31",
+        "0000-01-01",
+        "-0001-12-31",
+        "1999-12-31",
+        "2101-01-01",
+        "2147483647-01-01",
+    ];
+    let mut answers = Vec::new();
+    for day in extreme {
+        for path in [
+            format!("/orders/my?startDate={day}"),
+            format!("/orders/my?endDate={day}"),
+            format!("/orders/my?startDate=2026-01-01&endDate={day}"),
+        ] {
+            let request = system
+                .http
+                .get(format!("{}{path}", system.api_url))
+                .header("x-wx-source", "wx_client")
+                .header("x-wx-openid", "o-dates");
+            answers.push((path, status_of(request).await));
+        }
+        for path in [
+            format!("/admin/stats?from={day}"),
+            format!("/admin/stats?to={day}"),
+            format!("/admin/stats?from={day}&to={day}"),
+            format!("/admin/stats?from=2026-01-01&to={day}"),
+            format!("/statistics?startDate={day}"),
+            format!("/statistics?endDate={day}"),
+            format!("/statistics/users?startDate={day}"),
+            format!("/statistics/orders?endDate={day}"),
+            format!("/statistics/revenue?startDate={day}&endDate={day}"),
+        ] {
+            let request = system
+                .http
+                .get(format!("{}{path}", system.api_url))
+                .bearer_auth(testkit::ADMIN_TOKEN);
+            answers.push((path, status_of(request).await));
+        }
+    }
+    let wrong: Vec<_> = answers
+        .iter()
+        .filter(|(_, status)| *status != Some(StatusCode::BAD_REQUEST))
+        .collect();
+    assert!(wrong.is_empty(), "not a 400: {wrong:?}");
+    // The answer says why, in the caller's words.
+    let (_, body) = user.get("/orders/my?startDate=-262143-01-01").await;
+    assert!(
+        body["message"].as_str().unwrap().contains("2000-01-01"),
+        "{body}"
+    );
+    let (_, body) = system.admin_get("/admin/stats?to=2999-01-01").await;
+    assert!(
+        body["message"].as_str().unwrap().contains("2100-12-31"),
+        "{body}"
+    );
+    // Days inside the range still answer.
+    let (status, _) = user
+        .get("/orders/my?startDate=2000-01-01&endDate=2100-12-31")
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, body) = system
+        .admin_get("/admin/stats?from=2100-01-01&to=2100-12-31")
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = system.admin_get("/admin/stats?to=2000-01-05").await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "the default range starts at 2000-01-01: {body}"
+    );
+    assert_eq!(body["data"]["from"], "2000-01-01", "{body}");
+    let (status, _) = system
+        .admin_get("/statistics?startDate=2000-01-01&endDate=2100-12-31")
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    system.shutdown().await;
+}
