@@ -47,7 +47,7 @@ pub struct ApiConfig {
     /// again (`UNITEL_LOOKUP_CACHE_MS`).
     pub lookup_cache_for: Duration,
     /// Unsafe settings production was explicitly told to accept: logged at every start and
-    /// shown on `/health`.
+    /// shown on `/health` at the operations address (never on the public port).
     pub warnings: Vec<String>,
 }
 
