@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use shared::config::{AppEnv, ConfigError, InfraConfig, Secret, Settings, UnitelConfig};
 
+use crate::client_address::AddressSource;
+
 /// WeChat's open interface service, as seen from inside a cloud-hosting container.
 pub const WECHAT_OPEN_INTERFACE: &str = "http://api.weixin.qq.com";
 
@@ -37,13 +39,16 @@ pub struct ApiConfig {
     pub admin_token: Option<Secret>,
     pub payments: PaymentPolicy,
     pub limits: Limits,
+    /// Where a request's client address is read, for the per-address limits
+    /// (`CLIENT_ADDRESS_FROM`, `TRUSTED_PROXY_HOPS`).
+    pub client_address: AddressSource,
     pub alerts: AlertConfig,
     pub reconciliation: crate::reconciliation::ReconciliationConfig,
     /// How long a number's product list or postpaid bill is reused before Unitel is asked
     /// again (`UNITEL_LOOKUP_CACHE_MS`).
     pub lookup_cache_for: Duration,
     /// Unsafe settings production was explicitly told to accept: logged at every start and
-    /// shown on `/health`.
+    /// shown on `/health` at the operations address (never on the public port).
     pub warnings: Vec<String>,
 }
 
@@ -184,6 +189,7 @@ impl ApiConfig {
             wechat,
             unitel: UnitelConfig::from_settings(s)?,
             admin_token,
+            client_address: AddressSource::from_settings(s)?,
             alerts: AlertConfig::from_settings(s)?,
             payments,
             limits: Limits {

@@ -3,6 +3,7 @@
 //! order's or a refund's state goes through [`shared::lifecycle`].
 
 pub mod alerts;
+pub mod client_address;
 pub mod config;
 pub mod context;
 pub mod http;

@@ -2,14 +2,25 @@
 //! (`rate_limits`, one row per key and minute), so N instances do not give a caller N
 //! times the limit. Each limited route counts per openid and per client address, as the
 //! system we replace did per address (100 a minute by default, 10 orders and 20 payments a
-//! minute per user). A refused request still counts, so hammering does not pay.
+//! minute per user); addresses are counted as [`client_address::bucket`] says.
+//!
+//! Only requests let through count. A refused one (429) adds to no bucket: an address is
+//! often shared (one gateway address, one NAT), and if one user's refused requests counted
+//! against it, that user could lock everyone else at the address out; nor may others'
+//! traffic at a full address use up a user's own allowance. Hammering gains nothing all
+//! the same: the window is a fixed minute, and a refused request costs one statement.
+//! Requests without an identity (401) or with an unreadable body (400) are refused before
+//! they reach a limit and count nowhere. One let through still counts if it turns out
+//! invalid (400): it is within its user's allowance, so no user adds more to an address
+//! than that allowance, whatever they send.
 
 use std::net::IpAddr;
 
 use shared::jobs::{RoundReport, Rounds};
 use shared::order::OpenId;
-use sqlx::PgPool;
+use sqlx::{PgConnection, PgPool};
 
+use crate::client_address;
 use crate::http::ApiError;
 
 /// Who is counted.
@@ -22,7 +33,9 @@ impl Caller<'_> {
     fn key(&self, route: &str) -> String {
         match self {
             Caller::Openid(openid) => format!("{route}:openid:{}", openid.as_str()),
-            Caller::Address(address) => format!("{route}:address:{address}"),
+            Caller::Address(address) => {
+                format!("{route}:address:{}", client_address::bucket(*address))
+            }
         }
     }
 }
@@ -37,23 +50,31 @@ impl RateLimiter {
         RateLimiter { db }
     }
 
-    /// Counts one request of each caller on `route`; refuses it (429) if any of them went
-    /// past its limit in this minute.
+    /// Lets the request through (counting one hit for each caller on `route`) unless one of
+    /// them is at its limit this minute; then it is refused (429) and nothing is counted.
     pub async fn check(&self, route: &str, callers: &[(Caller<'_>, u32)]) -> Result<(), ApiError> {
-        let keys: Vec<String> = callers
+        let mut limits: Vec<(String, u32)> = callers
             .iter()
-            .map(|(caller, _)| caller.key(route))
+            .map(|(caller, limit)| (caller.key(route), *limit))
             .collect();
-        let counted = self.count(&keys).await?;
-        let over = callers.iter().zip(&keys).any(|((_, limit), key)| {
+        // Every request locks its rows in the same order: two cannot deadlock.
+        limits.sort();
+        let keys: Vec<String> = limits.iter().map(|(key, _)| key.clone()).collect();
+        // The hits are taken back unless all are within their limits; until then their rows
+        // stay locked, so concurrent requests on one key are counted one after the other.
+        let mut tx = self.db.begin().await?;
+        let counted = count(&mut *tx, &keys).await?;
+        let over = limits.iter().any(|(key, limit)| {
             counted
                 .iter()
                 .any(|(k, hits)| k == key && *hits > i64::from(*limit))
         });
         if over {
+            tx.rollback().await?;
             metrics::counter!("rate_limited_total", "route" => route.to_owned()).increment(1);
             return Err(ApiError::TooManyRequests);
         }
+        tx.commit().await?;
         Ok(())
     }
 
@@ -68,26 +89,32 @@ impl RateLimiter {
         Ok(hits.is_some_and(|hits| hits >= i32::try_from(limit).unwrap_or(i32::MAX)))
     }
 
-    /// Counts one hit on `key`; false once it is past `limit` this minute.
+    /// Counts one hit on `key`, whatever the answer; false once it is past `limit` this
+    /// minute.
     pub async fn allow(&self, key: &str, limit: u32) -> Result<bool, sqlx::Error> {
-        let counted = self.count(&[key.to_owned()]).await?;
+        let mut connection = self.db.acquire().await?;
+        let counted = count(&mut connection, &[key.to_owned()]).await?;
         Ok(counted
             .first()
             .is_none_or(|(_, hits)| *hits <= i64::from(limit)))
     }
+}
 
-    async fn count(&self, keys: &[String]) -> Result<Vec<(String, i64)>, sqlx::Error> {
-        let rows = sqlx::query!(
-            r#"INSERT INTO rate_limits (key, window_start, hits)
+/// Counts one hit on each of `keys`; their counts this minute.
+async fn count(
+    connection: &mut PgConnection,
+    keys: &[String],
+) -> Result<Vec<(String, i64)>, sqlx::Error> {
+    let rows = sqlx::query!(
+        r#"INSERT INTO rate_limits (key, window_start, hits)
                SELECT key, date_trunc('minute', now()), 1 FROM unnest($1::text[]) AS key
                ON CONFLICT (key, window_start) DO UPDATE SET hits = rate_limits.hits + 1
                RETURNING key, hits::int8 AS "hits!""#,
-            keys,
-        )
-        .fetch_all(&self.db)
-        .await?;
-        Ok(rows.into_iter().map(|r| (r.key, r.hits)).collect())
-    }
+        keys,
+    )
+    .fetch_all(connection)
+    .await?;
+    Ok(rows.into_iter().map(|r| (r.key, r.hits)).collect())
 }
 
 /// Forgets minutes that are over, once a minute.

@@ -207,8 +207,9 @@ impl Application {
         ];
         let operations = self.operations.map(|listener| {
             let stop = stop.clone();
+            let router = crate::http::operations_router(self.ctx.clone());
             tokio::spawn(async move {
-                let served = axum::serve(listener, crate::http::operations_router())
+                let served = axum::serve(listener, router)
                     .with_graceful_shutdown(async move { stop.cancelled().await })
                     .await;
                 if let Err(error) = served {

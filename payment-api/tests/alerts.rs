@@ -204,3 +204,130 @@ async fn a_dead_channel_delays_alerts_never_top_ups_and_the_rate_is_limited() {
     }
     system.shutdown().await;
 }
+
+/// Everything logged on this test's thread (a `#[tokio::test]` runs payment-api's tasks
+/// on it), at the shipped level (`RUST_LOG=info`).
+#[derive(Clone, Default)]
+struct CapturedLog(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl CapturedLog {
+    fn install(&self) -> tracing::subscriber::DefaultGuard {
+        let subscriber = tracing_subscriber::fmt()
+            .with_env_filter("info")
+            .with_writer(self.clone())
+            .finish();
+        tracing::subscriber::set_default(subscriber)
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+impl std::io::Write for CapturedLog {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for CapturedLog {
+    type Writer = CapturedLog;
+
+    fn make_writer(&'a self) -> CapturedLog {
+        self.clone()
+    }
+}
+
+#[tokio::test]
+async fn the_webhook_key_and_the_smtp_password_reach_neither_the_alert_nor_the_log() {
+    const KEY: &str = "wecom-key-5d41402abc4b2a76";
+    const PASSWORD: &str = "smtp-password-7d793037a076";
+    let log = CapturedLog::default();
+    let _guard = log.install();
+    let mut system = System::start(alerting(100)).await;
+    // Nothing listens there any more.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let unreachable = format!("http://127.0.0.1:{closed}/cgi-bin/webhook/send?key={KEY}");
+    let smtp = format!("smtp://alerts:{PASSWORD}@127.0.0.1:{closed}");
+    system
+        .restart_api(&[
+            ("ALERT_WECOM_WEBHOOK_URL", unreachable.as_str()),
+            ("ALERT_SMTP_URL", smtp.as_str()),
+            ("ALERT_EMAIL_TO", "ops@elife.test"),
+        ])
+        .await;
+    let forged = json!({"returnCode": "SUCCESS", "resultCode": "SUCCESS", "subMchId": "9999999999",
+                        "totalFee": 1136, "transactionId": "4200000000000000000000000009",
+                        "outTradeNo": "ORDNOSUCHORDER0003"});
+    system
+        .anonymous()
+        .post_raw(
+            "/payment/callback/ORDNOSUCHORDER0003",
+            &[("content-type", "application/json")],
+            forged.to_string(),
+        )
+        .await;
+    let failed_delivery = "SELECT count(*) FROM alerts WHERE last_error LIKE 'wecom: %' AND last_error LIKE '%email: %'";
+    system
+        .wait_for_count(failed_delivery, 1, Duration::from_secs(20))
+        .await;
+
+    // A webhook that answers with a failure: the same.
+    system.sandbox.set_faults(sandbox::Faults {
+        wecom: sandbox::WecomFaults { down: true },
+        ..Default::default()
+    });
+    let failing = format!(
+        "{}/cgi-bin/webhook/send?key={KEY}",
+        system.sandbox.wechat_url()
+    );
+    system
+        .restart_api(&[
+            ("ALERT_WECOM_WEBHOOK_URL", failing.as_str()),
+            ("ALERT_SMTP_URL", smtp.as_str()),
+            ("ALERT_EMAIL_TO", "ops@elife.test"),
+        ])
+        .await;
+    sqlx::query("UPDATE alerts SET last_error = NULL, next_attempt_at = now()")
+        .execute(&system.db.pool)
+        .await
+        .unwrap();
+    system
+        .wait_for_count(
+            "SELECT count(*) FROM alerts WHERE last_error LIKE 'wecom: HTTP status server error%'",
+            1,
+            Duration::from_secs(20),
+        )
+        .await;
+    eventually("the failure is logged", || {
+        log.text().matches("alert not delivered yet").count() >= 2
+    })
+    .await;
+
+    let errors: Vec<String> =
+        sqlx::query_scalar("SELECT last_error FROM alerts WHERE last_error IS NOT NULL")
+            .fetch_all(&system.db.pool)
+            .await
+            .unwrap();
+    assert!(!errors.is_empty());
+    let logged = log.text();
+    for secret in [KEY, PASSWORD] {
+        for error in &errors {
+            assert!(
+                !error.contains(secret),
+                "{secret} in alerts.last_error: {error}"
+            );
+        }
+        assert!(!logged.contains(secret), "{secret} in the log:\n{logged}");
+    }
+    system.shutdown().await;
+}

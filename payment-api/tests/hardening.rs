@@ -73,7 +73,7 @@ fn queries_for(system: &System, order: &str) -> usize {
 }
 
 #[tokio::test]
-async fn production_serves_metrics_and_the_api_document_apart_and_shows_accepted_warnings() {
+async fn production_serves_metrics_the_api_document_and_accepted_warnings_only_apart() {
     let token = "an-admin-token-of-forty-characters-000000";
     let system = System::start(SystemOptions {
         workers: 0,
@@ -100,7 +100,19 @@ async fn production_serves_metrics_and_the_api_document_apart_and_shows_accepted
             "{path} on the operations port"
         );
     }
-    let (_, health) = public.get("/health").await;
+    // The accepted unsafe settings are for operators: the operations address shows them,
+    // the public port does not.
+    let (status, health) = public.get("/health").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(health["data"].get("warnings").is_none(), "{health}");
+    assert!(!health.to_string().contains("WECHAT_API_BASE"), "{health}");
+    let response = reqwest::get(format!("{operations}/health")).await.unwrap();
+    assert_eq!(
+        response.status(),
+        StatusCode::OK,
+        "/health on the operations port"
+    );
+    let health: Value = response.json().await.unwrap();
     let warnings = health["data"]["warnings"].as_array().unwrap();
     assert_eq!(warnings.len(), 1, "{health}");
     assert!(warnings[0].as_str().unwrap().contains("WECHAT_API_BASE"));
@@ -584,14 +596,23 @@ async fn wrong_admin_tokens_are_throttled_per_address() {
         assert_eq!(attempt("guess", "10.3.0.1").await, StatusCode::UNAUTHORIZED);
     }
     assert_eq!(
-        attempt(testkit::ADMIN_TOKEN, "10.3.0.1").await,
+        attempt("guess", "10.3.0.1").await,
         StatusCode::TOO_MANY_REQUESTS,
-        "even the right token waits out the minute"
+        "wrong guesses wait out the minute"
+    );
+    // Whoever else calls from that address (one gateway, one office) and holds the token
+    // is not locked out by the guesses.
+    assert_eq!(
+        attempt(testkit::ADMIN_TOKEN, "10.3.0.1").await,
+        StatusCode::OK,
+        "the right token is never throttled"
     );
     assert_eq!(
-        attempt(testkit::ADMIN_TOKEN, "10.3.0.2").await,
-        StatusCode::OK
+        attempt("guess", "10.3.0.1").await,
+        StatusCode::TOO_MANY_REQUESTS,
+        "and accepting it does not lift the throttle"
     );
+    assert_eq!(attempt("guess", "10.3.0.2").await, StatusCode::UNAUTHORIZED);
     system.shutdown().await;
 }
 
@@ -645,5 +666,365 @@ async fn customers_read_where_their_order_is_never_unitels_or_an_operators_words
         "Insufficient balance"
     );
     assert_eq!(history["data"]["refund"]["requestedBy"], "auto");
+    system.shutdown().await;
+}
+
+/// `POST /orders/{n}/cancel` of an order nobody has, by `openid` with these forwarding
+/// headers: counted by the limits, and nothing else is done (404).
+async fn cancel_from(system: &System, openid: &str, headers: &[(&str, &str)]) -> StatusCode {
+    let mut request = system
+        .http
+        .post(format!(
+            "{}/orders/ORDNOSUCHORDER0001/cancel",
+            system.api_url
+        ))
+        .header("x-wx-source", "wx_client")
+        .header("x-wx-openid", openid);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    request.send().await.expect("request sent").status()
+}
+
+#[tokio::test]
+async fn the_client_address_is_the_entry_the_gateway_wrote_not_one_the_client_sent() {
+    let system = System::start(SystemOptions {
+        workers: 0,
+        ..with(&[
+            ("RATE_LIMIT_PER_ADDRESS_PER_MINUTE", "3"),
+            ("CALLBACK_REJECTS_PER_MINUTE", "2"),
+        ])
+    })
+    .await;
+    start_of_a_fresh_minute_if_close_to_the_end().await;
+    // The gateway appends the address it saw to what the client sent: a new made-up
+    // entry on the left each time is still one client.
+    for (user, spoofed) in [
+        ("o-s1", "1.1.1.1"),
+        ("o-s2", "1.1.1.2"),
+        ("o-s3", "1.1.1.3"),
+    ] {
+        let forwarded = format!("{spoofed}, 10.4.0.1");
+        assert_eq!(
+            cancel_from(&system, user, &[("x-original-forwarded-for", &forwarded)]).await,
+            StatusCode::NOT_FOUND
+        );
+    }
+    assert_eq!(
+        cancel_from(
+            &system,
+            "o-s4",
+            &[("x-original-forwarded-for", "1.1.1.4, 9.9.9.9, 10.4.0.1")]
+        )
+        .await,
+        StatusCode::TOO_MANY_REQUESTS,
+        "the fourth request from 10.4.0.1 in a minute"
+    );
+    // And a client cannot lock others out by naming their address on the left.
+    for user in ["o-v1", "o-v2"] {
+        assert_eq!(
+            cancel_from(
+                &system,
+                user,
+                &[("x-original-forwarded-for", "10.4.0.1, 10.4.0.2")]
+            )
+            .await,
+            StatusCode::NOT_FOUND,
+            "{user} at 10.4.0.2"
+        );
+    }
+
+    // The rejected-callback cap counts the same address.
+    let order = "ORDNOSUCHORDER0002";
+    let mut forged = callback_body(order, 1136, "4200000000000000000000000003");
+    forged["subMchId"] = "9999999999".into();
+    for n in 0..6 {
+        let forwarded = format!("172.16.0.{n}, 10.4.0.3");
+        let (status, _) = post_callback(&system, order, &forged, &forwarded).await;
+        assert_eq!(status, StatusCode::OK);
+    }
+    assert_eq!(
+        count(&system, "SELECT count(*) FROM payment_anomalies").await,
+        2,
+        "one source however it names itself"
+    );
+    system.shutdown().await;
+}
+
+#[tokio::test]
+async fn ipv6_clients_are_counted_by_their_64_bit_network() {
+    let system = System::start(SystemOptions {
+        workers: 0,
+        ..with(&[("RATE_LIMIT_PER_ADDRESS_PER_MINUTE", "3")])
+    })
+    .await;
+    start_of_a_fresh_minute_if_close_to_the_end().await;
+    // One subscriber's /64 holds 2^64 addresses: rotating within it is one client.
+    for (user, address) in [
+        ("o-six1", "2001:db8:1:2::1"),
+        ("o-six2", "2001:db8:1:2::2"),
+        ("o-six3", "2001:db8:1:2:ffff:ffff:ffff:fffe"),
+    ] {
+        assert_eq!(
+            cancel_from(&system, user, &[("x-original-forwarded-for", address)]).await,
+            StatusCode::NOT_FOUND,
+            "{address}"
+        );
+    }
+    assert_eq!(
+        cancel_from(
+            &system,
+            "o-six4",
+            &[("x-original-forwarded-for", "2001:db8:1:2:abcd::9")]
+        )
+        .await,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    assert_eq!(
+        cancel_from(
+            &system,
+            "o-six5",
+            &[("x-original-forwarded-for", "2001:db8:1:3::1")]
+        )
+        .await,
+        StatusCode::NOT_FOUND,
+        "the next /64 is someone else"
+    );
+    system.shutdown().await;
+}
+
+#[tokio::test]
+async fn refused_requests_do_not_use_up_anyone_elses_allowance() {
+    let system = System::start(SystemOptions {
+        workers: 0,
+        ..with(&[
+            ("RATE_LIMIT_CANCELS_PER_MINUTE", "2"),
+            ("RATE_LIMIT_PER_ADDRESS_PER_MINUTE", "4"),
+        ])
+    })
+    .await;
+    start_of_a_fresh_minute_if_close_to_the_end().await;
+    let shared = [("x-original-forwarded-for", "10.5.0.1")];
+    // One user hammering from an address others share (one gateway address, one NAT).
+    for _ in 0..2 {
+        assert_eq!(
+            cancel_from(&system, "o-hammer", &shared).await,
+            StatusCode::NOT_FOUND
+        );
+    }
+    for _ in 0..10 {
+        assert_eq!(
+            cancel_from(&system, "o-hammer", &shared).await,
+            StatusCode::TOO_MANY_REQUESTS
+        );
+    }
+    // Only the two it was allowed count against the address.
+    for user in ["o-next1", "o-next2"] {
+        assert_eq!(
+            cancel_from(&system, user, &shared).await,
+            StatusCode::NOT_FOUND,
+            "{user}"
+        );
+    }
+    // The address is used up now; what it refuses does not use up the user's own
+    // allowance either.
+    for _ in 0..3 {
+        assert_eq!(
+            cancel_from(&system, "o-roaming", &shared).await,
+            StatusCode::TOO_MANY_REQUESTS
+        );
+    }
+    assert_eq!(
+        cancel_from(
+            &system,
+            "o-roaming",
+            &[("x-original-forwarded-for", "10.5.0.2")]
+        )
+        .await,
+        StatusCode::NOT_FOUND,
+        "the user's own allowance is untouched"
+    );
+    system.shutdown().await;
+}
+
+#[tokio::test]
+async fn without_a_proxy_the_connection_is_the_client_whatever_the_headers_say() {
+    let system = System::start(SystemOptions {
+        workers: 0,
+        ..with(&[
+            ("CLIENT_ADDRESS_FROM", "peer"),
+            ("RATE_LIMIT_PER_ADDRESS_PER_MINUTE", "2"),
+        ])
+    })
+    .await;
+    start_of_a_fresh_minute_if_close_to_the_end().await;
+    for (user, spoofed) in [("o-p1", "10.6.0.1"), ("o-p2", "10.6.0.2")] {
+        assert_eq!(
+            cancel_from(&system, user, &[("x-original-forwarded-for", spoofed)]).await,
+            StatusCode::NOT_FOUND
+        );
+    }
+    assert_eq!(
+        cancel_from(
+            &system,
+            "o-p3",
+            &[
+                ("x-original-forwarded-for", "10.6.0.3"),
+                ("x-forwarded-for", "10.6.0.3")
+            ]
+        )
+        .await,
+        StatusCode::TOO_MANY_REQUESTS,
+        "all three came from 127.0.0.1"
+    );
+    system.shutdown().await;
+}
+
+#[tokio::test]
+async fn behind_two_proxies_the_address_is_the_one_the_outer_proxy_saw() {
+    let system = System::start(SystemOptions {
+        workers: 0,
+        ..with(&[
+            ("CLIENT_ADDRESS_FROM", "x-forwarded-for"),
+            ("TRUSTED_PROXY_HOPS", "2"),
+            ("RATE_LIMIT_PER_ADDRESS_PER_MINUTE", "2"),
+        ])
+    })
+    .await;
+    start_of_a_fresh_minute_if_close_to_the_end().await;
+    // client-supplied..., the client (written by the outer proxy), the outer proxy
+    // (written by the inner one).
+    for (user, forwarded) in [
+        ("o-h1", "10.7.0.9, 10.7.0.1, 192.168.0.10"),
+        ("o-h2", "10.7.0.1, 192.168.0.11"),
+    ] {
+        assert_eq!(
+            cancel_from(&system, user, &[("x-forwarded-for", forwarded)]).await,
+            StatusCode::NOT_FOUND
+        );
+    }
+    assert_eq!(
+        cancel_from(
+            &system,
+            "o-h3",
+            &[
+                ("x-forwarded-for", "10.7.0.8"),
+                ("x-forwarded-for", "10.7.0.1, 192.168.0.10")
+            ]
+        )
+        .await,
+        StatusCode::TOO_MANY_REQUESTS,
+        "10.7.0.1 a third time, the header sent twice"
+    );
+    assert_eq!(
+        cancel_from(
+            &system,
+            "o-h4",
+            &[("x-forwarded-for", "10.7.0.1, 10.7.0.2, 192.168.0.10")]
+        )
+        .await,
+        StatusCode::NOT_FOUND,
+        "another client behind the same proxies"
+    );
+    system.shutdown().await;
+}
+
+/// A request that may not reach an answer at all: `None` when the connection broke (a
+/// handler that panicked).
+async fn status_of(request: reqwest::RequestBuilder) -> Option<StatusCode> {
+    request.send().await.ok().map(|r| r.status())
+}
+
+#[tokio::test]
+async fn dates_out_of_the_business_range_are_a_400_never_a_panic() {
+    let system = System::start(SystemOptions {
+        workers: 0,
+        ..Default::default()
+    })
+    .await;
+    let user = system.client("o-dates");
+    let extreme = [
+        "-262143-01-01",
+        "-262144-01-01",
+        "%2B262143-12-31",
+        "262143-12-31",
+        "%2B262142-12-31",
+        "99999-01-01",
+        "10000-01-01",
+        "9999-12-31",
+        "0000-01-01",
+        "-0001-12-31",
+        "1999-12-31",
+        "2101-01-01",
+        "2147483647-01-01",
+    ];
+    let mut answers = Vec::new();
+    for day in extreme {
+        for path in [
+            format!("/orders/my?startDate={day}"),
+            format!("/orders/my?endDate={day}"),
+            format!("/orders/my?startDate=2026-01-01&endDate={day}"),
+        ] {
+            let request = system
+                .http
+                .get(format!("{}{path}", system.api_url))
+                .header("x-wx-source", "wx_client")
+                .header("x-wx-openid", "o-dates");
+            answers.push((path, status_of(request).await));
+        }
+        for path in [
+            format!("/admin/stats?from={day}"),
+            format!("/admin/stats?to={day}"),
+            format!("/admin/stats?from={day}&to={day}"),
+            format!("/admin/stats?from=2026-01-01&to={day}"),
+            format!("/statistics?startDate={day}"),
+            format!("/statistics?endDate={day}"),
+            format!("/statistics/users?startDate={day}"),
+            format!("/statistics/orders?endDate={day}"),
+            format!("/statistics/revenue?startDate={day}&endDate={day}"),
+        ] {
+            let request = system
+                .http
+                .get(format!("{}{path}", system.api_url))
+                .bearer_auth(testkit::ADMIN_TOKEN);
+            answers.push((path, status_of(request).await));
+        }
+    }
+    let wrong: Vec<_> = answers
+        .iter()
+        .filter(|(_, status)| *status != Some(StatusCode::BAD_REQUEST))
+        .collect();
+    assert!(wrong.is_empty(), "not a 400: {wrong:?}");
+    // The answer says why, in the caller's words.
+    let (_, body) = user.get("/orders/my?startDate=-262143-01-01").await;
+    assert!(
+        body["message"].as_str().unwrap().contains("2000-01-01"),
+        "{body}"
+    );
+    let (_, body) = system.admin_get("/admin/stats?to=2999-01-01").await;
+    assert!(
+        body["message"].as_str().unwrap().contains("2100-12-31"),
+        "{body}"
+    );
+    // Days inside the range still answer.
+    let (status, _) = user
+        .get("/orders/my?startDate=2000-01-01&endDate=2100-12-31")
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, body) = system
+        .admin_get("/admin/stats?from=2100-01-01&to=2100-12-31")
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = system.admin_get("/admin/stats?to=2000-01-05").await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "the default range starts at 2000-01-01: {body}"
+    );
+    assert_eq!(body["data"]["from"], "2000-01-01", "{body}");
+    let (status, _) = system
+        .admin_get("/statistics?startDate=2000-01-01&endDate=2100-12-31")
+        .await;
+    assert_eq!(status, StatusCode::OK);
     system.shutdown().await;
 }

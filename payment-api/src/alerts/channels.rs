@@ -14,6 +14,9 @@ pub struct Channels {
     wecom_url: Option<String>,
     email: Option<Email>,
     max_per_minute: i64,
+    /// What the channels' settings hold that no log or `alerts.last_error` may: the
+    /// webhook's URL and key, the SMTP password.
+    secrets: Vec<String>,
 }
 
 struct Email {
@@ -58,7 +61,16 @@ impl Channels {
                 .map(|u| u.expose().to_owned()),
             email,
             max_per_minute: i64::from(config.max_per_minute),
+            secrets: secrets_in(config),
         })
+    }
+
+    /// `text` with every secret of the channels' settings masked: the last guard, after
+    /// each error was made without them.
+    fn redact(&self, text: String) -> String {
+        self.secrets
+            .iter()
+            .fold(text, |text, secret| text.replace(secret.as_str(), "***"))
     }
 
     /// Sends what is due, within the per-minute budget; failures are retried with backoff.
@@ -118,13 +130,13 @@ impl Channels {
             if wecom == "pending" {
                 match self.send_wecom(&text).await {
                     Ok(()) => wecom = "sent".into(),
-                    Err(e) => errors.push(format!("wecom: {e}")),
+                    Err(e) => errors.push(self.redact(format!("wecom: {e:#}"))),
                 }
             }
             if email == "pending" {
                 match self.send_email(&alert.kind, &text).await {
                     Ok(()) => email = "sent".into(),
-                    Err(e) => errors.push(format!("email: {e}")),
+                    Err(e) => errors.push(self.redact(format!("email: {e}"))),
                 }
             }
             let done = wecom != "pending" && email != "pending";
@@ -158,15 +170,19 @@ impl Channels {
         let Some(url) = &self.wecom_url else {
             return Ok(());
         };
+        // reqwest's errors name the URL they were about, and the webhook's URL holds its
+        // key: they are recorded and logged without it.
         let answer: Value = self
             .http
             .post(url)
             .json(&json!({"msgtype": "text", "text": {"content": text}}))
             .send()
-            .await?
-            .error_for_status()?
+            .await
+            .and_then(reqwest::Response::error_for_status)
+            .map_err(reqwest::Error::without_url)?
             .json()
-            .await?;
+            .await
+            .map_err(reqwest::Error::without_url)?;
         anyhow::ensure!(answer["errcode"] == 0, "WeCom answered {answer}");
         Ok(())
     }
@@ -184,4 +200,36 @@ impl Channels {
         email.transport.send(message.body(text.to_owned())?).await?;
         Ok(())
     }
+}
+
+/// The webhook's URL, its query (the key) and each value in it, and the SMTP URL's
+/// password, as they appear in the settings.
+fn secrets_in(config: &AlertConfig) -> Vec<String> {
+    let mut secrets = Vec::new();
+    if let Some(url) = &config.wecom_webhook_url {
+        let url = url.expose();
+        secrets.push(url.to_owned());
+        if let Some((_, query)) = url.split_once('?') {
+            secrets.push(query.to_owned());
+            secrets.extend(
+                query
+                    .split('&')
+                    .filter_map(|pair| pair.split_once('=').map(|(_, value)| value))
+                    .filter(|value| value.len() >= 6)
+                    .map(str::to_owned),
+            );
+        }
+    }
+    if let Some(url) = &config.smtp_url {
+        if let Some(password) = reqwest::Url::parse(url.expose())
+            .ok()
+            .and_then(|u| u.password().map(str::to_owned))
+            .filter(|p| !p.is_empty())
+        {
+            secrets.push(password);
+        }
+    }
+    // Longest first: a secret inside another is masked with it.
+    secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    secrets
 }

@@ -21,6 +21,7 @@ use shared::order::{OrderNumber, PaymentStatus};
 use super::extractor::ClientAddress;
 use super::notification::{Notification, Reply};
 use super::types::OrderNumberParam;
+use crate::client_address::bucket;
 use crate::context::ApiContext;
 use crate::store::orders;
 use crate::wechat::{china_time, Attach, PaymentNotification, WechatError};
@@ -273,7 +274,7 @@ pub(super) async fn keep_rejection(
     ClientAddress(source): ClientAddress,
     kind: AnomalyKind,
 ) -> Result<bool, sqlx::Error> {
-    let key = format!("callback-rejects:address:{source}");
+    let key = format!("callback-rejects:address:{}", bucket(source));
     if ctx
         .limiter
         .allow(&key, ctx.config.limits.callback_rejects_per_minute)

@@ -13,6 +13,11 @@ pub fn router() -> Router<ApiContext> {
     Router::new().route("/health", get(health))
 }
 
+/// `/health` on the operations address: the same, with the unsafe settings accepted.
+pub fn operations_router() -> Router<ApiContext> {
+    Router::new().route("/health", get(health_with_warnings))
+}
+
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Health {
@@ -24,8 +29,11 @@ pub struct Health {
     rabbitmq: &'static str,
     /// OrderPaid messages written but not yet confirmed by RabbitMQ.
     outbox_backlog: Option<i64>,
-    /// Unsafe settings this instance was explicitly told to accept.
-    warnings: Vec<String>,
+    /// Unsafe settings this instance was explicitly told to accept: only on the operations
+    /// address (`METRICS_ADDR`), never on the public port, which would tell anyone how
+    /// to forge a payment here.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    warnings: Option<Vec<String>>,
 }
 
 /// Liveness and readiness: PostgreSQL answers a query and the outbox relay holds a
@@ -33,6 +41,15 @@ pub struct Health {
 #[utoipa::path(get, path = "/health", tag = "operations",
     responses((status = 200, body = Health), (status = 503, body = Health)))]
 async fn health(State(ctx): State<ApiContext>) -> Response {
+    answer(&ctx, None).await
+}
+
+async fn health_with_warnings(State(ctx): State<ApiContext>) -> Response {
+    let warnings = ctx.config.warnings.clone();
+    answer(&ctx, Some(warnings)).await
+}
+
+async fn answer(ctx: &ApiContext, warnings: Option<Vec<String>>) -> Response {
     let backlog = shared::outbox::backlog(&ctx.db)
         .await
         .ok()
@@ -46,7 +63,7 @@ async fn health(State(ctx): State<ApiContext>) -> Response {
         database: if database_up { "up" } else { "down" },
         rabbitmq: if broker_up { "up" } else { "down" },
         outbox_backlog: backlog,
-        warnings: ctx.config.warnings.clone(),
+        warnings,
     };
     let status = if healthy {
         StatusCode::OK

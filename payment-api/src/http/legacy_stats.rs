@@ -16,7 +16,8 @@ use utoipa::{IntoParams, ToSchema};
 use super::envelope::{iso_millis, Envelope};
 use super::error::ApiError;
 use super::extractor::Admin;
-use super::orders::china_day_start;
+use super::orders::china_day;
+use super::types::china_midnight;
 use crate::context::ApiContext;
 
 pub fn router() -> Router<ApiContext> {
@@ -62,13 +63,14 @@ fn filter(query: &HashMap<String, String>) -> Result<Filter, ApiError> {
     }
     let from = query
         .get("startDate")
-        .map(|d| china_day_start(d, "开始日期格式不正确，应为 YYYY-MM-DD"))
-        .transpose()?;
+        .map(|d| china_day(d, "开始日期"))
+        .transpose()?
+        .map(|(start, _)| start);
     let until = query
         .get("endDate")
-        .map(|d| china_day_start(d, "结束日期格式不正确，应为 YYYY-MM-DD"))
+        .map(|d| china_day(d, "结束日期"))
         .transpose()?
-        .map(|end| end + chrono::Duration::days(1));
+        .map(|(_, end)| end);
     let appid = query.get("appid").cloned();
     // As recorded from the gateway's headers; anything else matches no one (and PostgreSQL
     // could not compare text holding NUL).
@@ -85,10 +87,8 @@ fn filter(query: &HashMap<String, String>) -> Result<Filter, ApiError> {
 /// Midnight of today and of the first of this month, China time.
 fn today_and_month() -> (DateTime<Utc>, DateTime<Utc>) {
     let today = crate::stats::today();
-    let month = NaiveDate::from_ymd_opt(today.year(), today.month(), 1).expect("day 1 exists");
-    let start = |day: NaiveDate| {
-        china_day_start(&day.format("%Y-%m-%d").to_string(), "").expect("a formatted date parses")
-    };
+    let month = today.with_day(1).unwrap_or(today);
+    let start = |day: NaiveDate| china_midnight(day).unwrap_or_else(Utc::now);
     (start(today), start(month))
 }
 

@@ -56,7 +56,7 @@ pub fn router(ctx: ApiContext, operations: bool) -> Router {
         .merge(admin_page::router())
         .with_state(ctx);
     let router = if operations {
-        router.merge(operations_router())
+        router.merge(operations_documents())
     } else {
         router
     };
@@ -97,10 +97,16 @@ async fn no_such_route(request: Request) -> ApiError {
     ))
 }
 
-/// What operators read and the public must not: Prometheus `/metrics` and the OpenAPI
-/// document (`/api`, `/api-json`). Served on `METRICS_ADDR`, or merged into the public
-/// router in development.
-pub fn operations_router() -> Router {
+/// What operators read and the public must not, served on `METRICS_ADDR`: Prometheus
+/// `/metrics`, the OpenAPI document (`/api`, `/api-json`) and `/health` with the unsafe
+/// settings accepted.
+pub fn operations_router(ctx: ApiContext) -> Router {
+    operations_documents().merge(health::operations_router().with_state(ctx))
+}
+
+/// `/metrics` and the OpenAPI document; merged into the public router in development,
+/// where nothing is apart (and no unsafe setting is accepted).
+fn operations_documents() -> Router {
     openapi::router().route("/metrics", axum::routing::get(metrics_text))
 }
 

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use axum::extract::{Path, Query, State};
 use axum::routing::{get, post};
 use axum::Router;
-use chrono::{DateTime, FixedOffset, NaiveDate, TimeZone, Utc};
+use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::Value;
 use shared::history::Actor;
@@ -23,7 +23,10 @@ use super::extractor::{ClientAddress, CurrentUser};
 use super::json::ApiJson;
 use super::legacy_input::LegacyBody;
 use super::order_view::OrderView;
-use super::types::{parse_order_number, unitel_error, OrderNumberParam};
+use super::types::{
+    china_midnight, first_day, last_day, parse_day, parse_order_number, unitel_error, BadDay,
+    OrderNumberParam,
+};
 use crate::context::ApiContext;
 use crate::payment_watch::QueryResult;
 use crate::rate_limit::Caller;
@@ -299,17 +302,29 @@ pub struct OrderPage {
     pagination: Pagination,
 }
 
-/// Midnight starting `value` (`YYYY-MM-DD`) in China; `message` when it is not a date.
-pub(super) fn china_day_start(value: &str, message: &str) -> Result<DateTime<Utc>, ApiError> {
-    let date = NaiveDate::parse_from_str(value, "%Y-%m-%d")
-        .map_err(|_| ApiError::BadRequest(message.to_owned()))?;
-    let china = FixedOffset::east_opt(8 * 3600).expect("UTC+8 is a valid offset");
-    let start = date.and_hms_opt(0, 0, 0).expect("midnight exists");
-    Ok(china
-        .from_local_datetime(&start)
-        .single()
-        .expect("a fixed offset has no gaps")
-        .with_timezone(&Utc))
+/// The China day `value` (`YYYY-MM-DD`, within [`super::types::YEARS`]) names: the instants it starts
+/// and ends at. `field` names it in the replaced system's words (`开始日期`).
+pub(super) fn china_day(
+    value: &str,
+    field: &str,
+) -> Result<(DateTime<Utc>, DateTime<Utc>), ApiError> {
+    let out_of_range = || {
+        ApiError::BadRequest(format!(
+            "{field}须在 {} 至 {} 之间",
+            first_day(),
+            last_day()
+        ))
+    };
+    let day = parse_day(value).map_err(|why| match why {
+        BadDay::Malformed => ApiError::BadRequest(format!("{field}格式不正确，应为 YYYY-MM-DD")),
+        BadDay::OutOfRange => out_of_range(),
+    })?;
+    let start = china_midnight(day).ok_or_else(out_of_range)?;
+    let end = day
+        .succ_opt()
+        .and_then(china_midnight)
+        .ok_or_else(out_of_range)?;
+    Ok((start, end))
 }
 
 /// A whole number of at least 1, read as the replaced system read it.
@@ -405,16 +420,10 @@ fn list_filter(query: &HashMap<String, String>) -> Result<(ListFilter, i64, i64)
         }
     }
     if let Some(start) = query.get("startDate") {
-        filter.from = Some(china_day_start(
-            start,
-            "开始日期格式不正确，应为 YYYY-MM-DD",
-        )?);
+        filter.from = Some(china_day(start, "开始日期")?.0);
     }
     if let Some(end) = query.get("endDate") {
-        filter.until = Some(
-            china_day_start(end, "结束日期格式不正确，应为 YYYY-MM-DD")?
-                + chrono::Duration::days(1),
-        );
+        filter.until = Some(china_day(end, "结束日期")?.1);
     }
     let page = positive(query.get("page"), "页码必须是整数", "页码必须大于等于 1")?.unwrap_or(1);
     let limit = positive(

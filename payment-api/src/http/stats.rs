@@ -3,13 +3,14 @@
 use axum::extract::{Query, State};
 use axum::routing::get;
 use axum::Router;
-use chrono::NaiveDate;
+use chrono::{Days, NaiveDate};
 use serde::Deserialize;
 use utoipa::IntoParams;
 
 use super::envelope::Envelope;
 use super::error::ApiError;
 use super::extractor::Admin;
+use super::types::{first_day, last_day, parse_day as day_within_years, BadDay};
 use crate::context::ApiContext;
 use crate::stats::{self, Stats};
 
@@ -34,11 +35,22 @@ pub struct StatsQuery {
 }
 
 fn parse_day(text: &str, field: &str) -> Result<NaiveDate, ApiError> {
-    NaiveDate::parse_from_str(text.trim(), "%Y-%m-%d")
-        .map_err(|_| ApiError::BadRequest(format!("{field} must be a date as YYYY-MM-DD")))
+    day_within_years(text.trim()).map_err(|why| {
+        ApiError::BadRequest(match why {
+            BadDay::Malformed => format!("{field} must be a date as YYYY-MM-DD"),
+            BadDay::OutOfRange => {
+                format!(
+                    "{field} must be a day from {} to {}",
+                    first_day(),
+                    last_day()
+                )
+            }
+        })
+    })
 }
 
-/// The days asked for, checked: `from` not after `to`, at most [`MAX_DAYS`] of them.
+/// The days asked for, checked: `from` not after `to`, at most [`MAX_DAYS`] of them, all
+/// within the years a caller may name.
 fn range(query: &StatsQuery) -> Result<(NaiveDate, NaiveDate), ApiError> {
     let to = match query.to.as_deref() {
         Some(to) => parse_day(to, "to")?,
@@ -46,7 +58,10 @@ fn range(query: &StatsQuery) -> Result<(NaiveDate, NaiveDate), ApiError> {
     };
     let from = match query.from.as_deref() {
         Some(from) => parse_day(from, "from")?,
-        None => to - chrono::Days::new(DEFAULT_DAYS - 1),
+        // The default range does not reach before the first day anyone may ask about.
+        None => to
+            .checked_sub_days(Days::new(DEFAULT_DAYS - 1))
+            .map_or(first_day(), |from| from.max(first_day())),
     };
     if from > to {
         return Err(ApiError::BadRequest("from must not be after to".into()));
@@ -108,5 +123,21 @@ mod tests {
         // 367 days, then 366.
         assert!(range(&query(Some("2025-11-28"), Some("2026-11-29"))).is_err());
         assert!(range(&query(Some("2025-11-29"), Some("2026-11-29"))).is_ok());
+        for far in ["-262143-01-01", "+262143-12-31", "1999-12-31", "2101-01-01"] {
+            assert!(
+                range(&query(Some(far), Some("2026-11-29"))).is_err(),
+                "{far}"
+            );
+            assert!(range(&query(None, Some(far))).is_err(), "{far}");
+            assert!(range(&query(Some(far), Some(far))).is_err(), "{far}");
+        }
+    }
+
+    #[test]
+    fn the_default_range_starts_no_earlier_than_the_first_day() {
+        assert_eq!(
+            range(&query(None, Some("2000-01-05"))).unwrap(),
+            (day("2000-01-01"), day("2000-01-05"))
+        );
     }
 }

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use chrono::NaiveDate;
+use chrono::{NaiveDate, NaiveTime};
 use rust_decimal::Decimal;
 use serde::Serialize;
 use shared::money::Fen;
@@ -190,10 +190,9 @@ fn empty() -> Figures {
 
 /// The figures for the days `from..=to` (Asia/Shanghai), as the roll-ups hold them.
 pub async fn read(db: &PgPool, from: NaiveDate, to: NaiveDate) -> Result<Stats, sqlx::Error> {
-    let start = from.and_hms_opt(0, 0, 0).expect("midnight exists");
-    let end = (to + chrono::Days::new(1))
-        .and_hms_opt(0, 0, 0)
-        .expect("midnight exists");
+    let start = from.and_time(NaiveTime::MIN);
+    // The last day chrono knows has no day after it; callers bound their days long before.
+    let end = to.succ_opt().unwrap_or(to).and_time(NaiveTime::MIN);
     // Totals, days, products and types from the daily roll-up; hours of the day from the
     // hourly one.
     let rows = sqlx::query_as!(
