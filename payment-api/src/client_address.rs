@@ -78,7 +78,7 @@ fn trusted_entry(headers: &HeaderMap, header: &HeaderName, hops: usize) -> Optio
         .map(str::trim)
         .filter(|entry| !entry.is_empty())
         .collect();
-    let entry = entries.get(entries.len().checked_sub(hops).unwrap_or(0))?;
+    let entry = entries.get(entries.len().saturating_sub(hops))?;
     parse_entry(entry)
 }
 

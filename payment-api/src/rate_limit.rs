@@ -63,7 +63,7 @@ impl RateLimiter {
         // The hits are taken back unless all are within their limits; until then their rows
         // stay locked, so concurrent requests on one key are counted one after the other.
         let mut tx = self.db.begin().await?;
-        let counted = count(&mut *tx, &keys).await?;
+        let counted = count(&mut tx, &keys).await?;
         let over = limits.iter().any(|(key, limit)| {
             counted
                 .iter()

@@ -268,7 +268,10 @@ async fn verify_and_record(
 
 /// Whether a rejected callback from this source is recorded: at most
 /// `CALLBACK_REJECTS_PER_MINUTE` a minute per source address, so that requests nobody
-/// verified cannot fill the database. Past that they are only counted.
+/// verified cannot fill the database. Past that they are only counted. A source that
+/// fills its share (or one sharing its address) locks nobody out: every callback is still
+/// checked and answered, only further rejections go unrecorded, and money taken for an
+/// order that will not be fulfilled is recorded whatever the count.
 pub(super) async fn keep_rejection(
     ctx: &ApiContext,
     ClientAddress(source): ClientAddress,

@@ -33,7 +33,8 @@ pub fn router() -> Router<ApiContext> {
 #[into_params(parameter_in = Query)]
 #[allow(dead_code, non_snake_case)]
 pub struct LegacyStatsQuery {
-    /// First day (`YYYY-MM-DD`, China time) of orders created / payments made.
+    /// First day (`YYYY-MM-DD`, China time, 2000-01-01 to 2100-12-31) of orders created /
+    /// payments made.
     #[param(value_type = Option<String>, format = Date)]
     startDate: Option<String>,
     /// Last day, included.

@@ -271,10 +271,10 @@ pub struct MyOrdersQuery {
     /// top-up state (`pending`, `processing`, `success`, `failed`, `unknown`).
     #[param(pattern = r"^(unpaid|paid|closed|pending|processing|success|failed|unknown)$")]
     status: Option<String>,
-    /// First day, `YYYY-MM-DD`, China time.
+    /// First day, `YYYY-MM-DD`, China time, from 2000-01-01 to 2100-12-31.
     #[param(value_type = Option<String>, format = Date)]
     startDate: Option<String>,
-    /// Last day (inclusive), `YYYY-MM-DD`, China time.
+    /// Last day (inclusive), `YYYY-MM-DD`, China time, from 2000-01-01 to 2100-12-31.
     #[param(value_type = Option<String>, format = Date)]
     endDate: Option<String>,
     /// From 1.

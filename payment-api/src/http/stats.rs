@@ -26,10 +26,12 @@ pub fn router() -> Router<ApiContext> {
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct StatsQuery {
-    /// First day, `YYYY-MM-DD` in Asia/Shanghai (default: 29 days before `to`).
+    /// First day, `YYYY-MM-DD` in Asia/Shanghai, 2000-01-01 to 2100-12-31 (default: 29
+    /// days before `to`, not before 2000-01-01).
     #[param(example = "2026-11-01", format = Date)]
     from: Option<String>,
-    /// Last day, included, `YYYY-MM-DD` in Asia/Shanghai (default: today).
+    /// Last day, included, `YYYY-MM-DD` in Asia/Shanghai, 2000-01-01 to 2100-12-31
+    /// (default: today).
     #[param(example = "2026-11-30", format = Date)]
     to: Option<String>,
 }
