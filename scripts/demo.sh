@@ -50,6 +50,8 @@ export UNITEL_API_URL=http://127.0.0.1:$UNITEL_PORT/api/v1 UNITEL_USERNAME=elife
 export UNITEL_REFUSAL_CODES=105
 export ADMIN_TOKEN=demo-admin-token-change-me
 export SANDBOX_WECHAT_PORT=$WECHAT_PORT SANDBOX_UNITEL_PORT=$UNITEL_PORT SANDBOX_CALLBACK_BASE=http://127.0.0.1:$API_PORT
+# Today's trade bill at once, rather than from 10:00 China time tomorrow as WeChat serves it.
+export SANDBOX_BILLS_READY=immediately
 
 PIDS=()
 cleanup() {
