@@ -28,12 +28,24 @@ pub struct SandboxConfig {
     pub refund_delay: Duration,
     /// How long one callback attempt may take before it counts as failed.
     pub callback_timeout: Duration,
+    /// When `downloadbill` serves a day's bill.
+    pub bills_ready: BillsReady,
+}
+
+/// When the trade bill of a day can be downloaded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BillsReady {
+    /// As WeChat Pay: the bill of day D (China date) from 10:00 China time on D+1 (the
+    /// platform starts at 09:00 and recommends 10:00); before that, `Bill Creating`.
+    Platform,
+    /// Any day up to and including today at once, for tests and demos.
+    Immediately,
 }
 
 impl SandboxConfig {
     /// Random ports on 127.0.0.1, merchant `1712734762`, Unitel user `elife` /
     /// `elife-secret`, tokens for 120 s, a callback schedule in milliseconds rather than
-    /// minutes, and no minimum age for closing an order.
+    /// minutes, no minimum age for closing an order, and bills ready at once.
     pub fn for_tests(callback_base: impl Into<String>) -> Self {
         let loopback = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
         SandboxConfig {
@@ -51,6 +63,7 @@ impl SandboxConfig {
             close_min_age: Duration::ZERO,
             refund_delay: Duration::from_millis(100),
             callback_timeout: Duration::from_secs(2),
+            bills_ready: BillsReady::Immediately,
         }
     }
 
@@ -81,6 +94,7 @@ impl fmt::Debug for SandboxConfig {
             .field("close_min_age", &self.close_min_age)
             .field("refund_delay", &self.refund_delay)
             .field("callback_timeout", &self.callback_timeout)
+            .field("bills_ready", &self.bills_ready)
             .finish()
     }
 }

@@ -2,7 +2,7 @@
 //! switch faults on and off.
 
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -21,6 +21,11 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/sandbox/wechat/pay", post(pay))
         .route("/sandbox/wechat/orders", get(orders))
         .route("/sandbox/wechat/orders/{out_trade_no}", get(order))
+        .route(
+            "/sandbox/wechat/orders/bulk",
+            post(seed_paid_orders).layer(DefaultBodyLimit::max(BULK_BODY_LIMIT)),
+        )
+        .route("/sandbox/wechat/refund-outside", post(refund_outside))
         .route("/sandbox/wechat/callbacks", get(callbacks))
         .route("/sandbox/unitel/ledger", get(ledger))
         .route("/sandbox/calls", get(calls))
@@ -31,6 +36,17 @@ pub(crate) fn router(state: AppState) -> Router {
             get(callback_base).put(set_callback_base),
         )
         .with_state(state)
+}
+
+/// 100,000 seeded orders are about 13 MB of JSON.
+const BULK_BODY_LIMIT: usize = 64 * 1024 * 1024;
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RefundOutsideRequest {
+    out_trade_no: String,
+    /// Fen.
+    refund_fee: i64,
 }
 
 #[derive(Deserialize)]
@@ -69,6 +85,30 @@ async fn pay(
         "transactionId": order.transaction_id,
         "totalFee": order.total_fee,
         "subMchId": order.sub_mch_id,
+    }))
+    .into_response())
+}
+
+async fn seed_paid_orders(
+    State(state): State<AppState>,
+    Json(orders): Json<Vec<crate::PaidOrder>>,
+) -> Result<Response, SandboxError> {
+    let seeded = state.orders.seed_paid(orders, &state.config.merchant_id)?;
+    tracing::info!(seeded, "paid orders seeded");
+    Ok(Json(json!({ "seeded": seeded })).into_response())
+}
+
+async fn refund_outside(
+    State(state): State<AppState>,
+    Json(request): Json<RefundOutsideRequest>,
+) -> Result<Response, SandboxError> {
+    let refund = wechat::refund_outside(&state, &request.out_trade_no, request.refund_fee)?;
+    Ok(Json(json!({
+        "outTradeNo": request.out_trade_no,
+        "outRefundNo": refund.out_refund_no,
+        "refundId": refund.refund_id,
+        "refundFee": refund.refund_fee,
+        "status": refund.status,
     }))
     .into_response())
 }

@@ -17,13 +17,23 @@ pub enum SandboxError {
         out_trade_no: String,
         transaction_id: String,
     },
+    #[error("WeChat order {0} exists already")]
+    OrderExists(String),
+    #[error("invalid request: {0}")]
+    InvalidRequest(String),
+    #[error("refund refused: {0}")]
+    RefundRefused(String),
 }
 
 impl SandboxError {
     fn status(&self) -> StatusCode {
         match self {
             SandboxError::OrderNotFound(_) => StatusCode::NOT_FOUND,
-            SandboxError::OrderClosed(_) | SandboxError::AlreadyPaid { .. } => StatusCode::CONFLICT,
+            SandboxError::OrderClosed(_)
+            | SandboxError::AlreadyPaid { .. }
+            | SandboxError::OrderExists(_)
+            | SandboxError::RefundRefused(_) => StatusCode::CONFLICT,
+            SandboxError::InvalidRequest(_) => StatusCode::BAD_REQUEST,
         }
     }
 }

@@ -30,6 +30,30 @@ pub struct WechatFaults {
     pub callback_delay_ms: u64,
     /// Consumed one per unifiedOrder call, before any validation.
     pub unified_order_errors: Vec<UnifiedOrderError>,
+    /// The next N `downloadbill` calls fail at the platform (errcode -1, no respdata).
+    pub bill_errors: u32,
+    /// The next N valid `downloadbill` calls answer `Bill Creating`, ready or not.
+    pub bill_not_ready: u32,
+    /// The next N bills served have their first trade line's 应结订单金额 garbled
+    /// (`0.01` becomes `0.01x`); the summary still counts the true amount.
+    pub bill_malformed_line: u32,
+    /// The next N bills served have 应结订单总金额 in the summary 0.01 yuan too high.
+    pub bill_totals_off: u32,
+    /// These orders are absent from every bill (payment and refund lines) while set.
+    pub bill_drop_orders: Vec<String>,
+    /// These orders' lines differ in every bill while set; the summary adds up what is shown.
+    pub bill_alter_orders: Vec<BillAlteration>,
+}
+
+/// How an order's lines differ from what the simulator holds. `totalFee` (fen) changes the
+/// payment line's 应结订单金额 and 订单金额; the ids change every line of the order.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct BillAlteration {
+    pub out_trade_no: String,
+    pub total_fee: Option<i64>,
+    pub sub_mch_id: Option<String>,
+    pub transaction_id: Option<String>,
 }
 
 /// `errcode` other than 0 fails the call at the platform (an envelope without respdata);
@@ -114,6 +138,22 @@ impl UnitelFaults {
 }
 
 impl WechatFaults {
+    pub(crate) fn take_bill_error(&mut self) -> bool {
+        take_one(&mut self.bill_errors)
+    }
+
+    pub(crate) fn take_bill_not_ready(&mut self) -> bool {
+        take_one(&mut self.bill_not_ready)
+    }
+
+    pub(crate) fn take_bill_malformed_line(&mut self) -> bool {
+        take_one(&mut self.bill_malformed_line)
+    }
+
+    pub(crate) fn take_bill_totals_off(&mut self) -> bool {
+        take_one(&mut self.bill_totals_off)
+    }
+
     pub(crate) fn take_unified_order_error(&mut self) -> Option<UnifiedOrderError> {
         if self.unified_order_errors.is_empty() {
             None

@@ -28,14 +28,16 @@ mod wechat;
 mod wecom;
 
 pub use calls::ApiCall;
-pub use config::SandboxConfig;
+pub use config::{BillsReady, SandboxConfig};
 pub use error::SandboxError;
-pub use faults::{Faults, UnifiedOrderError, UnitelFaults, WechatFaults, WecomFaults};
+pub use faults::{
+    BillAlteration, Faults, UnifiedOrderError, UnitelFaults, WechatFaults, WecomFaults,
+};
 pub use sandbox::Sandbox;
 pub use unitel::ledger::{Credit, CreditAnswer, CreditKind};
 pub use unitel::products::Tariff;
 pub use wechat::callbacks::{CallbackDelivery, CallbackKind};
-pub use wechat::orders::{RefundStatus, TradeState, WechatOrder, WechatRefund};
+pub use wechat::orders::{PaidOrder, RefundStatus, TradeState, WechatOrder, WechatRefund};
 pub use wecom::WecomMessage;
 
 /// The code the sandbox refuses a top-up with (`failNext`, `failRate`) before crediting

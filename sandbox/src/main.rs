@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use sandbox::{Sandbox, SandboxConfig};
+use sandbox::{BillsReady, Sandbox, SandboxConfig};
 
 const USAGE: &str = "\
 usage:
@@ -20,7 +20,9 @@ serve reads (flags win): SANDBOX_HOST (127.0.0.1; 0.0.0.0 in docker), SANDBOX_WE
 WECHAT_MCH_ID (1712734762), UNITEL_USERNAME / UNITEL_PASSWORD (elife / elife-secret),
 SANDBOX_TOKEN_TTL_SECS (120), SANDBOX_CLOSE_MIN_AGE_SECS (300),
 SANDBOX_REFUND_DELAY_MS (100), SANDBOX_CALLBACK_RETRY_MS (comma-separated waits; default
-WeChat Pay's 15s/15s/30s/3m/... schedule). Logs follow RUST_LOG (default info).";
+WeChat Pay's 15s/15s/30s/3m/... schedule), SANDBOX_BILLS_READY (platform: day D's
+bill from 10:00 China time on D+1; immediately: any day up to today at once). Logs
+follow RUST_LOG (default info).";
 
 #[derive(Debug, PartialEq)]
 enum Command {
@@ -153,6 +155,15 @@ fn serve_config(
         Duration::from_millis(number("refund-delay-ms", "SANDBOX_REFUND_DELAY_MS", "100")?);
     config.callback_retry_delays = retry_delays;
     config.callback_timeout = Duration::from_secs(5);
+    config.bills_ready = match setting("bills-ready", "SANDBOX_BILLS_READY", "platform")
+        .trim()
+        .to_ascii_lowercase()
+        .as_str()
+    {
+        "platform" => BillsReady::Platform,
+        "immediately" => BillsReady::Immediately,
+        other => bail!("SANDBOX_BILLS_READY must be platform or immediately, not {other:?}"),
+    };
     Ok(config)
 }
 
@@ -235,6 +246,15 @@ mod tests {
     }
 
     #[test]
+    fn bills_can_be_ready_at_once_for_a_demo() {
+        let env = HashMap::from([("SANDBOX_BILLS_READY".to_owned(), "immediately".to_owned())]);
+        let config = serve_config(&HashMap::new(), |name| env.get(name).cloned()).unwrap();
+        assert_eq!(config.bills_ready, BillsReady::Immediately);
+        let env = HashMap::from([("SANDBOX_BILLS_READY".to_owned(), "soon".to_owned())]);
+        assert!(serve_config(&HashMap::new(), |name| env.get(name).cloned()).is_err());
+    }
+
+    #[test]
     fn flags_win_over_the_environment_which_wins_over_defaults() {
         let Command::Serve(flags) = parse_args(&args("serve --wechat-port=9001")).unwrap() else {
             panic!("expected serve");
@@ -250,6 +270,7 @@ mod tests {
         assert_eq!(config.unitel_addr, "0.0.0.0:7002".parse().unwrap());
         assert_eq!(config.merchant_id, "1712734762");
         assert_eq!(config.close_min_age, Duration::from_secs(300));
+        assert_eq!(config.bills_ready, BillsReady::Platform);
         assert_eq!(
             config.callback_retry_delays,
             vec![Duration::from_millis(10), Duration::from_millis(20)]

@@ -15,7 +15,7 @@ use crate::net::{self, ClosableListener};
 use crate::state::AppState;
 use crate::unitel::ledger::Credit;
 use crate::wechat::callbacks::CallbackDelivery;
-use crate::wechat::orders::WechatOrder;
+use crate::wechat::orders::{PaidOrder, WechatOrder, WechatRefund};
 use crate::{control, unitel, wechat};
 
 /// Running simulators. Dropping it stops them too; `shutdown` also waits for that.
@@ -122,6 +122,25 @@ impl Sandbox {
     pub async fn pay_without_callback(&self, out_trade_no: &str) -> Result<String, SandboxError> {
         wechat::pay(&self.state, out_trade_no, false)
             .map(|order| order.transaction_id.unwrap_or_default())
+    }
+
+    /// Orders already paid at WeChat (history a test or benchmark starts from), all or
+    /// none. Returns how many.
+    pub fn seed_paid_orders(&self, orders: Vec<PaidOrder>) -> Result<usize, SandboxError> {
+        self.state
+            .orders
+            .seed_paid(orders, &self.state.config.merchant_id)
+    }
+
+    /// A refund made at WeChat by hand, which the service never requested: it shows in
+    /// queryorder, queryrefund and the bill, succeeds after `refund_delay`, and is never
+    /// called back.
+    pub fn refund_outside(
+        &self,
+        out_trade_no: &str,
+        refund_fee: i64,
+    ) -> Result<WechatRefund, SandboxError> {
+        wechat::refund_outside(&self.state, out_trade_no, refund_fee)
     }
 
     /// Every call the service made to WeChat Pay or Unitel, oldest first.

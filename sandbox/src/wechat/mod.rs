@@ -1,12 +1,13 @@
 //! WeChat Pay as reached through WeChat Cloud Hosting's open interface service:
 //! `POST /_/pay/*`, JSON in and out, v2 semantics inside the platform's envelope.
 
+pub(crate) mod bill;
 pub(crate) mod callbacks;
 pub(crate) mod envelope;
 pub(crate) mod orders;
 mod payer;
 mod query;
-mod refund;
+pub(crate) mod refund;
 mod unified_order;
 
 use std::time::Duration;
@@ -19,7 +20,7 @@ use axum::Router;
 
 use crate::error::SandboxError;
 use crate::state::AppState;
-use orders::WechatOrder;
+use orders::{WechatOrder, WechatRefund};
 
 pub(crate) fn router(state: AppState) -> Router {
     Router::new()
@@ -28,6 +29,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/_/pay/closeorder", post(query::close_order))
         .route("/_/pay/refund", post(refund::refund))
         .route("/_/pay/queryrefund", post(query::query_refund))
+        .route("/_/pay/downloadbill", post(bill::download_bill))
         .route("/cgi-bin/webhook/send", post(crate::wecom::send))
         .route_layer(middleware::from_fn_with_state(state.clone(), add_latency))
         .route_layer(middleware::from_fn_with_state(
@@ -58,4 +60,17 @@ pub(crate) fn pay(
         callbacks::deliver_payment(state, &order);
     }
     Ok(order)
+}
+
+/// A refund made at WeChat by hand (the merchant platform): it succeeds after
+/// `refund_delay` like any other, and nobody is called back.
+pub(crate) fn refund_outside(
+    state: &AppState,
+    out_trade_no: &str,
+    refund_fee: i64,
+) -> Result<WechatRefund, SandboxError> {
+    let (order, refund) = state.orders.refund_outside(out_trade_no, refund_fee)?;
+    tracing::info!(%out_trade_no, refund_id = %refund.refund_id, refund_fee, "refunded outside the API");
+    refund::complete_later(state, &order, &refund, false);
+    Ok(refund)
 }

@@ -5,7 +5,7 @@ use std::fmt;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, NaiveDateTime, TimeZone, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::error::SandboxError;
@@ -127,6 +127,46 @@ pub struct WechatRefund {
     pub requested_at: DateTime<Utc>,
     /// `yyyy-MM-dd HH:mm:ss`, UTC+8, once the refund succeeded.
     pub success_time: Option<String>,
+}
+
+/// An order already paid at WeChat, seeded in bulk (`POST /sandbox/wechat/orders/bulk`):
+/// the history a benchmark or a reconciliation test starts from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PaidOrder {
+    pub out_trade_no: String,
+    /// Fen.
+    pub total_fee: i64,
+    pub transaction_id: String,
+    /// `yyyyMMddHHmmss`, UTC+8.
+    pub time_end: String,
+    /// The payer's openid in the mini-program.
+    pub openid: String,
+}
+
+/// One line of a trade bill, as the simulator holds it.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct BillEntry {
+    /// `yyyy-MM-dd HH:mm:ss`, UTC+8: the payment's time_end, or when the refund was made.
+    pub time: String,
+    pub out_trade_no: String,
+    pub transaction_id: String,
+    pub openid: String,
+    pub sub_mch_id: String,
+    /// Fen.
+    pub total_fee: i64,
+    pub body: String,
+    pub attach: String,
+    pub refund: Option<BillRefund>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct BillRefund {
+    pub refund_id: String,
+    pub out_refund_no: String,
+    /// Fen.
+    pub refund_fee: i64,
+    pub status: RefundStatus,
 }
 
 /// What unifiedOrder asks for, already validated.
@@ -350,6 +390,161 @@ impl OrderBook {
         Ok((order.clone(), refund, true))
     }
 
+    /// Adds orders that are paid already. All or none: an invalid order or a number the
+    /// simulator holds refuses the whole batch.
+    pub(crate) fn seed_paid(
+        &self,
+        seeded: Vec<PaidOrder>,
+        sub_mch_id: &str,
+    ) -> Result<usize, SandboxError> {
+        let mut ready = Vec::with_capacity(seeded.len());
+        let mut numbers = std::collections::HashSet::with_capacity(seeded.len());
+        for paid in seeded {
+            let invalid = |why: &str| {
+                SandboxError::InvalidRequest(format!("order {:?}: {why}", paid.out_trade_no))
+            };
+            if !crate::wechat::envelope::is_merchant_number(&paid.out_trade_no, 1..=32, &[]) {
+                return Err(invalid("outTradeNo must be 1-32 of [0-9A-Za-z_-|*]"));
+            }
+            if paid.total_fee <= 0 {
+                return Err(invalid("totalFee must be a positive number of fen"));
+            }
+            if paid.transaction_id.is_empty() || paid.openid.is_empty() {
+                return Err(invalid("transactionId and openid are required"));
+            }
+            let paid_at = china_compact_time(&paid.time_end)
+                .ok_or_else(|| invalid("timeEnd must be yyyyMMddHHmmss"))?;
+            if !numbers.insert(paid.out_trade_no.clone()) {
+                return Err(SandboxError::OrderExists(paid.out_trade_no));
+            }
+            ready.push((paid, paid_at));
+        }
+        let mut orders = lock(&self.orders);
+        if let Some(taken) = ready
+            .iter()
+            .find(|(paid, _)| orders.contains_key(&paid.out_trade_no))
+        {
+            return Err(SandboxError::OrderExists(taken.0.out_trade_no.clone()));
+        }
+        let count = ready.len();
+        orders.reserve(count);
+        for (paid, paid_at) in ready {
+            let order = WechatOrder {
+                out_trade_no: paid.out_trade_no.clone(),
+                total_fee: paid.total_fee,
+                openid: paid.openid,
+                sub_mch_id: sub_mch_id.to_owned(),
+                attach: None,
+                body: SEEDED_BODY.to_owned(),
+                env_id: String::new(),
+                spbill_create_ip: String::new(),
+                container_service: String::new(),
+                container_path: String::new(),
+                trade_state: TradeState::Success,
+                prepay_id: ids::prepay_id(paid_at),
+                transaction_id: Some(paid.transaction_id),
+                time_end: Some(paid.time_end),
+                created_at: paid_at,
+                paid_at: Some(paid_at),
+                closed_at: None,
+                refunds: Vec::new(),
+            };
+            orders.insert(paid.out_trade_no, order);
+        }
+        Ok(count)
+    }
+
+    /// A refund made at WeChat by hand (the merchant platform), not through the API: WeChat
+    /// numbers it itself (inferred: `out_refund_no` is the refund id) and calls nobody back.
+    pub(crate) fn refund_outside(
+        &self,
+        out_trade_no: &str,
+        refund_fee: i64,
+    ) -> Result<(WechatOrder, WechatRefund), SandboxError> {
+        let mut orders = lock(&self.orders);
+        let order = orders
+            .get_mut(out_trade_no)
+            .ok_or_else(|| SandboxError::OrderNotFound(out_trade_no.to_owned()))?;
+        if !order.trade_state.is_paid() {
+            return Err(SandboxError::RefundRefused(format!(
+                "{out_trade_no} is {}, not paid",
+                order.trade_state
+            )));
+        }
+        let refunded: i64 = order.refunds.iter().map(|refund| refund.refund_fee).sum();
+        if refund_fee <= 0 || refunded + refund_fee > order.total_fee {
+            return Err(SandboxError::RefundRefused(format!(
+                "{refund_fee} fen: {refunded} of {} are refunded already",
+                order.total_fee
+            )));
+        }
+        if order.refunds.len() >= MAX_REFUNDS_PER_ORDER {
+            return Err(SandboxError::RefundRefused("too many refunds".into()));
+        }
+        let refund_id = ids::refund_id();
+        let refund = WechatRefund {
+            out_refund_no: refund_id.clone(),
+            refund_id,
+            refund_fee,
+            refund_desc: None,
+            container_service: String::new(),
+            container_path: String::new(),
+            status: RefundStatus::Processing,
+            requested_at: Utc::now(),
+            success_time: None,
+        };
+        order.refunds.push(refund.clone());
+        order.trade_state = TradeState::Refund;
+        Ok((order.clone(), refund))
+    }
+
+    /// Every payment whose time_end falls on `date` and every refund made that day (both
+    /// China dates), unsorted.
+    pub(crate) fn bill_entries(&self, date: NaiveDate) -> Vec<BillEntry> {
+        let compact_date = date.format("%Y%m%d").to_string();
+        let orders = lock(&self.orders);
+        let mut entries = Vec::new();
+        for order in orders.values() {
+            let (Some(transaction_id), Some(time_end)) = (&order.transaction_id, &order.time_end)
+            else {
+                continue;
+            };
+            if !order.trade_state.is_paid() {
+                continue;
+            }
+            let entry = |time: String, refund: Option<BillRefund>| BillEntry {
+                time,
+                out_trade_no: order.out_trade_no.clone(),
+                transaction_id: transaction_id.clone(),
+                openid: order.openid.clone(),
+                sub_mch_id: order.sub_mch_id.clone(),
+                total_fee: order.total_fee,
+                body: order.body.clone(),
+                attach: order.attach.clone().unwrap_or_default(),
+                refund,
+            };
+            if time_end.get(..8) == Some(compact_date.as_str()) {
+                if let Some(time) = readable_compact_time(time_end) {
+                    entries.push(entry(time, None));
+                }
+            }
+            for refund in &order.refunds {
+                if ids::utc_plus_8(refund.requested_at).date_naive() == date {
+                    entries.push(entry(
+                        ids::readable_time(refund.requested_at),
+                        Some(BillRefund {
+                            refund_id: refund.refund_id.clone(),
+                            out_refund_no: refund.out_refund_no.clone(),
+                            refund_fee: refund.refund_fee,
+                            status: refund.status,
+                        }),
+                    ));
+                }
+            }
+        }
+        entries
+    }
+
     /// PROCESSING becomes SUCCESS; `None` when there was nothing to complete.
     pub(crate) fn complete_refund(
         &self,
@@ -370,6 +565,39 @@ impl OrderBook {
         let refund = refund.clone();
         Some((order.clone(), refund))
     }
+}
+
+/// The product description of seeded orders.
+const SEEDED_BODY: &str = "境外话费充值";
+
+/// `yyyyMMddHHmmss` in UTC+8 as an instant.
+fn china_compact_time(text: &str) -> Option<DateTime<Utc>> {
+    if text.len() != 14 || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let local = NaiveDateTime::parse_from_str(text, "%Y%m%d%H%M%S").ok()?;
+    let china = chrono::FixedOffset::east_opt(8 * 3600)?;
+    Some(
+        china
+            .from_local_datetime(&local)
+            .single()?
+            .with_timezone(&Utc),
+    )
+}
+
+/// `yyyyMMddHHmmss` as `yyyy-MM-dd HH:mm:ss`, without parsing: bills of 100,000 lines are
+/// built from it.
+fn readable_compact_time(text: &str) -> Option<String> {
+    let part = |range: std::ops::Range<usize>| text.get(range);
+    Some(format!(
+        "{}-{}-{} {}:{}:{}",
+        part(0..4)?,
+        part(4..6)?,
+        part(6..8)?,
+        part(8..10)?,
+        part(10..12)?,
+        part(12..14)?
+    ))
 }
 
 pub(crate) fn order_not_found() -> WxPayFailure {

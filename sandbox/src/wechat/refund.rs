@@ -31,7 +31,7 @@ pub(crate) async fn refund(
                 "refund accepted"
             );
             if is_new {
-                complete_later(&state, &order, &refund);
+                complete_later(&state, &order, &refund, true);
             }
             envelope::success(&merchant, accepted_fields(&order, &refund))
         }
@@ -67,8 +67,13 @@ fn validate(request: &Map<String, Value>) -> Result<NewRefund, WxPayFailure> {
     })
 }
 
-/// After `refund_delay` the refund succeeds and its callback starts.
-fn complete_later(state: &AppState, order: &WechatOrder, refund: &WechatRefund) {
+/// After `refund_delay` the refund succeeds and, with `notify`, its callback starts.
+pub(crate) fn complete_later(
+    state: &AppState,
+    order: &WechatOrder,
+    refund: &WechatRefund,
+    notify: bool,
+) {
     let state = state.clone();
     let out_trade_no = order.out_trade_no.clone();
     let out_refund_no = refund.out_refund_no.clone();
@@ -80,7 +85,9 @@ fn complete_later(state: &AppState, order: &WechatOrder, refund: &WechatRefund) 
         }
         if let Some((order, refund)) = state.orders.complete_refund(&out_trade_no, &out_refund_no) {
             tracing::info!(%out_trade_no, %out_refund_no, "refund succeeded");
-            callbacks::deliver_refund(&state, &order, &refund);
+            if notify {
+                callbacks::deliver_refund(&state, &order, &refund);
+            }
         }
     });
 }
