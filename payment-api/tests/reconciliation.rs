@@ -331,3 +331,241 @@ async fn the_job_reconciles_yesterday_by_itself_and_a_payment_absent_at_wechat_i
     );
     system.shutdown().await;
 }
+
+fn bill_faults(wechat: sandbox::WechatFaults) -> sandbox::Faults {
+    sandbox::Faults {
+        wechat,
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn a_failed_top_ups_refund_matches_the_bills_refund_line() {
+    let system = System::start(SystemOptions::default()).await;
+    let (order, outcome) = system
+        .top_up_under(
+            "o-recon-refund",
+            sandbox::UnitelFaults {
+                fail_next: 1,
+                ..Default::default()
+            },
+        )
+        .await;
+    assert_eq!(outcome, "failed");
+    system
+        .wait_for_count(
+            &format!("SELECT count(*) FROM refunds WHERE order_number = '{order}' AND status = 'success'"),
+            1,
+            Duration::from_secs(60),
+        )
+        .await;
+    let day = reconcile(&system, &china_today()).await;
+    assert_eq!(day["status"], "balanced", "{day}");
+    assert_eq!(day["billLines"], 2, "the payment and its refund");
+    assert_eq!(day["linesMatched"], 2);
+    let amount = day["totals"]["day"]["billPaymentsFen"].clone();
+    assert_eq!(day["totals"]["day"]["billRefundsFen"], amount);
+    assert_eq!(day["totals"]["day"]["ourRefundsFen"], amount);
+    system.shutdown().await;
+}
+
+#[tokio::test]
+async fn every_difference_in_a_bill_is_found_owned_and_alerted() {
+    let system = System::start(SystemOptions::default()).await;
+    let matching = credited(&system, "o-recon-a").await;
+    let dearer = credited(&system, "o-recon-b").await;
+    let elsewhere = credited(&system, "o-recon-c").await;
+    let dropped = credited(&system, "o-recon-d").await;
+    let refunded_by_hand = credited(&system, "o-recon-e").await;
+    let outside = system
+        .sandbox
+        .refund_outside(&refunded_by_hand, 100)
+        .expect("a refund made in the merchant platform");
+    system
+        .sandbox
+        .set_faults(bill_faults(sandbox::WechatFaults {
+            bill_drop_orders: vec![dropped.clone()],
+            bill_alter_orders: vec![
+                sandbox::BillAlteration {
+                    out_trade_no: dearer.clone(),
+                    total_fee: Some(99_999),
+                    sub_mch_id: None,
+                    transaction_id: None,
+                },
+                sandbox::BillAlteration {
+                    out_trade_no: elsewhere.clone(),
+                    total_fee: None,
+                    sub_mch_id: None,
+                    transaction_id: Some("4200009999999999999999999999".into()),
+                },
+            ],
+            ..Default::default()
+        }));
+
+    let day = reconcile(&system, &china_today()).await;
+    assert_eq!(day["status"], "differences", "{day}");
+    let mut found = differences(&day);
+    found.sort();
+    let mut expected = vec![
+        (
+            "amount_differs".to_owned(),
+            dearer.clone(),
+            "open".to_owned(),
+        ),
+        (
+            "transaction_differs".to_owned(),
+            elsewhere.clone(),
+            "open".to_owned(),
+        ),
+        (
+            "missing_at_wechat".to_owned(),
+            dropped.clone(),
+            "open".to_owned(),
+        ),
+        (
+            "refund_at_wechat_only".to_owned(),
+            outside.out_refund_no.clone(),
+            "open".to_owned(),
+        ),
+    ];
+    expected.sort();
+    assert_eq!(found, expected, "{day}");
+    assert_eq!(
+        day["linesMatched"], 2,
+        "{matching} and {refunded_by_hand}'s payment"
+    );
+    assert_eq!(day["totals"]["day"]["unexplainedPaymentsFen"], 0);
+    assert_eq!(day["totals"]["day"]["unexplainedRefundsFen"], 0);
+
+    // Each is an anomaly on its order and an alert naming it; nothing is refunded, sent
+    // again or changed on the bill's word.
+    for order in [&dearer, &elsewhere, &dropped, &refunded_by_hand] {
+        system
+            .wait_for_count(
+                &format!(
+                    "SELECT count(*) FROM alerts WHERE kind = 'reconciliation_difference' AND order_number = '{order}'"
+                ),
+                1,
+                Duration::from_secs(30),
+            )
+            .await;
+        assert_eq!(
+            system.statuses(order).await,
+            ("paid".to_owned(), "success".to_owned())
+        );
+        assert_eq!(system.credits_for(order), 1);
+    }
+    let refunds: i64 = sqlx::query_scalar("SELECT count(*) FROM refunds")
+        .fetch_one(&system.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(refunds, 0);
+
+    // The bill put right: a re-run closes what no longer differs, keeps the rest.
+    system.sandbox.set_faults(sandbox::Faults::default());
+    let again = reconcile(&system, &china_today()).await;
+    let resolved: Vec<(String, String)> = again["differences"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|d| d["status"] == "resolved")
+        .map(|d| {
+            (
+                d["subject"].as_str().unwrap().to_owned(),
+                d["resolvedBy"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(resolved.len(), 3, "{again}");
+    assert!(resolved.iter().all(|(_, by)| by == "reconciliation"));
+    assert_eq!(
+        again["differencesOpen"], 1,
+        "the refund made by hand stays a person's"
+    );
+    let anomalies: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM payment_anomalies WHERE kind LIKE 'bill_%'")
+            .fetch_one(&system.db.pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        anomalies, 4,
+        "one anomaly per difference, however often the day runs"
+    );
+    system.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_bill_that_is_late_fails_or_does_not_add_up_is_retried_and_alerted() {
+    let system = System::start(SystemOptions::default()).await;
+    credited(&system, "o-recon-late").await;
+    let today = china_today();
+
+    system
+        .sandbox
+        .set_faults(bill_faults(sandbox::WechatFaults {
+            bill_not_ready: 1,
+            ..Default::default()
+        }));
+    let day = reconcile(&system, &today).await;
+    assert_eq!(day["status"], "waiting", "{day}");
+    assert!(day["nextAttemptAt"].is_string());
+
+    system
+        .sandbox
+        .set_faults(bill_faults(sandbox::WechatFaults {
+            bill_errors: 2,
+            ..Default::default()
+        }));
+    for _ in 0..2 {
+        let day = reconcile(&system, &today).await;
+        assert_eq!(day["status"], "failed", "{day}");
+    }
+    // Three attempts without a bill: a person is told.
+    system
+        .wait_for_count(
+            "SELECT count(*) FROM alerts WHERE kind = 'reconciliation_late'",
+            1,
+            Duration::from_secs(30),
+        )
+        .await;
+
+    system
+        .sandbox
+        .set_faults(bill_faults(sandbox::WechatFaults {
+            bill_malformed_line: 1,
+            ..Default::default()
+        }));
+    let day = reconcile(&system, &today).await;
+    assert_eq!(day["status"], "unbalanced", "{day}");
+    assert!(
+        differences(&day).iter().any(|d| d.0 == "malformed_line"),
+        "{day}"
+    );
+    assert!(
+        day["nextAttemptAt"].is_string(),
+        "an unbalanced day is tried again"
+    );
+
+    system
+        .sandbox
+        .set_faults(bill_faults(sandbox::WechatFaults {
+            bill_totals_off: 1,
+            ..Default::default()
+        }));
+    let day = reconcile(&system, &today).await;
+    assert_eq!(day["status"], "unbalanced", "{day}");
+    assert!(differences(&day)
+        .iter()
+        .any(|d| d.0 == "bill_totals_differ" && d.2 == "open"));
+
+    // WeChat's bill is whole again: the day balances, what the bad bills said is closed.
+    system.sandbox.set_faults(sandbox::Faults::default());
+    let day = reconcile(&system, &today).await;
+    assert_eq!(day["status"], "balanced", "{day}");
+    assert_eq!(day["differencesOpen"], 0);
+    assert!(
+        day["nextAttemptAt"].is_null(),
+        "a balanced day needs nothing more"
+    );
+    system.shutdown().await;
+}
