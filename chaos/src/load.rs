@@ -131,6 +131,23 @@ impl Client {
         Ok(())
     }
 
+    /// Someone refunds part of a payment by hand in WeChat's merchant platform: money
+    /// goes back that the service never asked to return. Returns the `out_refund_no`.
+    pub async fn refund_by_hand(&self, order: &str, fen: i64) -> anyhow::Result<String> {
+        let (status, body) = self
+            .post(
+                &format!("{}/sandbox/wechat/refund-outside", self.control),
+                None,
+                &json!({"outTradeNo": order, "refundFee": fen}),
+            )
+            .await?;
+        anyhow::ensure!(
+            status == 200,
+            "refund-outside {order}: HTTP {status} {body}"
+        );
+        Ok(body["outRefundNo"].as_str().unwrap_or_default().to_owned())
+    }
+
     pub async fn set_faults(&self, faults: &Value) -> anyhow::Result<()> {
         let response = self
             .http
