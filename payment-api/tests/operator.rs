@@ -37,6 +37,32 @@ async fn an_operator_logs_in_reads_the_charts_resolves_an_order_and_sets_the_rat
         .await;
     assert_eq!(outcome, "unknown");
 
+    // Today's books reconciled with WeChat's bill, with one difference to settle: a
+    // credited order missing from the bill.
+    let missing = credited(&system, "o-page-5").await;
+    system.sandbox.set_faults(sandbox::Faults {
+        wechat: sandbox::WechatFaults {
+            bill_drop_orders: vec![missing.clone()],
+            ..Default::default()
+        },
+        ..Default::default()
+    });
+    let china = chrono::FixedOffset::east_opt(8 * 3600).unwrap();
+    let today = chrono::Utc::now()
+        .with_timezone(&china)
+        .date_naive()
+        .to_string();
+    let (status, body) = system
+        .admin_request(
+            Method::POST,
+            &format!("/admin/reconciliation/run?date={today}"),
+            Some(ADMIN_TOKEN),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["data"]["status"], "differences");
+
     let browser = Browser::start().await;
     browser.goto(&format!("{}/admin", system.api_url)).await;
 
@@ -70,15 +96,15 @@ async fn an_operator_logs_in_reads_the_charts_resolves_an_order_and_sets_the_rat
         )
         .await;
 
-    // The tiles and charts show what the API says: four paid orders today, one unknown.
-    assert_eq!(browser.text("[data-figure=ordersPaid] .value").await, "4");
+    // The tiles and charts show what the API says: five paid orders today, one unknown.
+    assert_eq!(browser.text("[data-figure=ordersPaid] .value").await, "5");
     assert_eq!(
         browser.text("[data-figure=rechargeUnknown] .value").await,
         "1"
     );
     assert_eq!(
         browser.text("[data-figure=rechargeSuccess] .value").await,
-        "3"
+        "4"
     );
     let charted = browser
         .run(
@@ -87,7 +113,7 @@ async fn an_operator_logs_in_reads_the_charts_resolves_an_order_and_sets_the_rat
             json!(["#chart-days rect[data-series=ordersPaid]"]),
         )
         .await;
-    assert_eq!(charted, 4, "paid orders per day add up to the total");
+    assert_eq!(charted, 5, "paid orders per day add up to the total");
     let days = browser
         .run(
             "return document.querySelectorAll('#chart-days rect[data-series=ordersCreated]').length",
@@ -102,7 +128,7 @@ async fn an_operator_logs_in_reads_the_charts_resolves_an_order_and_sets_the_rat
             json!([]),
         )
         .await;
-    assert_eq!(by_hour, 4);
+    assert_eq!(by_hour, 5);
     assert!(browser.text("#products").await.contains("voice"));
 
     // The unknown top-up is listed; the operator resolves it as credited.
@@ -141,8 +167,54 @@ async fn an_operator_logs_in_reads_the_charts_resolves_an_order_and_sets_the_rat
     );
     assert_eq!(
         browser.text("[data-figure=rechargeSuccess] .value").await,
-        "4",
+        "5",
         "the page reloads its figures"
+    );
+
+    // The reconciled day and its difference; the operator settles it with a note.
+    let day_row = format!("#reconciliation tr[data-day='{today}']");
+    assert!(browser.text(&day_row).await.contains("differences"));
+    assert!(browser
+        .text("#reconciliation-open")
+        .await
+        .contains("1 open"));
+    browser.click(&format!("{day_row} button.show-day")).await;
+    browser
+        .wait_for(
+            "the day's differences",
+            "return document.querySelectorAll('#differences tbody tr').length === 1",
+            json!([]),
+        )
+        .await;
+    assert!(browser
+        .text("#differences")
+        .await
+        .contains("missing_at_wechat"));
+    assert!(browser.text("#differences").await.contains(&missing));
+    browser
+        .click("#differences button.resolve-difference")
+        .await;
+    browser
+        .type_into(
+            "#difference-note",
+            "test payment, refunded in the merchant platform",
+        )
+        .await;
+    browser.click("#difference-submit").await;
+    browser
+        .wait_for(
+            "the difference settled",
+            "return document.querySelector('#differences').textContent.includes('admin:admin')",
+            json!([]),
+        )
+        .await;
+    let (_, view) = system
+        .admin_get(&format!("/admin/reconciliation?date={today}"))
+        .await;
+    assert_eq!(view["data"]["day"]["differencesOpen"], 0);
+    assert_eq!(
+        view["data"]["day"]["differences"][0]["resolution"],
+        "test payment, refunded in the merchant platform"
     );
 
     // The rate.
