@@ -290,3 +290,38 @@ async fn a_garbled_bill_is_read_but_does_not_balance() {
     );
     assert!(!garbled.balances());
 }
+
+#[tokio::test]
+async fn a_bill_of_a_hundred_thousand_lines_is_read_whole() {
+    let sandbox = Sandbox::start(SandboxConfig::for_tests("http://127.0.0.1:9"))
+        .await
+        .unwrap();
+    let day = china_today() - chrono::Days::new(1);
+    let orders: Vec<sandbox::PaidOrder> = (0..100_000)
+        .map(|n| sandbox::PaidOrder {
+            out_trade_no: format!("ORDBULK{n:08}"),
+            total_fee: 1 + n % 9_999,
+            transaction_id: format!("4200001234{}{n:010}", day.format("%Y%m%d")),
+            time_end: format!(
+                "{}{:02}{:02}{:02}",
+                day.format("%Y%m%d"),
+                n / 3600 % 24,
+                n / 60 % 60,
+                n % 60
+            ),
+            openid: "o-bulk".into(),
+        })
+        .collect();
+    let total: i64 = orders.iter().map(|o| o.total_fee).sum();
+    assert_eq!(sandbox.seed_paid_orders(orders).unwrap(), 100_000);
+
+    let started = std::time::Instant::now();
+    let bill = ready(&wechat_pay(sandbox.wechat_url()), day).await;
+    eprintln!("downloaded and read in {:?}", started.elapsed());
+    assert_eq!(bill.lines.len(), 100_000);
+    assert!(bill.balances());
+    assert_eq!(
+        bill.summary.unwrap().settlement_total,
+        Fen::new(total).unwrap()
+    );
+}

@@ -200,6 +200,24 @@ mod tests {
             Some("SYSTEMERROR")
         );
         assert_eq!(printed["unitel"]["refuseConnectionsForMs"], 0);
+
+        let bill: WechatFaults = serde_json::from_str(
+            r#"{"billErrors":1,"billNotReady":2,"billMalformedLine":3,"billTotalsOff":4,
+                "billDropOrders":["A"],"billAlterOrders":[{"outTradeNo":"B","totalFee":1}]}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            (
+                bill.bill_errors,
+                bill.bill_not_ready,
+                bill.bill_malformed_line,
+                bill.bill_totals_off
+            ),
+            (1, 2, 3, 4)
+        );
+        assert_eq!(bill.bill_drop_orders, vec!["A".to_owned()]);
+        assert_eq!(bill.bill_alter_orders[0].total_fee, Some(1));
+        assert_eq!(bill.bill_alter_orders[0].sub_mch_id, None);
     }
 
     #[test]

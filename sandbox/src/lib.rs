@@ -2,7 +2,8 @@
 //!
 //! - **WeChat Pay through WeChat Cloud Hosting's open interface service** (`/_/pay/*` on
 //!   the WeChat port), including the payment and refund callbacks the platform POSTs to
-//!   the service, retried until the service answers `{"errcode": 0}`.
+//!   the service, retried until the service answers `{"errcode": 0}`, and the daily trade
+//!   bill (`downloadbill`) built from the payments and refunds it holds.
 //! - **A WeCom group robot webhook** (`/cgi-bin/webhook/send` on the WeChat port), where
 //!   the service's alerts arrive.
 //! - **Unitel's partner API** (`/api/v1/auth`, `/api/v1/service/*` on the Unitel port),

@@ -299,10 +299,7 @@ impl WechatPay {
                 }),
             )
             .await?;
-        match respdata {
-            Value::String(text) => Ok(BillDownload::Ready(TradeBill::parse(&text))),
-            refusal => bill_refusal(&refusal),
-        }
+        read_bill(respdata)
     }
 
     async fn call<T: DeserializeOwned>(&self, name: &str, body: &Value) -> Result<T, WechatError> {
@@ -358,6 +355,19 @@ impl WechatPay {
     }
 }
 
+/// `downloadbill`'s respdata: the bill as text, or a refusal.
+fn read_bill(respdata: Value) -> Result<BillDownload, WechatError> {
+    match respdata {
+        // A refusal relayed as text rather than as an object is still a refusal, never a
+        // bill to read.
+        Value::String(text) => match serde_json::from_str::<Value>(&text) {
+            Ok(refusal @ Value::Object(_)) => bill_refusal(&refusal),
+            _ => Ok(BillDownload::Ready(TradeBill::parse(&text))),
+        },
+        refusal => bill_refusal(&refusal),
+    }
+}
+
 /// A `downloadbill` answer without a bill: `{"return_code": "FAIL", "return_msg",
 /// "error_code"}`. WeChat Pay's documented identifier is `return_msg` (`No Bill Exist`,
 /// `Bill Creating`); `error_code` is not specific enough to tell them apart.
@@ -382,5 +392,65 @@ fn bill_refusal(respdata: &Value) -> Result<BillDownload, WechatError> {
                 .unwrap_or_else(|| message.clone()),
             description: message,
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refusal(return_msg: &str, error_code: &str) -> Value {
+        json!({"return_code": "FAIL", "return_msg": return_msg, "error_code": error_code})
+    }
+
+    #[test]
+    fn bill_refusals_are_told_apart_by_return_msg() {
+        assert_eq!(
+            read_bill(refusal("No Bill Exist", "20002")).unwrap(),
+            BillDownload::NoBill
+        );
+        // As documented, with a capital O.
+        assert_eq!(
+            read_bill(refusal("NO Bill Exist", "20002")).unwrap(),
+            BillDownload::NoBill
+        );
+        assert_eq!(
+            read_bill(refusal("Bill Creating", "20002")).unwrap(),
+            BillDownload::NotReady
+        );
+        match read_bill(refusal("data format error", "20001")) {
+            Err(WechatError::Business { code, description }) => {
+                assert_eq!(
+                    (code.as_str(), description.as_str()),
+                    ("20001", "data format error")
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        // Relayed as text, a refusal is still one.
+        let as_text = refusal("Bill Creating", "20002").to_string();
+        assert_eq!(
+            read_bill(Value::String(as_text)).unwrap(),
+            BillDownload::NotReady
+        );
+        for nothing in [
+            Value::Null,
+            json!({}),
+            json!({"return_code": "SUCCESS"}),
+            json!(7),
+        ] {
+            assert!(
+                matches!(read_bill(nothing.clone()), Err(WechatError::Platform(_))),
+                "{nothing}"
+            );
+        }
+    }
+
+    #[test]
+    fn bill_text_is_read() {
+        match read_bill(Value::String("not a bill".into())).unwrap() {
+            BillDownload::Ready(bill) => assert!(!bill.balances()),
+            other => panic!("{other:?}"),
+        }
     }
 }
