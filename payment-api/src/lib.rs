@@ -11,6 +11,7 @@ pub mod lookups;
 pub mod payment_watch;
 pub mod rate_limit;
 pub mod refunds;
+pub mod retention;
 pub mod startup;
 pub mod stats;
 pub mod store;

@@ -23,6 +23,7 @@ use crate::lookups::Lookups;
 use crate::payment_watch::PaymentWatch;
 use crate::rate_limit::{Expiry, RateLimiter};
 use crate::refunds::Refunds;
+use crate::retention::{self, AnomalyRetention};
 use crate::stats::{self, Refresher};
 use crate::wechat::WechatPay;
 
@@ -181,6 +182,16 @@ impl Application {
                 stats::refresh::EVERY,
                 &stop,
                 Arc::new(Refresher(db.clone())),
+            ),
+            every(
+                db,
+                ExclusiveJob::AnomalyRetention,
+                retention::EVERY,
+                &stop,
+                Arc::new(AnomalyRetention {
+                    db: db.clone(),
+                    keep_days: self.ctx.config.anomaly_retention_days,
+                }),
             ),
             every(
                 db,

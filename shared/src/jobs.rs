@@ -30,6 +30,8 @@ pub enum ExclusiveJob {
     StatsRefresh,
     /// payment-api: forgetting rate-limit counts of minutes that are over.
     RateLimitExpiry,
+    /// payment-api: summarising and removing settled anomalies past their retention.
+    AnomalyRetention,
 }
 
 impl ExclusiveJob {
@@ -43,6 +45,7 @@ impl ExclusiveJob {
             ExclusiveJob::Alerts => 4,
             ExclusiveJob::StatsRefresh => 5,
             ExclusiveJob::RateLimitExpiry => 6,
+            ExclusiveJob::AnomalyRetention => 7,
         }
     }
 
