@@ -1,11 +1,24 @@
 //! Reading the replaced system's MySQL database (its Prisma schema: `users`, `orders`,
-//! `exchange_rates`). Read only: nothing is ever written there.
+//! `exchange_rates`). One thing is written there: the import's claim on each order it may
+//! send from here ([`LegacyDb::claim`]), so that an instance of that system still running
+//! never sends it too.
 
-use chrono::{DateTime, NaiveDateTime, Utc};
+use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use rust_decimal::Decimal;
 use serde::Serialize;
-use sqlx::mysql::{MySqlPool, MySqlPoolOptions, MySqlRow};
+use sqlx::mysql::{MySqlConnectOptions, MySqlPool, MySqlPoolOptions, MySqlRow};
 use sqlx::Row;
+
+/// The `recharge_at` the import claims an order with. That system claims a top-up by
+/// setting `recharge_at` where it is null, or older than ten minutes without a `seq_id`
+/// (a claim it takes to be abandoned); a claim dated in the year 9999 is never null and
+/// never older than ten minutes, so none of its paths (the callback's, the minute cron's)
+/// can take the order afterwards. Its result check needs a `seq_id`, which stays null.
+pub(super) fn import_claim() -> NaiveDateTime {
+    NaiveDate::from_ymd_opt(9999, 12, 31)
+        .and_then(|day| day.and_hms_opt(23, 59, 59))
+        .expect("a valid date")
+}
 
 pub struct LegacyDb(MySqlPool);
 
@@ -54,13 +67,54 @@ fn utc(at: NaiveDateTime) -> DateTime<Utc> {
     at.and_utc()
 }
 
+impl LegacyOrder {
+    /// An earlier run of the import claimed it (and stopped before creating it here): the
+    /// replaced system never sent it.
+    pub fn claimed_by_import(&self) -> bool {
+        self.seq_id.is_none() && self.recharge_at == Some(utc(import_claim()))
+    }
+}
+
 impl LegacyDb {
-    pub async fn connect(url: &str) -> Result<Self, sqlx::Error> {
+    pub async fn connect(options: MySqlConnectOptions) -> Result<Self, sqlx::Error> {
         let pool = MySqlPoolOptions::new()
             .max_connections(2)
-            .connect(url)
+            .connect_with(options)
             .await?;
         Ok(LegacyDb(pool))
+    }
+
+    /// Takes the order from the replaced system's top-up paths, if it has never claimed
+    /// it (no `recharge_at`, no `seq_id`); false when it has, since it was read: it may be
+    /// sending it now.
+    pub async fn claim(&self, order_number: &str) -> Result<bool, sqlx::Error> {
+        let claimed = sqlx::query(
+            "UPDATE orders SET recharge_at = ?
+              WHERE order_number = ? AND recharge_at IS NULL AND seq_id IS NULL",
+        )
+        .bind(import_claim())
+        .bind(order_number)
+        .execute(&self.0)
+        .await?;
+        Ok(claimed.rows_affected() == 1)
+    }
+
+    /// The order's claim there now: (`recharge_at`, `seq_id`).
+    pub async fn claim_of(
+        &self,
+        order_number: &str,
+    ) -> Result<(Option<DateTime<Utc>>, Option<String>), sqlx::Error> {
+        sqlx::query("SELECT recharge_at, seq_id FROM orders WHERE order_number = ?")
+            .bind(order_number)
+            .try_map(|row: MySqlRow| {
+                Ok((
+                    row.try_get::<Option<NaiveDateTime>, _>("recharge_at")?
+                        .map(utc),
+                    row.try_get("seq_id")?,
+                ))
+            })
+            .fetch_one(&self.0)
+            .await
     }
 
     pub async fn users(&self) -> Result<Vec<LegacyUser>, sqlx::Error> {
