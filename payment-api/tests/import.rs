@@ -798,7 +798,7 @@ async fn the_replaced_systems_cron_and_the_import_never_both_take_a_top_up() {
     .await
     .unwrap();
     let http = reqwest::Client::new();
-    let numbers: Vec<String> = (0..60)
+    let numbers: Vec<String> = (0..100)
         .map(|n| format!("ORD1760781234567CronRace{n:04}"))
         .collect();
     for (n, number) in numbers.iter().enumerate() {
@@ -847,7 +847,7 @@ async fn the_replaced_systems_cron_and_the_import_never_both_take_a_top_up() {
             let mut sent = Vec::new();
             while !stop.is_cancelled() {
                 let claimed =
-                    legacy_cron_pass(&legacy, chrono::Utc::now(), Duration::from_millis(15)).await;
+                    legacy_cron_pass(&legacy, chrono::Utc::now(), Duration::from_millis(20)).await;
                 if claimed.is_empty() {
                     tokio::time::sleep(Duration::from_millis(15)).await;
                 }
@@ -920,6 +920,20 @@ async fn the_replaced_systems_cron_and_the_import_never_both_take_a_top_up() {
         .await
         .unwrap();
     assert_eq!(queued as usize, queued_here.len());
+    // Each order queued here carries the import's claim there.
+    for number in &queued_here {
+        let claim: Option<chrono::NaiveDateTime> =
+            sqlx::query_scalar("SELECT recharge_at FROM orders WHERE order_number = ?")
+                .bind(number)
+                .fetch_one(&legacy)
+                .await
+                .unwrap();
+        assert_eq!(
+            claim.map(|at| at.to_string()).as_deref(),
+            Some("9999-12-31 23:59:59"),
+            "{number}"
+        );
+    }
 
     legacy.close().await;
     system.shutdown().await;
