@@ -781,7 +781,8 @@ async fn legacy_cron_pass(
 
 /// A still-running instance of the replaced system sends never-sent top-ups every minute.
 /// The import claims each one there before importing it as never sent; a row the cron
-/// claimed first is imported `unknown`. No row is both sent by the cron and queued here.
+/// claimed first is imported `unknown`. No row is both sent by the cron and queued here,
+/// and the cron takes back none of the claims, its own included, once the import is over.
 #[tokio::test]
 async fn the_replaced_systems_cron_and_the_import_never_both_take_a_top_up() {
     let system = System::start(SystemOptions {
@@ -798,22 +799,37 @@ async fn the_replaced_systems_cron_and_the_import_never_both_take_a_top_up() {
     .await
     .unwrap();
     let http = reqwest::Client::new();
+    // 100 never claimed; 5 it claimed long ago and never got a seq_id for (its cron takes
+    // those back), paid last so that the cron reaches them late.
     let numbers: Vec<String> = (0..100)
         .map(|n| format!("ORD1760781234567CronRace{n:04}"))
         .collect();
-    for (n, number) in numbers.iter().enumerate() {
+    let stale: Vec<String> = (0..5)
+        .map(|n| format!("ORD1760781234567CronStale{n:03}"))
+        .collect();
+    let all: Vec<(usize, &String, bool)> = numbers
+        .iter()
+        .map(|n| (n, false))
+        .chain(stale.iter().map(|n| (n, true)))
+        .enumerate()
+        .map(|(i, (n, stale))| (i, n, stale))
+        .collect();
+    for &(n, number, claimed_long_ago) in &all {
         sqlx::query(
             "INSERT INTO orders (order_number, openid, phone_number, product_operator,
                 product_recharge_type, product_name, product_code, product_price_tg,
-                product_price_rmb, payment_status, recharge_status, created_at, paid_at)
+                product_price_rmb, payment_status, recharge_status, created_at, paid_at,
+                recharge_at)
              VALUES (?, 'o_legacy_one', '88616609', 'Unitel', 'voice', '5000 нэгж', 'SD5000',
                      5000.00, 11.36, 'paid', 'pending',
                      '2025-10-18 03:04:05.678' + INTERVAL ? SECOND,
-                     '2025-10-18 03:05:00.000' + INTERVAL ? SECOND)",
+                     '2025-10-18 03:05:00.000' + INTERVAL ? SECOND,
+                     IF(?, '2025-10-18 03:10:00.000', NULL))",
         )
         .bind(number)
         .bind(n as i64)
         .bind(n as i64)
+        .bind(claimed_long_ago)
         .execute(&legacy)
         .await
         .unwrap();
@@ -862,12 +878,33 @@ async fn the_replaced_systems_cron_and_the_import_never_both_take_a_top_up() {
     assert_eq!(status, 0, "{report}");
 
     // Later runs of the cron, now and a year from now (every claim of its own is stale by
-    // then, and it takes those again), never take a row the import claimed.
+    // then), take none of these rows back; they do take an abandoned claim of another order.
+    sqlx::query(
+        "INSERT INTO orders (order_number, openid, phone_number, product_operator,
+            product_recharge_type, product_name, product_code, product_price_tg,
+            product_price_rmb, payment_status, recharge_status, created_at, paid_at, recharge_at)
+         VALUES ('ORD1760781234567NotImported1', 'o_legacy_one', '88616609', 'Unitel', 'voice',
+                 '5000 нэгж', 'SD5000', 5000.00, 11.36, 'paid', 'pending',
+                 '2025-10-18 03:04:05.678', '2025-10-18 03:05:00.000', '2025-10-18 03:10:00.000')",
+    )
+    .execute(&legacy)
+    .await
+    .unwrap();
     let year_ahead = chrono::Utc::now() + chrono::Duration::days(365);
     let mut later = Vec::new();
     for now in [chrono::Utc::now(), year_ahead, year_ahead] {
         later.extend(legacy_cron_pass(&legacy, now, Duration::ZERO).await);
     }
+    assert!(
+        later.iter().any(|n| n == "ORD1760781234567NotImported1"),
+        "the later passes claim what they can: {later:?}"
+    );
+    assert!(
+        later
+            .iter()
+            .all(|n| !numbers.contains(n) && !stale.contains(n)),
+        "the cron took back an imported order: {later:?}"
+    );
 
     let db = &system.db.pool;
     let mut queued_here = Vec::new();
@@ -893,10 +930,16 @@ async fn the_replaced_systems_cron_and_the_import_never_both_take_a_top_up() {
             other => panic!("{number} imported {other}"),
         }
     }
-    assert!(
-        later.iter().all(|n| !queued_here.contains(n)),
-        "the cron took rows the import had claimed: {later:?}"
-    );
+    for number in &stale {
+        let (recharge,): (String,) =
+            sqlx::query_as("SELECT recharge_status FROM orders WHERE order_number = $1")
+                .bind(number)
+                .fetch_one(db)
+                .await
+                .unwrap();
+        assert_eq!(recharge, "unknown", "{number}");
+    }
+    sent_by_cron.retain(|n| numbers.contains(n));
     sent_by_cron.sort();
     assert_eq!(
         sent_by_cron.len() + queued_here.len(),
@@ -909,28 +952,28 @@ async fn the_replaced_systems_cron_and_the_import_never_both_take_a_top_up() {
         queued_here.len(),
         sent_by_cron.len()
     );
-    // The cron's own claims go stale and it takes them again (what it does with a claim
-    // that never got a seq_id): so the pass a year ahead could claim, and did not take ours.
-    assert!(
-        later.iter().any(|n| sent_by_cron.contains(n)),
-        "the year-ahead pass claimed nothing at all"
-    );
     let queued: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox")
         .fetch_one(db)
         .await
         .unwrap();
     assert_eq!(queued as usize, queued_here.len());
-    // Each order queued here carries the import's claim there.
-    for number in &queued_here {
+    // Each order queued here carries the import's claim there; each unknown one, its own
+    // claim frozen.
+    for number in numbers.iter().chain(&stale) {
         let claim: Option<chrono::NaiveDateTime> =
             sqlx::query_scalar("SELECT recharge_at FROM orders WHERE order_number = ?")
                 .bind(number)
                 .fetch_one(&legacy)
                 .await
                 .unwrap();
+        let expected = if queued_here.contains(number) {
+            "9999-12-31 23:59:59"
+        } else {
+            "9999-12-31 23:59:58"
+        };
         assert_eq!(
             claim.map(|at| at.to_string()).as_deref(),
-            Some("9999-12-31 23:59:59"),
+            Some(expected),
             "{number}"
         );
     }

@@ -15,8 +15,20 @@ use sqlx::Row;
 /// never older than ten minutes, so none of its paths (the callback's, the minute cron's)
 /// can take the order afterwards. Its result check needs a `seq_id`, which stays null.
 pub(super) fn import_claim() -> NaiveDateTime {
+    year_9999_at(59)
+}
+
+/// The `recharge_at` the import freezes a claim of that system's own with, once the order
+/// is `unknown` here: never seen as abandoned, so it is not sent again there while a person
+/// settles it here. A second apart from [`import_claim`], so that a later run tells a
+/// top-up that may have been sent from one never sent.
+pub(super) fn frozen_claim() -> NaiveDateTime {
+    year_9999_at(58)
+}
+
+fn year_9999_at(second: u32) -> NaiveDateTime {
     NaiveDate::from_ymd_opt(9999, 12, 31)
-        .and_then(|day| day.and_hms_opt(23, 59, 59))
+        .and_then(|day| day.and_hms_opt(23, 59, second))
         .expect("a valid date")
 }
 
@@ -73,6 +85,12 @@ impl LegacyOrder {
     pub fn claimed_by_import(&self) -> bool {
         self.seq_id.is_none() && self.recharge_at == Some(utc(import_claim()))
     }
+
+    /// When that system claimed the top-up; not the import's markers.
+    pub fn claimed_at(&self) -> Option<DateTime<Utc>> {
+        self.recharge_at
+            .filter(|at| ![import_claim(), frozen_claim()].contains(&at.naive_utc()))
+    }
 }
 
 impl LegacyDb {
@@ -97,6 +115,24 @@ impl LegacyDb {
         .execute(&self.0)
         .await?;
         Ok(claimed.rows_affected() == 1)
+    }
+
+    /// Keeps that system from taking a claim of its own back (see [`frozen_claim`]): its
+    /// cron takes back a paid, `pending` order's claim once it is ten minutes old without a
+    /// `seq_id`, and sends the top-up again. Whatever the claim is now; nothing when the
+    /// order is not one the cron could take back.
+    pub async fn freeze(&self, order_number: &str) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "UPDATE orders SET recharge_at = ?
+              WHERE order_number = ? AND payment_status = 'paid' AND recharge_status = 'pending'
+                AND seq_id IS NULL AND recharge_at < ?",
+        )
+        .bind(frozen_claim())
+        .bind(order_number)
+        .bind(frozen_claim())
+        .execute(&self.0)
+        .await?;
+        Ok(())
     }
 
     /// The order's claim there now: (`recharge_at`, `seq_id`).

@@ -179,9 +179,11 @@ fn describe(payment: &ImportedPayment) -> String {
 /// An order that may be sent to Unitel from here (paid and never sent, or unpaid: its
 /// payment completes here, by the payment watch or the platform's retried callback) is
 /// first claimed in the replaced system, so that an instance of it still running cannot
-/// send it too. If that system claimed it first, since the import read
-/// it, it may be sending it: a paid order becomes `unknown`; an unpaid one (paid there
-/// meanwhile) is left for the next run, which reads it as it is now.
+/// send it too. If that system claimed it first, since the import read it, it may be
+/// sending it: a paid order becomes `unknown`; an unpaid one (paid there meanwhile) is left
+/// for the next run, which reads it as it is now. A paid order that is `unknown` because
+/// that system claimed it without a `seq_id` gets its claim frozen there, so that it is not
+/// sent again there while a person settles it here.
 async fn claim_there(
     legacy: &LegacyDb,
     order: &LegacyOrder,
@@ -196,12 +198,25 @@ async fn claim_there(
                 ..
             }
     );
-    if !may_be_sent_here || order.claimed_by_import() {
-        return Ok(payment);
-    }
     let unreachable = |e: sqlx::Error| {
         format!("the replaced system's database could not be updated ({e}); run the import again")
     };
+    if let ImportedPayment::Paid {
+        recharge: ImportedRecharge::MaybeSent { .. },
+        ..
+    } = payment
+    {
+        // Its cron would take its own claim back once ten minutes old and send the top-up
+        // again, while a person here settles it (perhaps refunding it).
+        legacy
+            .freeze(&order.order_number)
+            .await
+            .map_err(unreachable)?;
+        return Ok(payment);
+    }
+    if !may_be_sent_here || order.claimed_by_import() {
+        return Ok(payment);
+    }
     if legacy
         .claim(&order.order_number)
         .await
@@ -218,17 +233,23 @@ async fn claim_there(
             transaction_id,
             paid_at,
             ..
-        } => Ok(ImportedPayment::Paid {
-            transaction_id,
-            paid_at,
-            recharge: ImportedRecharge::MaybeSent {
-                claimed_at,
-                seq_id,
-                reason: "the replaced system, still running, claimed the top-up while it was \
-                         being imported: check with Unitel"
-                    .into(),
-            },
-        }),
+        } => {
+            legacy
+                .freeze(&order.order_number)
+                .await
+                .map_err(unreachable)?;
+            Ok(ImportedPayment::Paid {
+                transaction_id,
+                paid_at,
+                recharge: ImportedRecharge::MaybeSent {
+                    claimed_at,
+                    seq_id,
+                    reason: "the replaced system, still running, claimed the top-up while it \
+                             was being imported: check with Unitel"
+                        .into(),
+                },
+            })
+        }
         _ => Err(
             "the replaced system, still running, claimed it for a top-up while it was being \
              imported (paid there meanwhile?); run the import again"

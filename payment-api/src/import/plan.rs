@@ -169,7 +169,7 @@ fn recharge(order: &LegacyOrder) -> ImportedRecharge {
         // means it never did.
         None | Some("pending") if never_claimed => ImportedRecharge::NotSent,
         _ => ImportedRecharge::MaybeSent {
-            claimed_at: order.recharge_at,
+            claimed_at: order.claimed_at(),
             seq_id: order.seq_id.clone(),
             reason: match status {
                 Some("failed") => "the replaced system recorded it failed, which it also did when Unitel did not answer in time: check with Unitel".into(),
@@ -284,6 +284,17 @@ mod tests {
         assert!(matches!(
             recharge_of(&held),
             ImportedRecharge::MaybeSent { .. }
+        ));
+        // A claim of its own the import froze may have been sent.
+        let mut frozen = order("paid", Some("pending"), true);
+        frozen.recharge_at = Some(super::super::legacy::frozen_claim().and_utc());
+        assert!(!frozen.claimed_by_import());
+        assert!(matches!(
+            recharge_of(&frozen),
+            ImportedRecharge::MaybeSent {
+                claimed_at: None,
+                ..
+            }
         ));
     }
 
