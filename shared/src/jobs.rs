@@ -45,7 +45,8 @@ impl ExclusiveJob {
             ExclusiveJob::Alerts => 4,
             ExclusiveJob::StatsRefresh => 5,
             ExclusiveJob::RateLimitExpiry => 6,
-            ExclusiveJob::AnomalyRetention => 7,
+            // 7 is the reconciliation job's (being merged from another branch).
+            ExclusiveJob::AnomalyRetention => 8,
         }
     }
 
