@@ -47,10 +47,17 @@ pub struct ApiConfig {
     /// How long a number's product list or postpaid bill is reused before Unitel is asked
     /// again (`UNITEL_LOOKUP_CACHE_MS`).
     pub lookup_cache_for: Duration,
+    /// Settled payment anomalies older than this many days are summarised and removed
+    /// (`ANOMALY_RETENTION_DAYS`).
+    pub anomaly_retention_days: u32,
     /// Unsafe settings production was explicitly told to accept: logged at every start and
     /// shown on `/health` at the operations address (never on the public port).
     pub warnings: Vec<String>,
 }
+
+/// Anomalies are kept at least a month (a person reads them from the alert first), at
+/// most a century.
+const ANOMALY_RETENTION_DAYS: std::ops::RangeInclusive<u32> = 30..=36_500;
 
 /// How much one caller may ask, per minute, counted across every instance.
 #[derive(Debug, Clone)]
@@ -204,6 +211,7 @@ impl ApiConfig {
             },
             lookup_cache_for: s.millis("UNITEL_LOOKUP_CACHE_MS", 180_000)?,
             reconciliation: reconciliation_config(s)?,
+            anomaly_retention_days: anomaly_retention_days(s)?,
         })
     }
 }
@@ -240,6 +248,21 @@ fn reconciliation_config(
         retry_after,
         since,
     })
+}
+
+fn anomaly_retention_days(s: &Settings) -> Result<u32, ConfigError> {
+    let days = s.parsed("ANOMALY_RETENTION_DAYS", 400u32)?;
+    if !ANOMALY_RETENTION_DAYS.contains(&days) {
+        return Err(ConfigError::Invalid {
+            name: "ANOMALY_RETENTION_DAYS",
+            reason: format!(
+                "must be between {} and {} days",
+                ANOMALY_RETENTION_DAYS.start(),
+                ANOMALY_RETENTION_DAYS.end()
+            ),
+        });
+    }
+    Ok(days)
 }
 
 /// What production refuses to start with. Settings under which a forged payment could be
@@ -368,6 +391,21 @@ mod tests {
             config.operations_addr,
             Some(SocketAddr::from(([0, 0, 0, 0], 9100)))
         );
+    }
+
+    #[test]
+    fn anomalies_are_kept_400_days_unless_told_otherwise_within_bounds() {
+        let config = ApiConfig::from_settings(&settings(&[])).unwrap();
+        assert_eq!(config.anomaly_retention_days, 400);
+        let config =
+            ApiConfig::from_settings(&settings(&[("ANOMALY_RETENTION_DAYS", "90")])).unwrap();
+        assert_eq!(config.anomaly_retention_days, 90);
+        for wrong in ["0", "29", "36501", "-1", "a year"] {
+            assert!(
+                refused(&[("ANOMALY_RETENTION_DAYS", wrong)]).contains("ANOMALY_RETENTION_DAYS"),
+                "{wrong}"
+            );
+        }
     }
 
     #[test]

@@ -13,6 +13,7 @@ pub mod payment_watch;
 pub mod rate_limit;
 pub mod reconciliation;
 pub mod refunds;
+pub mod retention;
 pub mod startup;
 pub mod stats;
 pub mod store;

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use chrono::Utc;
 use serde_json::json;
 use shared::history::{Actor, AnomalyKind};
-use shared::jobs::{RoundReport, Rounds};
+use shared::jobs::{Hold, RoundReport, Rounds};
 use shared::lifecycle::{self, PaymentOutcome, ReportedPayment};
 use shared::money::Fen;
 use shared::order::{OrderNumber, PaymentStatus};
@@ -138,10 +138,14 @@ impl PaymentWatch {
         Ok(QueryResult::Paid(outcome))
     }
 
-    /// One round: ask about payments started a while ago, then close expired orders.
-    pub async fn round(&self) -> Result<WatchReport, WatchError> {
+    /// One round: ask about payments started a while ago, then close expired orders;
+    /// stopped early once `hold` says the job's lock is lost.
+    pub async fn round(&self, hold: &Hold) -> Result<WatchReport, WatchError> {
         let mut report = WatchReport::default();
         for order in orders::unpaid_to_query(&self.db, self.policy.query_after, BATCH).await? {
+            if hold.is_lost() {
+                return Ok(report);
+            }
             // A read may have asked meanwhile.
             let asked_lately = !lifecycle::take_payment_check(
                 &self.db,
@@ -166,6 +170,9 @@ impl PaymentWatch {
         }
         let expired_after = self.policy.window + self.policy.close_grace;
         for order in orders::unpaid_older_than(&self.db, expired_after, BATCH).await? {
+            if hold.is_lost() {
+                break;
+            }
             match self
                 .close_expired(&order.order_number, order.amount, order.has_prepay)
                 .await
@@ -216,7 +223,7 @@ impl Rounds for PaymentWatch {
     type Report = WatchReport;
     type Error = WatchError;
 
-    async fn round(&self) -> Result<WatchReport, WatchError> {
-        PaymentWatch::round(self).await
+    async fn round(&self, hold: &Hold) -> Result<WatchReport, WatchError> {
+        PaymentWatch::round(self, hold).await
     }
 }

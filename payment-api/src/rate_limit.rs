@@ -135,7 +135,7 @@ impl Rounds for Expiry {
     type Report = Expired;
     type Error = sqlx::Error;
 
-    async fn round(&self) -> Result<Expired, sqlx::Error> {
+    async fn round(&self, _hold: &shared::jobs::Hold) -> Result<Expired, sqlx::Error> {
         let deleted = sqlx::query!(
             "DELETE FROM rate_limits WHERE window_start < date_trunc('minute', now()) - interval '1 minute'"
         )

@@ -13,7 +13,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use shared::history::Actor;
-use shared::jobs::{ExclusiveJob, RoundReport, Rounds};
+use shared::jobs::{ExclusiveJob, Hold, RoundReport, Rounds};
 use shared::lifecycle::{self, RefundChange};
 use shared::money::Fen;
 use shared::order::{OrderNumber, PaymentStatus, RechargeStatus, RefundStatus};
@@ -337,8 +337,10 @@ impl Refunds {
         Ok(Some(status))
     }
 
-    /// One round: request automatic refunds, send requested ones, check accepted ones.
-    pub async fn round(&self) -> Result<RefundReport, sqlx::Error> {
+    /// One round: request automatic refunds, send requested ones, check accepted ones;
+    /// stopped before its next send once `hold` says the job's lock is lost (another
+    /// instance may be sending the same refunds by then).
+    pub async fn round(&self, hold: &Hold) -> Result<RefundReport, sqlx::Error> {
         let mut report = RefundReport::default();
         if self.auto_refund_failed {
             report.requested = self.request_for_failed_top_ups().await?;
@@ -352,6 +354,9 @@ impl Refunds {
         .fetch_all(&self.db)
         .await?;
         for order_number in due {
+            if hold.is_lost() {
+                break;
+            }
             let Some(refund) = find(&self.db, &order_number).await? else {
                 continue;
             };
@@ -375,7 +380,7 @@ impl Rounds for Refunds {
     type Report = RefundReport;
     type Error = sqlx::Error;
 
-    async fn round(&self) -> Result<RefundReport, sqlx::Error> {
-        Refunds::round(self).await
+    async fn round(&self, hold: &Hold) -> Result<RefundReport, sqlx::Error> {
+        Refunds::round(self, hold).await
     }
 }

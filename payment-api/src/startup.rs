@@ -24,6 +24,7 @@ use crate::payment_watch::PaymentWatch;
 use crate::rate_limit::{Expiry, RateLimiter};
 use crate::reconciliation::Reconciliation;
 use crate::refunds::Refunds;
+use crate::retention::{self, AnomalyRetention};
 use crate::stats::{self, Refresher};
 use crate::wechat::WechatPay;
 
@@ -196,6 +197,16 @@ impl Application {
                 self.ctx.config.reconciliation.every,
                 &stop,
                 self.ctx.reconciliation.clone(),
+            ),
+            every(
+                db,
+                ExclusiveJob::AnomalyRetention,
+                retention::EVERY,
+                &stop,
+                Arc::new(AnomalyRetention {
+                    db: db.clone(),
+                    keep_days: self.ctx.config.anomaly_retention_days,
+                }),
             ),
             every(
                 db,

@@ -422,28 +422,41 @@ fn legacy_attach(order_number: &str, phone: &str) -> String {
 
 /// `payment-api import-legacy`, as an operator runs it, with the service's settings.
 async fn import(system: &System, from: &str, dry_run: bool) -> (i32, String) {
+    let mut args = vec!["--from", from];
+    if dry_run {
+        args.push("--dry-run");
+    }
+    let (status, stdout, _) = import_with(system, &args, &[]).await;
+    (status, stdout)
+}
+
+/// `payment-api import-legacy ARGS` with the service's settings and `env`: (exit status,
+/// stdout, stderr).
+async fn import_with(
+    system: &System,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> (i32, String, String) {
     let mut command = Command::new(env!("CARGO_BIN_EXE_payment-api"));
     command
         .arg("import-legacy")
-        .arg("--from")
-        .arg(from)
+        .args(args)
         .envs(system.worker_env())
+        .env_remove("LEGACY_DATABASE_URL")
+        .envs(env.iter().copied())
         .env("RUST_LOG", "error");
-    if dry_run {
-        command.arg("--dry-run");
-    }
     // Off this test's runtime, which serves the sandbox the command asks.
     let output = tokio::task::spawn_blocking(move || command.output())
         .await
         .unwrap()
         .expect("payment-api runs");
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
     assert!(
         output.status.code().is_some(),
-        "import-legacy crashed: {}",
-        String::from_utf8_lossy(&output.stderr)
+        "import-legacy crashed: {stderr}"
     );
-    (output.status.code().unwrap(), stdout)
+    (output.status.code().unwrap(), stdout, stderr)
 }
 
 /// Everything the import writes, in a stable order, for comparing two runs.
@@ -714,6 +727,327 @@ async fn a_payment_the_replaced_system_started_is_paid_once_after_the_switch() {
         legacy_attach("ORD1760781234567UnpaidStart2", "88616609")
     );
 
+    legacy.close().await;
+    system.shutdown().await;
+}
+
+/// One pass of the replaced system's compensation cron, with its clock at `now`: its query
+/// (paid, pending, paid over a minute ago, never claimed or claimed over ten minutes ago
+/// without a `seq_id`), then for each row its own conditional claim, as Prisma sends them.
+/// Returns the orders it claimed, each of which it would then send to Unitel.
+async fn legacy_cron_pass(
+    legacy: &MySqlPool,
+    now: chrono::DateTime<chrono::Utc>,
+    pause: Duration,
+) -> Vec<String> {
+    let (now, minute_ago, ten_minutes_ago) = (
+        now.naive_utc(),
+        (now - chrono::Duration::minutes(1)).naive_utc(),
+        (now - chrono::Duration::minutes(10)).naive_utc(),
+    );
+    let due: Vec<String> = sqlx::query_scalar(
+        "SELECT order_number FROM orders
+          WHERE payment_status = 'paid' AND recharge_status = 'pending' AND paid_at < ?
+            AND (recharge_at IS NULL OR (recharge_at < ? AND seq_id IS NULL))
+          ORDER BY paid_at ASC LIMIT 10",
+    )
+    .bind(minute_ago)
+    .bind(ten_minutes_ago)
+    .fetch_all(legacy)
+    .await
+    .unwrap();
+    let mut claimed = Vec::new();
+    for order_number in due {
+        let taken = sqlx::query(
+            "UPDATE orders SET recharge_at = ?
+              WHERE order_number = ?
+                AND (recharge_at IS NULL OR (recharge_at < ? AND seq_id IS NULL))",
+        )
+        .bind(now)
+        .bind(&order_number)
+        .bind(ten_minutes_ago)
+        .execute(legacy)
+        .await
+        .unwrap()
+        .rows_affected();
+        if taken == 1 {
+            // Its call to Unitel is under way: no outcome recorded yet.
+            claimed.push(order_number);
+        }
+        tokio::time::sleep(pause).await;
+    }
+    claimed
+}
+
+/// A still-running instance of the replaced system sends never-sent top-ups every minute.
+/// The import claims each one there before importing it as never sent; a row the cron
+/// claimed first is imported `unknown`. No row is both sent by the cron and queued here,
+/// and the cron takes back none of the claims, its own included, once the import is over.
+#[tokio::test]
+async fn the_replaced_systems_cron_and_the_import_never_both_take_a_top_up() {
+    let system = System::start(SystemOptions {
+        workers: 0,
+        ..SystemOptions::default()
+    })
+    .await;
+    let (url, legacy) = legacy_database(&format!("legacy_cron_{}", system.db.name)).await;
+    sqlx::query(
+        "INSERT INTO users (openid, created_at, updated_at)
+         VALUES ('o_legacy_one', '2025-10-10 01:02:03.456', '2025-10-10 01:02:03.456')",
+    )
+    .execute(&legacy)
+    .await
+    .unwrap();
+    let http = reqwest::Client::new();
+    // 100 never claimed; 5 it claimed long ago and never got a seq_id for (its cron takes
+    // those back), paid last so that the cron reaches them late.
+    let numbers: Vec<String> = (0..100)
+        .map(|n| format!("ORD1760781234567CronRace{n:04}"))
+        .collect();
+    let stale: Vec<String> = (0..5)
+        .map(|n| format!("ORD1760781234567CronStale{n:03}"))
+        .collect();
+    let all: Vec<(usize, &String, bool)> = numbers
+        .iter()
+        .map(|n| (n, false))
+        .chain(stale.iter().map(|n| (n, true)))
+        .enumerate()
+        .map(|(i, (n, stale))| (i, n, stale))
+        .collect();
+    for &(n, number, claimed_long_ago) in &all {
+        sqlx::query(
+            "INSERT INTO orders (order_number, openid, phone_number, product_operator,
+                product_recharge_type, product_name, product_code, product_price_tg,
+                product_price_rmb, payment_status, recharge_status, created_at, paid_at,
+                recharge_at)
+             VALUES (?, 'o_legacy_one', '88616609', 'Unitel', 'voice', '5000 нэгж', 'SD5000',
+                     5000.00, 11.36, 'paid', 'pending',
+                     '2025-10-18 03:04:05.678' + INTERVAL ? SECOND,
+                     '2025-10-18 03:05:00.000' + INTERVAL ? SECOND,
+                     IF(?, '2025-10-18 03:10:00.000', NULL))",
+        )
+        .bind(number)
+        .bind(n as i64)
+        .bind(n as i64)
+        .bind(claimed_long_ago)
+        .execute(&legacy)
+        .await
+        .unwrap();
+        let answer: Value = http
+            .post(format!(
+                "{}/_/pay/unifiedOrder",
+                system.sandbox.wechat_url()
+            ))
+            .json(&json!({
+                "openid": "o_legacy_one", "body": "境外话费充值 - 5000 нэгж",
+                "out_trade_no": number, "total_fee": 1136, "spbill_create_ip": "127.0.0.1",
+                "sub_mch_id": MERCHANT, "env_id": "test-env", "callback_type": 2,
+                "trade_type": "JSAPI", "attach": legacy_attach(number, "88616609"),
+                "container": {"service": "elife-backend", "path": "/payment/callback"},
+            }))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(answer["respdata"]["result_code"], "SUCCESS", "{answer}");
+        system.sandbox.pay_without_callback(number).await.unwrap();
+    }
+
+    // The cron runs over and over while the import runs.
+    let stop = tokio_util::sync::CancellationToken::new();
+    let cron = tokio::spawn({
+        let (legacy, stop) = (legacy.clone(), stop.clone());
+        async move {
+            let mut sent = Vec::new();
+            while !stop.is_cancelled() {
+                let claimed =
+                    legacy_cron_pass(&legacy, chrono::Utc::now(), Duration::from_millis(20)).await;
+                if claimed.is_empty() {
+                    tokio::time::sleep(Duration::from_millis(15)).await;
+                }
+                sent.extend(claimed);
+            }
+            sent
+        }
+    });
+    let (status, report) = import(&system, &url, false).await;
+    stop.cancel();
+    let mut sent_by_cron = cron.await.unwrap();
+    assert_eq!(status, 0, "{report}");
+
+    // Later runs of the cron, now and a year from now (every claim of its own is stale by
+    // then), take none of these rows back; they do take an abandoned claim of another order.
+    sqlx::query(
+        "INSERT INTO orders (order_number, openid, phone_number, product_operator,
+            product_recharge_type, product_name, product_code, product_price_tg,
+            product_price_rmb, payment_status, recharge_status, created_at, paid_at, recharge_at)
+         VALUES ('ORD1760781234567NotImported1', 'o_legacy_one', '88616609', 'Unitel', 'voice',
+                 '5000 нэгж', 'SD5000', 5000.00, 11.36, 'paid', 'pending',
+                 '2025-10-18 03:04:05.678', '2025-10-18 03:05:00.000', '2025-10-18 03:10:00.000')",
+    )
+    .execute(&legacy)
+    .await
+    .unwrap();
+    let year_ahead = chrono::Utc::now() + chrono::Duration::days(365);
+    let mut later = Vec::new();
+    for now in [chrono::Utc::now(), year_ahead, year_ahead] {
+        later.extend(legacy_cron_pass(&legacy, now, Duration::ZERO).await);
+    }
+    assert!(
+        later.iter().any(|n| n == "ORD1760781234567NotImported1"),
+        "the later passes claim what they can: {later:?}"
+    );
+    assert!(
+        later
+            .iter()
+            .all(|n| !numbers.contains(n) && !stale.contains(n)),
+        "the cron took back an imported order: {later:?}"
+    );
+
+    let db = &system.db.pool;
+    let mut queued_here = Vec::new();
+    for number in &numbers {
+        let (payment, recharge): (String, String) = sqlx::query_as(
+            "SELECT payment_status, recharge_status FROM orders WHERE order_number = $1",
+        )
+        .bind(number)
+        .fetch_one(db)
+        .await
+        .unwrap_or_else(|e| panic!("{number} not imported ({e}): {report}"));
+        assert_eq!(payment, "paid", "{number}");
+        let by_cron = sent_by_cron.contains(number);
+        match recharge.as_str() {
+            "pending" => {
+                assert!(
+                    !by_cron,
+                    "{number} was sent by the cron and queued here: {report}"
+                );
+                queued_here.push(number.clone());
+            }
+            "unknown" => assert!(by_cron, "{number} is unknown, yet the cron never sent it"),
+            other => panic!("{number} imported {other}"),
+        }
+    }
+    for number in &stale {
+        let (recharge,): (String,) =
+            sqlx::query_as("SELECT recharge_status FROM orders WHERE order_number = $1")
+                .bind(number)
+                .fetch_one(db)
+                .await
+                .unwrap();
+        assert_eq!(recharge, "unknown", "{number}");
+    }
+    sent_by_cron.retain(|n| numbers.contains(n));
+    sent_by_cron.sort();
+    assert_eq!(
+        sent_by_cron.len() + queued_here.len(),
+        numbers.len(),
+        "every row is either sent there or queued here"
+    );
+    assert!(
+        !queued_here.is_empty() && !sent_by_cron.is_empty(),
+        "both raced: {} queued here, {} sent by the cron",
+        queued_here.len(),
+        sent_by_cron.len()
+    );
+    let queued: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox")
+        .fetch_one(db)
+        .await
+        .unwrap();
+    assert_eq!(queued as usize, queued_here.len());
+    // Each order queued here carries the import's claim there; each unknown one, its own
+    // claim frozen.
+    for number in numbers.iter().chain(&stale) {
+        let claim: Option<chrono::NaiveDateTime> =
+            sqlx::query_scalar("SELECT recharge_at FROM orders WHERE order_number = ?")
+                .bind(number)
+                .fetch_one(&legacy)
+                .await
+                .unwrap();
+        let expected = if queued_here.contains(number) {
+            "9999-12-31 23:59:59"
+        } else {
+            "9999-12-31 23:59:58"
+        };
+        assert_eq!(
+            claim.map(|at| at.to_string()).as_deref(),
+            Some(expected),
+            "{number}"
+        );
+    }
+
+    legacy.close().await;
+    system.shutdown().await;
+}
+
+/// The replaced system's database password never goes on the command line: `--from`
+/// takes the URL without it, and the password comes from `LEGACY_DATABASE_PASSWORD` or a
+/// file (`--password-file`). A password inside `--from` is refused.
+#[tokio::test]
+async fn the_legacy_database_password_stays_off_the_command_line() {
+    let system = System::start(SystemOptions {
+        workers: 0,
+        ..SystemOptions::default()
+    })
+    .await;
+    let name = format!("legacy_pw_{}", system.db.name);
+    let (_, legacy) = legacy_database(&name).await;
+    let user = format!("imp{}", &system.db.name[system.db.name.len() - 12..]);
+    let password = "s3cret-Pa55word";
+    sqlx::raw_sql(&format!(
+        "CREATE USER '{user}'@'%' IDENTIFIED BY '{password}';
+         GRANT SELECT, UPDATE ON {name}.* TO '{user}'@'%';"
+    ))
+    .execute(&legacy)
+    .await
+    .unwrap();
+    let without_password = format!("mysql://{user}@127.0.0.1:3306/{name}");
+
+    let with_password = format!("mysql://{user}:{password}@127.0.0.1:3306/{name}");
+    let (status, stdout, stderr) = import_with(&system, &["--from", &with_password], &[]).await;
+    assert_ne!(status, 0, "{stdout}");
+    assert_ne!(status, 3, "refused before reading anything: {stdout}");
+    assert!(stderr.contains("LEGACY_DATABASE_PASSWORD"), "{stderr}");
+    assert!(
+        !stderr.contains(password) && !stdout.contains(password),
+        "{stderr}"
+    );
+
+    // Without the password, the database refuses: the next two runs did use it.
+    let (status, _, stderr) = import_with(&system, &["--from", &without_password], &[]).await;
+    assert_ne!(status, 0, "{stderr}");
+
+    let (status, stdout, stderr) = import_with(
+        &system,
+        &["--from", &without_password],
+        &[("LEGACY_DATABASE_PASSWORD", password)],
+    )
+    .await;
+    assert_eq!(status, 0, "{stdout}{stderr}");
+    assert!(stdout.contains("orders: 0 created"), "{stdout}");
+
+    let file = std::env::temp_dir().join(format!("{user}.password"));
+    std::fs::write(&file, format!("{password}\n")).unwrap();
+    let (status, stdout, stderr) = import_with(
+        &system,
+        &[
+            "--from",
+            &without_password,
+            "--password-file",
+            file.to_str().unwrap(),
+        ],
+        &[],
+    )
+    .await;
+    std::fs::remove_file(&file).ok();
+    assert_eq!(status, 0, "{stdout}{stderr}");
+
+    sqlx::raw_sql(&format!("DROP USER '{user}'@'%'"))
+        .execute(&legacy)
+        .await
+        .ok();
     legacy.close().await;
     system.shutdown().await;
 }

@@ -315,3 +315,58 @@ async fn an_order_once_unknown_is_not_refunded_without_a_person() {
     );
     system.shutdown().await;
 }
+
+/// A refund round longer than the job lock's idle limit (15 s): WeChat answers each refund
+/// in 6 s and three are due at once. Two payment-api instances run the sweep; the one
+/// holding the lock keeps it for the whole round, so the other never sends the refunds
+/// that the first has not reached yet.
+#[tokio::test]
+async fn a_refund_round_longer_than_the_lock_idle_limit_sends_each_refund_once() {
+    let mut system = System::start(refunding(false)).await;
+    let mut orders = Vec::new();
+    for n in 0..3 {
+        let (order, outcome) = system
+            .top_up_under(
+                &format!("o-slow-refund-{n}"),
+                sandbox::UnitelFaults {
+                    fail_next: 1,
+                    ..Default::default()
+                },
+            )
+            .await;
+        assert_eq!(outcome, "failed");
+        orders.push(order);
+    }
+    system.sandbox.set_faults(sandbox::Faults {
+        wechat: sandbox::WechatFaults {
+            latency_ms: 6_000,
+            ..Default::default()
+        },
+        ..Default::default()
+    });
+    // Both instances sweep refunds; the restarted one also requests the three at once.
+    system.restart_api(&[("AUTO_REFUND_FAILED", "true")]).await;
+    system.start_another_api().await;
+
+    for order in &orders {
+        let deadline = std::time::Instant::now() + Duration::from_secs(90);
+        while refund_status(&system, order).await.as_deref() != Some("success") {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "refund of {order} is {:?}",
+                refund_status(&system, order).await
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    for order in &orders {
+        let sent = system
+            .sandbox
+            .api_calls()
+            .iter()
+            .filter(|c| c.path == "/_/pay/refund" && c.body["out_trade_no"] == order.as_str())
+            .count();
+        assert_eq!(sent, 1, "refund of {order} sent {sent} times");
+    }
+    system.shutdown().await;
+}

@@ -22,7 +22,7 @@ use tokio::sync::Semaphore;
 use tokio_util::task::TaskTracker;
 
 use shared::history::Actor;
-use shared::jobs::{RoundReport, Rounds};
+use shared::jobs::{Hold, RoundReport, Rounds};
 use shared::lifecycle::{self, Settler, Verdict};
 use shared::order::OrderNumber;
 use shared::outbox::OutboxSignal;
@@ -108,7 +108,7 @@ impl Rounds for Sweeper {
     type Report = SweepReport;
     type Error = sqlx::Error;
 
-    async fn round(&self) -> Result<SweepReport, sqlx::Error> {
+    async fn round(&self, _hold: &Hold) -> Result<SweepReport, sqlx::Error> {
         self.sweep().await
     }
 }

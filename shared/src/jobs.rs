@@ -1,14 +1,17 @@
 //! Background jobs that must run in one process at a time, however many instances are
 //! deployed: each holds a PostgreSQL advisory lock of its own while it works. A process
 //! that finds the lock taken skips the round; the holder's crash releases the lock with
-//! its connection.
+//! its connection. The holder touches the lock while its round runs, however long; a
+//! holder that stops touching it (frozen, cut off) loses it after [`LOCK_IDLE_LIMIT`], and
+//! its round, if it still runs, stops before sending anything more ([`Hold`]).
 
 use std::fmt::Debug;
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use sqlx::{PgPool, Postgres, Transaction};
+use tokio::time::{timeout, Instant};
 use tokio_util::sync::CancellationToken;
 
 /// Every exclusive job, each with its own lock. The keys only have to differ from each
@@ -29,6 +32,8 @@ pub enum ExclusiveJob {
     RateLimitExpiry,
     /// payment-api: matching each day's WeChat Pay bill against our books.
     Reconciliation,
+    /// payment-api: summarising and removing settled anomalies past their retention.
+    AnomalyRetention,
 }
 
 impl ExclusiveJob {
@@ -43,6 +48,7 @@ impl ExclusiveJob {
             ExclusiveJob::StatsRefresh => 5,
             ExclusiveJob::RateLimitExpiry => 6,
             ExclusiveJob::Reconciliation => 7,
+            ExclusiveJob::AnomalyRetention => 8,
         }
     }
 
@@ -71,9 +77,17 @@ impl ExclusiveJob {
 /// How long the lock's transaction may sit idle (the round works on other connections)
 /// before PostgreSQL ends it and so frees the lock. A holder that froze, or whose machine
 /// vanished without closing its connection, would otherwise keep every other process from
-/// the job until TCP gave up on it (hours). A round that outlasts it loses exclusivity,
-/// never correctness: every transition a round makes checks the state it expects.
+/// the job until TCP gave up on it (hours).
 const LOCK_IDLE_LIMIT: &str = "15s";
+
+/// How often a running round's process touches its lock: well within [`LOCK_IDLE_LIMIT`],
+/// so that a round may last longer than it. A touch that takes this long counts as failed.
+const LOCK_TOUCH_EVERY: Duration = Duration::from_secs(5);
+
+/// How long after its last touch the lock is trusted to be held. Past it, the process may
+/// have been frozen or starved for longer than [`LOCK_IDLE_LIMIT`] allows and have lost the
+/// lock without having noticed yet: the round takes it as lost.
+const LOCK_TRUSTED_FOR: Duration = Duration::from_secs(10);
 
 async fn begin_bounded(db: &PgPool) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
     let mut tx = db.begin().await?;
@@ -95,6 +109,74 @@ impl JobLock {
     pub async fn release(self) -> Result<(), sqlx::Error> {
         self.tx.commit().await
     }
+
+    /// Runs `work` while keeping the lock: its transaction is touched every
+    /// [`LOCK_TOUCH_EVERY`], so that it never sits idle long enough to be ended. When a
+    /// touch fails the lock is gone (another process may take the job now): `hold` says
+    /// so, and the work, awaited to its end rather than cut mid-step, stops sending.
+    pub async fn keep_during<T>(&mut self, hold: &Hold, work: impl Future<Output = T>) -> T {
+        let mut work = std::pin::pin!(work);
+        let mut touch =
+            tokio::time::interval_at(Instant::now() + LOCK_TOUCH_EVERY, LOCK_TOUCH_EVERY);
+        touch.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                done = &mut work => return done,
+                _ = touch.tick(), if !hold.is_lost() => {
+                    let touched = timeout(
+                        LOCK_TOUCH_EVERY,
+                        sqlx::query!("SELECT 1 AS \"touched!\"").fetch_one(&mut *self.tx),
+                    )
+                    .await;
+                    match touched {
+                        Ok(Ok(_)) => hold.touched(),
+                        _ => hold.lost.cancel(),
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Whether the round's process still holds the job's lock. A round asks before each thing
+/// it sends out of the process (a refund, a query) and stops once it is lost.
+#[derive(Debug, Clone)]
+pub struct Hold {
+    lost: CancellationToken,
+    last_touch: Arc<Mutex<Instant>>,
+}
+
+impl Hold {
+    /// For a lock taken just now.
+    pub fn new() -> Self {
+        Hold {
+            lost: CancellationToken::new(),
+            last_touch: Arc::new(Mutex::new(Instant::now())),
+        }
+    }
+
+    fn touched(&self) {
+        if let Ok(mut last) = self.last_touch.lock() {
+            *last = Instant::now();
+        }
+    }
+
+    pub fn is_lost(&self) -> bool {
+        let stale = self
+            .last_touch
+            .lock()
+            .map_or(true, |last| last.elapsed() >= LOCK_TRUSTED_FOR);
+        if stale {
+            self.lost.cancel();
+        }
+        self.lost.is_cancelled()
+    }
+}
+
+impl Default for Hold {
+    fn default() -> Self {
+        Hold::new()
+    }
 }
 
 /// What a round did; rounds that did nothing are not logged.
@@ -107,7 +189,8 @@ pub trait Rounds: Send + Sync + 'static {
     type Report: RoundReport + Send;
     type Error: std::fmt::Display + From<sqlx::Error> + Send;
 
-    fn round(&self) -> impl Future<Output = Result<Self::Report, Self::Error>> + Send;
+    /// One round; it stops early, before its next send, once `hold` says the lock is lost.
+    fn round(&self, hold: &Hold) -> impl Future<Output = Result<Self::Report, Self::Error>> + Send;
 }
 
 /// Runs a round of `rounds` every `every` (the first at once) under the job's lock until
@@ -128,10 +211,19 @@ pub async fn run_every<J: Rounds>(
             _ = tick.tick() => {}
         }
         let outcome: Result<Option<J::Report>, J::Error> = async {
-            let Some(lock) = job.try_lock(&db).await? else {
+            let Some(mut lock) = job.try_lock(&db).await? else {
                 return Ok(None);
             };
-            let report = rounds.round().await?;
+            let hold = Hold::new();
+            let report = lock.keep_during(&hold, rounds.round(&hold)).await?;
+            if hold.is_lost() {
+                tracing::warn!(
+                    ?job,
+                    ?report,
+                    "the job's lock was lost during the round; it stopped early"
+                );
+                return Ok(None);
+            }
             lock.release().await?;
             Ok(Some(report))
         }

@@ -9,7 +9,7 @@
 mod channels;
 mod produce;
 
-use shared::jobs::{RoundReport, Rounds};
+use shared::jobs::{Hold, RoundReport, Rounds};
 use shared::outbox::OutboxSignal;
 use sqlx::PgPool;
 
@@ -51,7 +51,7 @@ impl Rounds for Alerting {
     type Report = AlertReport;
     type Error = sqlx::Error;
 
-    async fn round(&self) -> Result<AlertReport, sqlx::Error> {
+    async fn round(&self, _hold: &Hold) -> Result<AlertReport, sqlx::Error> {
         Alerting::round(self).await
     }
 }

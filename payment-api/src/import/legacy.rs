@@ -1,11 +1,36 @@
 //! Reading the replaced system's MySQL database (its Prisma schema: `users`, `orders`,
-//! `exchange_rates`). Read only: nothing is ever written there.
+//! `exchange_rates`). One thing is written there: the import's claim on each order it may
+//! send from here ([`LegacyDb::claim`]), so that an instance of that system still running
+//! never sends it too.
 
-use chrono::{DateTime, NaiveDateTime, Utc};
+use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use rust_decimal::Decimal;
 use serde::Serialize;
-use sqlx::mysql::{MySqlPool, MySqlPoolOptions, MySqlRow};
+use sqlx::mysql::{MySqlConnectOptions, MySqlPool, MySqlPoolOptions, MySqlRow};
 use sqlx::Row;
+
+/// The `recharge_at` the import claims an order with. That system claims a top-up by
+/// setting `recharge_at` where it is null, or older than ten minutes without a `seq_id`
+/// (a claim it takes to be abandoned); a claim dated in the year 9999 is never null and
+/// never older than ten minutes, so none of its paths (the callback's, the minute cron's)
+/// can take the order afterwards. Its result check needs a `seq_id`, which stays null.
+pub(super) fn import_claim() -> NaiveDateTime {
+    year_9999_at(59)
+}
+
+/// The `recharge_at` the import freezes a claim of that system's own with, once the order
+/// is `unknown` here: never seen as abandoned, so it is not sent again there while a person
+/// settles it here. A second apart from [`import_claim`], so that a later run tells a
+/// top-up that may have been sent from one never sent.
+pub(super) fn frozen_claim() -> NaiveDateTime {
+    year_9999_at(58)
+}
+
+fn year_9999_at(second: u32) -> NaiveDateTime {
+    NaiveDate::from_ymd_opt(9999, 12, 31)
+        .and_then(|day| day.and_hms_opt(23, 59, second))
+        .expect("a valid date")
+}
 
 pub struct LegacyDb(MySqlPool);
 
@@ -54,13 +79,78 @@ fn utc(at: NaiveDateTime) -> DateTime<Utc> {
     at.and_utc()
 }
 
+impl LegacyOrder {
+    /// An earlier run of the import claimed it (and stopped before creating it here): the
+    /// replaced system never sent it.
+    pub fn claimed_by_import(&self) -> bool {
+        self.seq_id.is_none() && self.recharge_at == Some(utc(import_claim()))
+    }
+
+    /// When that system claimed the top-up; not the import's markers.
+    pub fn claimed_at(&self) -> Option<DateTime<Utc>> {
+        self.recharge_at
+            .filter(|at| ![import_claim(), frozen_claim()].contains(&at.naive_utc()))
+    }
+}
+
 impl LegacyDb {
-    pub async fn connect(url: &str) -> Result<Self, sqlx::Error> {
+    pub async fn connect(options: MySqlConnectOptions) -> Result<Self, sqlx::Error> {
         let pool = MySqlPoolOptions::new()
             .max_connections(2)
-            .connect(url)
+            .connect_with(options)
             .await?;
         Ok(LegacyDb(pool))
+    }
+
+    /// Takes the order from the replaced system's top-up paths, if it has never claimed
+    /// it (no `recharge_at`, no `seq_id`); false when it has, since it was read: it may be
+    /// sending it now.
+    pub async fn claim(&self, order_number: &str) -> Result<bool, sqlx::Error> {
+        let claimed = sqlx::query(
+            "UPDATE orders SET recharge_at = ?
+              WHERE order_number = ? AND recharge_at IS NULL AND seq_id IS NULL",
+        )
+        .bind(import_claim())
+        .bind(order_number)
+        .execute(&self.0)
+        .await?;
+        Ok(claimed.rows_affected() == 1)
+    }
+
+    /// Keeps that system from taking a claim of its own back (see [`frozen_claim`]): its
+    /// cron takes back a paid, `pending` order's claim once it is ten minutes old without a
+    /// `seq_id`, and sends the top-up again. Whatever the claim is now; nothing when the
+    /// order is not one the cron could take back.
+    pub async fn freeze(&self, order_number: &str) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "UPDATE orders SET recharge_at = ?
+              WHERE order_number = ? AND payment_status = 'paid' AND recharge_status = 'pending'
+                AND seq_id IS NULL AND recharge_at < ?",
+        )
+        .bind(frozen_claim())
+        .bind(order_number)
+        .bind(frozen_claim())
+        .execute(&self.0)
+        .await?;
+        Ok(())
+    }
+
+    /// The order's claim there now: (`recharge_at`, `seq_id`).
+    pub async fn claim_of(
+        &self,
+        order_number: &str,
+    ) -> Result<(Option<DateTime<Utc>>, Option<String>), sqlx::Error> {
+        sqlx::query("SELECT recharge_at, seq_id FROM orders WHERE order_number = ?")
+            .bind(order_number)
+            .try_map(|row: MySqlRow| {
+                Ok((
+                    row.try_get::<Option<NaiveDateTime>, _>("recharge_at")?
+                        .map(utc),
+                    row.try_get("seq_id")?,
+                ))
+            })
+            .fetch_one(&self.0)
+            .await
     }
 
     pub async fn users(&self) -> Result<Vec<LegacyUser>, sqlx::Error> {

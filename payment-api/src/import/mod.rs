@@ -1,13 +1,17 @@
-//! `payment-api import-legacy --from mysql://… [--dry-run]`: brings the replaced system's
-//! users, orders and exchange rate over (docs/cutover.md). Idempotent: what exists here
-//! already is left alone, so a second run changes nothing and asks WeChat nothing about
-//! it. What each order becomes is decided in [`plan`]; every row that cannot be brought
-//! over is reported with the reason, and the command then exits with status 3.
+//! `payment-api import-legacy --from mysql://user@host/db [--password-file PATH]
+//! [--dry-run]`: brings the replaced system's users, orders and exchange rate over
+//! (docs/cutover.md). Idempotent: what exists here already is left alone, so a second run
+//! changes nothing and asks WeChat nothing about it. What each order becomes is decided in
+//! [`plan`]; an order that may be sent from here is first claimed in the replaced system
+//! ([`claim_there`]); every row that cannot be brought over is reported with the reason,
+//! and the command then exits with status 3.
 
 mod legacy;
 mod plan;
 
 use std::fmt;
+use std::path::PathBuf;
+use std::str::FromStr;
 
 use anyhow::Context;
 use futures::StreamExt;
@@ -16,6 +20,7 @@ use shared::history::Actor;
 use shared::lifecycle::{self, ImportedOrder, ImportedPayment, ImportedRecharge, NewOrder};
 use shared::money::MntPerYuan;
 use shared::order::{OpenId, Operator, OrderNumber};
+use sqlx::mysql::MySqlConnectOptions;
 use sqlx::PgPool;
 
 use crate::store::{orders, rates, users};
@@ -28,6 +33,13 @@ const WECHAT_CONCURRENCY: usize = 8;
 
 /// The exit status when some rows were not imported.
 pub const SOME_ROWS_NOT_IMPORTED: i32 = 3;
+
+/// The replaced system's database password, when `--from` names the database without it.
+const PASSWORD_ENV: &str = "LEGACY_DATABASE_PASSWORD";
+
+const USAGE: &str = "payment-api import-legacy --from mysql://user@host:3306/db \
+[--password-file PATH] [--dry-run]; the password from the file or LEGACY_DATABASE_PASSWORD \
+(or the whole URL in LEGACY_DATABASE_URL instead of --from)";
 
 #[derive(Debug, Default)]
 pub struct Report {
@@ -164,11 +176,94 @@ fn describe(payment: &ImportedPayment) -> String {
     }
 }
 
-/// One order: checked, asked about at WeChat, created (unless a dry run). Ok(None) when it
-/// is here already.
+/// An order that may be sent to Unitel from here (paid and never sent, or unpaid: its
+/// payment completes here, by the payment watch or the platform's retried callback) is
+/// first claimed in the replaced system, so that an instance of it still running cannot
+/// send it too. If that system claimed it first, since the import read it, it may be
+/// sending it: a paid order becomes `unknown`; an unpaid one (paid there meanwhile) is left
+/// for the next run, which reads it as it is now. A paid order that is `unknown` because
+/// that system claimed it without a `seq_id` gets its claim frozen there, so that it is not
+/// sent again there while a person settles it here.
+async fn claim_there(
+    legacy: &LegacyDb,
+    order: &LegacyOrder,
+    payment: ImportedPayment,
+) -> Result<ImportedPayment, String> {
+    let may_be_sent_here = matches!(
+        payment,
+        ImportedPayment::NotStarted
+            | ImportedPayment::Started { .. }
+            | ImportedPayment::Paid {
+                recharge: ImportedRecharge::NotSent,
+                ..
+            }
+    );
+    let unreachable = |e: sqlx::Error| {
+        format!("the replaced system's database could not be updated ({e}); run the import again")
+    };
+    if let ImportedPayment::Paid {
+        recharge: ImportedRecharge::MaybeSent { .. },
+        ..
+    } = payment
+    {
+        // Its cron would take its own claim back once ten minutes old and send the top-up
+        // again, while a person here settles it (perhaps refunding it).
+        legacy
+            .freeze(&order.order_number)
+            .await
+            .map_err(unreachable)?;
+        return Ok(payment);
+    }
+    if !may_be_sent_here || order.claimed_by_import() {
+        return Ok(payment);
+    }
+    if legacy
+        .claim(&order.order_number)
+        .await
+        .map_err(unreachable)?
+    {
+        return Ok(payment);
+    }
+    let (claimed_at, seq_id) = legacy
+        .claim_of(&order.order_number)
+        .await
+        .map_err(unreachable)?;
+    match payment {
+        ImportedPayment::Paid {
+            transaction_id,
+            paid_at,
+            ..
+        } => {
+            legacy
+                .freeze(&order.order_number)
+                .await
+                .map_err(unreachable)?;
+            Ok(ImportedPayment::Paid {
+                transaction_id,
+                paid_at,
+                recharge: ImportedRecharge::MaybeSent {
+                    claimed_at,
+                    seq_id,
+                    reason: "the replaced system, still running, claimed the top-up while it \
+                             was being imported: check with Unitel"
+                        .into(),
+                },
+            })
+        }
+        _ => Err(
+            "the replaced system, still running, claimed it for a top-up while it was being \
+             imported (paid there meanwhile?); run the import again"
+                .into(),
+        ),
+    }
+}
+
+/// One order: checked, asked about at WeChat, claimed in the replaced system and created
+/// here (unless a dry run). Ok(None) when it is here already.
 async fn import_order(
     db: &PgPool,
     wechat: &WechatPay,
+    legacy: &LegacyDb,
     order: &LegacyOrder,
     dry_run: bool,
 ) -> Result<Option<OrderLine>, String> {
@@ -191,7 +286,10 @@ async fn import_order(
         None => return Err("its user was not imported".into()),
     };
     let at_wechat = ask_wechat(wechat, &product.order_number).await?;
-    let payment = plan::payment(order, product.amount, &at_wechat)?;
+    let mut payment = plan::payment(order, product.amount, &at_wechat)?;
+    if !dry_run {
+        payment = claim_there(legacy, order, payment).await?;
+    }
     let line = OrderLine {
         order_number: order.order_number.clone(),
         was: format!(
@@ -238,10 +336,10 @@ async fn import_order(
 pub async fn run(
     db: &PgPool,
     wechat: &WechatPay,
-    legacy_url: &str,
+    legacy: MySqlConnectOptions,
     dry_run: bool,
 ) -> anyhow::Result<Report> {
-    let legacy = LegacyDb::connect(legacy_url)
+    let legacy = LegacyDb::connect(legacy)
         .await
         .context("connecting to the replaced system's database (--from)")?;
     let mut report = Report {
@@ -298,9 +396,9 @@ pub async fn run(
     }
 
     let legacy_orders = legacy.orders().await.context("reading orders")?;
-    legacy.close().await;
+    let there = &legacy;
     let results: Vec<_> = futures::stream::iter(&legacy_orders)
-        .map(|order| async move { (order, import_order(db, wechat, order, dry_run).await) })
+        .map(|order| async move { (order, import_order(db, wechat, there, order, dry_run).await) })
         .buffered(WECHAT_CONCURRENCY)
         .collect()
         .await;
@@ -318,26 +416,72 @@ pub async fn run(
                 .push((format!("order {}", order.order_number), why)),
         }
     }
+    legacy.close().await;
     Ok(report)
 }
 
-/// The command line: `import-legacy --from <mysql url> [--dry-run]`, with this service's
-/// own settings (DATABASE_URL, WECHAT_*) from the environment. Returns the exit status.
+/// Where the replaced system's database is, with its password from anywhere but the
+/// command line (`ps` and the shell's history show it there): the URL from `--from` (which
+/// must not carry the password) or `LEGACY_DATABASE_URL`; the password from
+/// `--password-file`, else `LEGACY_DATABASE_PASSWORD`, else the URL of the environment.
+fn legacy_source(
+    from: Option<String>,
+    url_env: Option<String>,
+    password_file: Option<PathBuf>,
+    password_env: Option<String>,
+) -> anyhow::Result<MySqlConnectOptions> {
+    if let Some(from) = &from {
+        if reqwest::Url::parse(from).is_ok_and(|url| url.password().is_some()) {
+            anyhow::bail!(
+                "--from carries a password, which `ps` and the shell's history show: give the \
+                 URL without it and the password in {PASSWORD_ENV} or a file (--password-file \
+                 PATH), or the whole URL in LEGACY_DATABASE_URL"
+            );
+        }
+    }
+    let url = from.or(url_env).context(USAGE)?;
+    // The parser's error could quote the URL, and with it a password from the environment.
+    let options = MySqlConnectOptions::from_str(&url)
+        .map_err(|_| anyhow::anyhow!("the replaced system's database is not a mysql:// URL"))?;
+    let password = match password_file {
+        Some(path) => Some(
+            std::fs::read_to_string(&path)
+                .with_context(|| format!("reading the password file {}", path.display()))?
+                .trim_end_matches(['\r', '\n'])
+                .to_owned(),
+        ),
+        None => password_env,
+    };
+    Ok(match password {
+        Some(password) => options.password(&password),
+        None => options,
+    })
+}
+
+/// The command line (see [`USAGE`]), with this service's own settings (DATABASE_URL,
+/// WECHAT_*) from the environment. Returns the exit status.
 pub async fn command(args: impl Iterator<Item = String>) -> anyhow::Result<i32> {
-    let mut from = std::env::var("LEGACY_DATABASE_URL").ok();
+    let mut from = None;
+    let mut password_file = None;
     let mut dry_run = false;
     let mut args = args;
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--from" => from = Some(args.next().context("--from needs a mysql:// URL")?),
+            "--password-file" => {
+                password_file = Some(PathBuf::from(
+                    args.next().context("--password-file needs a path")?,
+                ))
+            }
             "--dry-run" => dry_run = true,
-            other => anyhow::bail!(
-                "unknown argument {other:?}: payment-api import-legacy --from mysql://user:password@host/db [--dry-run]"
-            ),
+            other => anyhow::bail!("unknown argument {other:?}: {USAGE}"),
         }
     }
-    let from = from.context(
-        "payment-api import-legacy --from mysql://user:password@host/db [--dry-run] (or LEGACY_DATABASE_URL)",
+    let legacy = legacy_source(
+        from,
+        std::env::var("LEGACY_DATABASE_URL").ok(),
+        password_file,
+        std::env::var(PASSWORD_ENV).ok(),
     )?;
     let config =
         crate::ApiConfig::from_env().context("import-legacy needs the service's settings")?;
@@ -348,7 +492,7 @@ pub async fn command(args: impl Iterator<Item = String>) -> anyhow::Result<i32> 
         .await
         .context("applying migrations")?;
     let wechat = WechatPay::new(config.wechat.clone())?;
-    let report = run(&db, &wechat, &from, dry_run).await?;
+    let report = run(&db, &wechat, legacy, dry_run).await?;
     print!("{report}");
     db.close().await;
     Ok(if report.not_imported.is_empty() {

@@ -6,7 +6,7 @@
 //!   final status, `timeout`, `failed` (the replaced system also wrote `failed` when Unitel
 //!   did not answer in time) and anything it did not know become `unknown`, for a person;
 //! - only a paid order provably never sent (never claimed: no `recharge_at`, no `seq_id`)
-//!   goes to the workers;
+//!   goes to the workers, once the import has claimed it there (see `mod.rs`);
 //! - paid means WeChat says so, for the order's amount: the transaction id comes from
 //!   `queryorder`, and a row the replaced system marked paid without a payment at WeChat is
 //!   not imported (reported for a person);
@@ -158,16 +158,18 @@ pub fn payment(
 /// A paid order's top-up, from what the replaced system recorded of it.
 fn recharge(order: &LegacyOrder) -> ImportedRecharge {
     let status = order.recharge_status.as_deref();
-    let never_claimed = order.recharge_at.is_none() && order.seq_id.is_none();
+    let never_claimed =
+        (order.recharge_at.is_none() && order.seq_id.is_none()) || order.claimed_by_import();
     match status {
         Some("success") => ImportedRecharge::Credited {
             seq_id: order.seq_id.clone(),
             at: order.recharge_at.or(order.paid_at).unwrap_or(order.created_at),
         },
-        // It claimed every top-up (`recharge_at`) before sending it.
+        // It claimed every top-up (`recharge_at`) before sending it; the import's own claim
+        // means it never did.
         None | Some("pending") if never_claimed => ImportedRecharge::NotSent,
         _ => ImportedRecharge::MaybeSent {
-            claimed_at: order.recharge_at,
+            claimed_at: order.claimed_at(),
             seq_id: order.seq_id.clone(),
             reason: match status {
                 Some("failed") => "the replaced system recorded it failed, which it also did when Unitel did not answer in time: check with Unitel".into(),
@@ -268,6 +270,31 @@ mod tests {
         assert!(matches!(
             recharge_of(&order("paid", Some("success"), true)),
             ImportedRecharge::Credited { .. }
+        ));
+    }
+
+    #[test]
+    fn the_imports_own_claim_there_is_no_top_up_sent() {
+        let mut held = order("paid", Some("pending"), false);
+        held.recharge_at = Some(super::super::legacy::import_claim().and_utc());
+        assert!(held.claimed_by_import());
+        assert_eq!(recharge_of(&held), ImportedRecharge::NotSent);
+        // Once it has a seq, the replaced system sent it after all.
+        held.seq_id = Some("1760754386127".into());
+        assert!(matches!(
+            recharge_of(&held),
+            ImportedRecharge::MaybeSent { .. }
+        ));
+        // A claim of its own the import froze may have been sent.
+        let mut frozen = order("paid", Some("pending"), true);
+        frozen.recharge_at = Some(super::super::legacy::frozen_claim().and_utc());
+        assert!(!frozen.claimed_by_import());
+        assert!(matches!(
+            recharge_of(&frozen),
+            ImportedRecharge::MaybeSent {
+                claimed_at: None,
+                ..
+            }
         ));
     }
 

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Days, FixedOffset, NaiveDate, NaiveTime, TimeZone, Utc};
-use shared::jobs::{ExclusiveJob, RoundReport, Rounds};
+use shared::jobs::{ExclusiveJob, Hold, RoundReport, Rounds};
 use shared::lifecycle::PaymentOutcome;
 use shared::order::{OrderNumber, RefundStatus};
 use sqlx::PgPool;
@@ -132,11 +132,14 @@ impl Reconciliation {
         Ok(due)
     }
 
-    /// One round: every due day, oldest first.
-    pub async fn round(&self) -> Result<ReconcileReport, ReconcileError> {
+    /// One round: every due day, oldest first, until the job's lock is lost.
+    pub async fn round(&self, hold: &Hold) -> Result<ReconcileReport, ReconcileError> {
         let mut report = ReconcileReport::default();
         for day in self.due_days().await? {
-            let status = self.reconcile_day(day).await?;
+            if hold.is_lost() {
+                break;
+            }
+            let status = self.reconcile_day(day, hold).await?;
             report.days += 1;
             match status {
                 DayStatus::Balanced => report.balanced += 1,
@@ -150,7 +153,13 @@ impl Reconciliation {
 
     /// Fetches, matches and records one day. Safe to run again: a settled difference
     /// stays as it was settled; one that no longer holds is closed by the reconciliation.
-    pub async fn reconcile_day(&self, day: NaiveDate) -> Result<DayStatus, ReconcileError> {
+    /// Once `hold` says the lock is lost, no more payments are confirmed with WeChat: the
+    /// day is recorded with them open, and tried again.
+    pub async fn reconcile_day(
+        &self,
+        day: NaiveDate,
+        hold: &Hold,
+    ) -> Result<DayStatus, ReconcileError> {
         let bill = match self.wechat.download_bill(day).await {
             Ok(BillDownload::Ready(bill)) => bill,
             // No trade that day at WeChat: an empty bill, which balances by itself.
@@ -198,6 +207,9 @@ impl Reconciliation {
         // that they are fulfilled once and match below.
         let mut recorded = Vec::new();
         for (line, amount) in matching::payments_to_confirm(&bill, &books, &merchant) {
+            if hold.is_lost() {
+                break;
+            }
             let Ok(order_number) = OrderNumber::parse(&line.out_trade_no) else {
                 continue;
             };
@@ -317,8 +329,8 @@ impl Rounds for Reconciliation {
     type Report = ReconcileReport;
     type Error = ReconcileError;
 
-    async fn round(&self) -> Result<ReconcileReport, ReconcileError> {
-        Reconciliation::round(self).await
+    async fn round(&self, hold: &Hold) -> Result<ReconcileReport, ReconcileError> {
+        Reconciliation::round(self, hold).await
     }
 }
 
@@ -328,10 +340,10 @@ pub async fn reconcile_now(
     job: &Reconciliation,
     day: NaiveDate,
 ) -> Result<DayStatus, ReconcileError> {
-    let lock = ExclusiveJob::Reconciliation.lock(&job.db).await?;
-    let status = job.reconcile_day(day).await;
-    // A long day may outlast the lock's idle limit: the lock is gone then, which costs
-    // exclusivity, never correctness (every write of a day is idempotent).
+    let mut lock = ExclusiveJob::Reconciliation.lock(&job.db).await?;
+    let hold = Hold::new();
+    let status = lock.keep_during(&hold, job.reconcile_day(day, &hold)).await;
+    // A lost lock costs exclusivity, never correctness: every write of a day is idempotent.
     if let Err(error) = lock.release().await {
         tracing::warn!(%error, %day, "the reconciliation lock ended before the run");
     }

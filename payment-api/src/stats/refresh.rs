@@ -195,7 +195,7 @@ impl Rounds for Refresher {
     type Report = Refreshed;
     type Error = sqlx::Error;
 
-    async fn round(&self) -> Result<Refreshed, sqlx::Error> {
+    async fn round(&self, _hold: &shared::jobs::Hold) -> Result<Refreshed, sqlx::Error> {
         refresh_holding_the_lock(&self.0).await
     }
 }
