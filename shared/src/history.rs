@@ -74,6 +74,9 @@ text_enum!(
         RefundMissingSource => "refund_missing_source",
         /// WeChat reports a refund this system never asked for.
         RefundUnknown => "refund_unknown",
+        /// Unitel answered a top-up after the order was no longer its worker's to record
+        /// (settled or taken over meanwhile): what Unitel said is kept here for a person.
+        LateTopUpOutcome => "late_top_up_outcome",
     }
 );
 
@@ -87,10 +90,14 @@ impl AnomalyKind {
         )
     }
 
-    /// WeChat's own answer (`queryorder`) showed it, so it may mark the order; every other
-    /// kind comes from a request anyone could have sent.
+    /// WeChat's own answer (`queryorder`) or our own worker showed it, so it may mark the
+    /// order; every other kind comes from a request anyone could have sent.
     pub fn verified(self) -> bool {
-        self.money_taken_unfulfilled() || self == AnomalyKind::QueryAmountMismatch
+        self.money_taken_unfulfilled()
+            || matches!(
+                self,
+                AnomalyKind::QueryAmountMismatch | AnomalyKind::LateTopUpOutcome
+            )
     }
 }
 
