@@ -171,8 +171,12 @@ impl Fulfiller {
             Err(AttemptError::ClaimLost) => {
                 // Nothing was sent. Delivered again, the message finds the order taken over
                 // by a live worker (and is acked), or abandoned by our expired lease (and is
-                // claimed anew).
+                // claimed anew). Still under our lease (a renewal that was slow to commit can
+                // bring an expired lease back), it is given back: that changes nothing once
+                // someone else holds it.
                 tracing::warn!(order_number = %order_number, "claim no longer ours before sending; nothing sent");
+                self.give_back(&claim, "the lease ran out before sending")
+                    .await?;
                 return Ok(Disposition::Requeue);
             }
             Err(AttemptError::Database(error)) => {

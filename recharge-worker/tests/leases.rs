@@ -79,10 +79,29 @@ async fn a_killed_workers_orders_are_taken_over_within_the_lease_and_a_second() 
         },
         ..Default::default()
     });
+    let auth_calls = || {
+        system
+            .sandbox
+            .api_calls()
+            .iter()
+            .filter(|c| c.path.ends_with("/auth"))
+            .count()
+    };
+    let asked_before = auth_calls();
     system.sandbox.pay(&unsent).await.unwrap();
+    // Its worker tries the revoked token first (marked sent, refused, unmarked), then waits
+    // for a new one: only then is nothing sent.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while auth_calls() == asked_before {
+        assert!(
+            Instant::now() < deadline,
+            "the worker never asked for a new token"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     system
         .wait_for_count(
-            &format!("SELECT count(*) FROM orders WHERE order_number = '{unsent}' AND recharge_status = 'processing'"),
+            &format!("SELECT count(*) FROM orders WHERE order_number = '{unsent}' AND recharge_status = 'processing' AND recharge_sent_at IS NULL"),
             1,
             Duration::from_secs(20),
         )
