@@ -930,10 +930,12 @@ pub async fn record_outcome(
 }
 
 /// Claims a sweep takes over although their lease is live: `processing` for longer than
-/// `after` (since the claim, or since the request was marked sent), which a worker that
-/// is still working on an order never is. Its worker lost track of it (a bug, a path that
-/// forgot to give it back): nobody else would ever finish it. `except` are the orders the
-/// sweeping worker itself is still working on: slow, not lost, and under the same lease.
+/// `after` (since the claim, or since the request was marked sent), longer than a worker
+/// working on an order takes. Its worker lost track of it (a bug, a path that forgot to
+/// give it back): nobody else would ever finish it. Taking one over is safe even if its
+/// worker is only slow: the claim moves off its lease, which fences it out. `except` are
+/// the orders the sweeping worker itself is working on: under its own lease, that fence
+/// would not hold.
 pub struct Stuck<'a> {
     pub after: Duration,
     pub except: &'a [OrderNumber],
