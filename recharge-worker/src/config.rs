@@ -8,6 +8,11 @@ use shared::config::{AppEnv, ConfigError, InfraConfig, Settings, UnitelConfig};
 /// included.
 const RECORDING_TIME: Duration = Duration::from_secs(10);
 
+/// Beyond a lease and a Unitel timeout, how long a claim may stay `processing` before the
+/// sweep takes it over whatever its lease: time to fetch a token, to retry a request that
+/// never reached Unitel and to record the outcome.
+const STUCK_MARGIN: Duration = Duration::from_secs(30);
+
 #[derive(Debug, Clone)]
 pub struct WorkerConfig {
     pub app_env: AppEnv,
@@ -52,7 +57,7 @@ impl WorkerConfig {
         let lease_lasts = s.millis("WORKER_LEASE_MS", 5_000)?;
         // Renewed every fifth: under a second, renewals would load the database; over a
         // minute, a dead worker's customers would wait that long.
-        if !(Duration::from_secs(1)..=Duration::from_secs(60)).contains(&lease_lasts) {
+        if !(Duration::from_secs(1)..=shared::lifecycle::LONGEST_LEASE).contains(&lease_lasts) {
             return Err(ConfigError::Invalid {
                 name: "WORKER_LEASE_MS",
                 reason: "must be between 1000 and 60000".into(),
@@ -98,6 +103,14 @@ impl WorkerConfig {
             // outbox relay.
             db_pool_size: s.parsed("DATABASE_POOL_SIZE", u32::from(concurrency).max(2) + 3)?,
         })
+    }
+}
+
+impl WorkerConfig {
+    /// A claim `processing` this long has been lost track of by its worker, live or not
+    /// (see [`crate::sweep`]): a lease, a Unitel timeout and [`STUCK_MARGIN`].
+    pub fn stuck_after(&self) -> Duration {
+        self.lease_lasts + self.unitel.timeout + STUCK_MARGIN
     }
 }
 

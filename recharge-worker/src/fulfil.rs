@@ -5,14 +5,16 @@
 //! or a dropped connection after sending leaves the order `unknown`: Unitel may have
 //! credited the number, and sending again could credit it twice. And a request is sent
 //! only while the claim is this lease's and the lease is live, checked in the statement
-//! that marks it sent, once the token is in hand: a worker that stalled, or whose order
-//! someone else took over, sends nothing.
+//! that marks it sent, once the token is in hand, and again on the monotonic clock right
+//! before the request is written: a worker that stalled, or whose order someone else took
+//! over, sends nothing.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use backon::{ExponentialBuilder, Retryable};
-use shared::history::Actor;
+use serde_json::json;
+use shared::history::{Actor, AnomalyKind};
 use shared::lifecycle::{self, ClaimedOrder, Outcome};
 use shared::message::OrderPaid;
 use shared::order::{OrderNumber, RechargeStatus, RechargeType};
@@ -20,6 +22,7 @@ use shared::unitel::{TopUp, TopUpReceipt, UnitelClient, UnitelError};
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
+use crate::in_hand::InHand;
 use crate::lease::Lease;
 
 /// How long a known outcome is retried into the database before the worker gives up (the
@@ -47,8 +50,9 @@ pub enum Disposition {
     DeadLetter,
 }
 
-/// Less than this left on the lease when the order is marked sent, and the request is not
-/// sent: renewals are failing, and the lease could expire before the request is out.
+/// Less than this left on the lease once the order is marked sent, and the request is not
+/// sent (the order is given back): renewals are failing, or the database answered slowly,
+/// and the lease could expire before the request is out.
 const MIN_LEASE_LEFT_TO_SEND: Duration = Duration::from_millis(1000);
 
 /// How long a message is held while this worker has no live lease, before it goes back to
@@ -65,7 +69,11 @@ pub struct Fulfiller {
     /// How long a lease lasts unrenewed (`WORKER_LEASE_MS`): the longest a redelivered
     /// order waits for its holder to be known dead.
     pub lease_lasts: Duration,
+    /// `UNITEL_TIMEOUT_MS`: how long a request written to Unitel can be on its way.
+    pub unitel_timeout: Duration,
     pub retry_for: Duration,
+    /// The orders this process's tasks are working on.
+    pub in_hand: InHand,
 }
 
 /// A claim this worker holds: the order and the lease it was made under.
@@ -80,6 +88,8 @@ enum AttemptError {
     Unitel(#[from] UnitelError),
     #[error("the claim was taken over before sending")]
     ClaimLost,
+    #[error("too little lease left to send: nothing sent")]
+    LeaseTooShort,
     #[error("the worker is stopping: nothing was sent")]
     Stopping,
     #[error("database: {0}")]
@@ -97,6 +107,7 @@ impl Fulfiller {
         if self.shutdown.is_cancelled() {
             return Ok(Disposition::Requeue);
         }
+        let _held = self.in_hand.hold(order_number);
         let Some(lease) = self.wait_for_lease().await else {
             tracing::warn!(order_number = %order_number, "no live lease; the message goes back");
             return Ok(Disposition::Requeue);
@@ -137,6 +148,20 @@ impl Fulfiller {
                 self.give_back(&claim, reason).await?;
                 return Ok(Disposition::Requeue);
             }
+            Err(AttemptError::LeaseTooShort) => {
+                // Marked sent, then unsent: nobody else may touch a claim under our live
+                // lease, so it goes back now rather than wait for this process to end.
+                tracing::warn!(order_number = %order_number, "too little lease left to send; order released");
+                self.give_back(&claim, "too little lease left to send")
+                    .await?;
+                // By then the lease is renewed or gone: delivered again at once, the message
+                // would meet the same short lease and spend another of its deliveries.
+                tokio::select! {
+                    _ = tokio::time::sleep(MIN_LEASE_LEFT_TO_SEND) => {}
+                    _ = self.shutdown.cancelled() => {}
+                }
+                return Ok(Disposition::Requeue);
+            }
             Err(AttemptError::Stopping) => {
                 tracing::info!(order_number = %order_number, "stopping before sending; order released");
                 self.give_back(&claim, "the worker stopped before sending")
@@ -146,8 +171,12 @@ impl Fulfiller {
             Err(AttemptError::ClaimLost) => {
                 // Nothing was sent. Delivered again, the message finds the order taken over
                 // by a live worker (and is acked), or abandoned by our expired lease (and is
-                // claimed anew).
+                // claimed anew). Still under our lease (a renewal that was slow to commit can
+                // bring an expired lease back), it is given back: that changes nothing once
+                // someone else holds it.
                 tracing::warn!(order_number = %order_number, "claim no longer ours before sending; nothing sent");
+                self.give_back(&claim, "the lease ran out before sending")
+                    .await?;
                 return Ok(Disposition::Requeue);
             }
             Err(AttemptError::Database(error)) => {
@@ -187,8 +216,45 @@ impl Fulfiller {
             // This worker was cut off long enough for its order to be settled otherwise: what
             // Unitel said now must reach a person.
             tracing::error!(order_number = %order_number, outcome = %outcome.status(), alert = true, "outcome not recorded: the order was settled meanwhile");
+            self.record_late_outcome(order_number, &outcome).await?;
         }
         Ok(Disposition::Ack)
+    }
+
+    /// What Unitel said about an order no longer ours to record, kept as an anomaly of the
+    /// order (which makes it an alert naming it), through a database hiccup like an outcome.
+    async fn record_late_outcome(
+        &self,
+        order_number: &OrderNumber,
+        outcome: &Outcome<'_>,
+    ) -> Result<(), sqlx::Error> {
+        let said = match outcome {
+            Outcome::Success(receipt) => json!({
+                "outcome": "success", "seq": receipt.seq, "svId": receipt.sv_id, "vat": receipt.vat,
+            }),
+            Outcome::Failed { code, message } => {
+                json!({"outcome": "failed", "code": code, "message": message})
+            }
+            Outcome::Unknown { reason, seq } => {
+                json!({"outcome": "unknown", "message": reason, "seq": seq})
+            }
+        };
+        let worker = Actor::Worker(self.worker_id.clone());
+        (|| {
+            lifecycle::record_anomaly(
+                &self.db,
+                Some(order_number.as_str()),
+                AnomalyKind::LateTopUpOutcome,
+                &worker,
+                said.clone(),
+            )
+        })
+        .retry(database_backoff())
+        .sleep(tokio::time::sleep)
+        .notify(|e, after| {
+            tracing::warn!(%order_number, error = %e, retry_in = ?after, "cannot record the late outcome yet");
+        })
+        .await
     }
 
     /// Gives an order nothing was sent for back (`pending`), retrying through a database
@@ -263,7 +329,7 @@ impl Fulfiller {
             return Ok(Ok(Claim { order, lease }));
         }
         let me = Actor::Worker(self.worker_id.clone());
-        if !lifecycle::abandon_sent_claims(&self.db, Some(order_number), &me)
+        if !lifecycle::abandon_sent_claims(&self.db, Some(order_number), &me, None)
             .await?
             .is_empty()
         {
@@ -298,14 +364,25 @@ impl Fulfiller {
             if self.shutdown.is_cancelled() {
                 return Err(AttemptError::Stopping);
             }
-            // The fence: marked sent only if the claim is still ours and our lease live.
-            match lifecycle::mark_sent(&self.db, &order.order_number, claim.lease).await? {
+            // The fence: marked sent only if the claim is still ours and our lease live. The
+            // lease's end is counted from before asking: an answer that was slow to come
+            // (a slow database, a paused process) leaves less than the database said.
+            let asked_at = std::time::Instant::now();
+            let lease_ends = match lifecycle::mark_sent(
+                &self.db,
+                &order.order_number,
+                claim.lease,
+                self.unitel_timeout,
+            )
+            .await?
+            {
                 None => return Err(AttemptError::ClaimLost),
-                Some(left) if left < MIN_LEASE_LEFT_TO_SEND => {
-                    lifecycle::unmark_sent(&self.db, &order.order_number, claim.lease).await?;
-                    return Err(AttemptError::ClaimLost);
-                }
-                Some(_) => {}
+                Some(left) => asked_at + left,
+            };
+            if lease_ends.saturating_duration_since(std::time::Instant::now())
+                < MIN_LEASE_LEFT_TO_SEND
+            {
+                return Err(AttemptError::LeaseTooShort);
             }
             let started = std::time::Instant::now();
             // Our order number is the `journal_id`, so Unitel's records and ours share a key.
@@ -317,6 +394,7 @@ impl Fulfiller {
                     &order.msisdn,
                     &order.order_number,
                     order.price,
+                    lease_ends,
                 )
                 .await;
             let outcome = match &result {

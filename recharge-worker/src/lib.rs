@@ -5,6 +5,7 @@
 pub mod config;
 pub mod consumer;
 pub mod fulfil;
+pub mod in_hand;
 pub mod lease;
 pub mod sweep;
 
@@ -79,7 +80,9 @@ pub async fn run(config: WorkerConfig, shutdown: CancellationToken) -> anyhow::R
         worker_id: config.worker_id.clone(),
         lease,
         lease_lasts: config.lease_lasts,
+        unitel_timeout: config.unitel.timeout,
         retry_for: config.retry_for,
+        in_hand: Default::default(),
     });
     let takeovers = sweep::Takeovers {
         fulfiller: fulfiller.clone(),
@@ -94,6 +97,7 @@ pub async fn run(config: WorkerConfig, shutdown: CancellationToken) -> anyhow::R
         worker_id: config.worker_id.clone(),
         every: config.sweep_every,
         requeue_after: config.requeue_after,
+        stuck_after: config.stuck_after(),
         outbox,
         takeovers: takeovers.clone(),
     });

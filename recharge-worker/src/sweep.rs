@@ -13,7 +13,10 @@
 //!
 //! Each step is a transition of [`shared::lifecycle`]; this module decides when. Steps 1
 //! and 2 are the backstop: a dead worker's messages come back at once, and the worker that
-//! receives one takes the order over as soon as the lease has expired.
+//! receives one takes the order over as soon as the lease has expired. They also take over
+//! a claim `processing` for longer than a lease, a Unitel timeout and a margin whatever its
+//! lease ([`lifecycle::Stuck`]): no live worker takes that long, so its worker lost track
+//! of it; its history says so, and that is an alert.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,7 +26,7 @@ use tokio_util::task::TaskTracker;
 
 use shared::history::Actor;
 use shared::jobs::{Hold, RoundReport, Rounds};
-use shared::lifecycle::{self, Settler, Verdict};
+use shared::lifecycle::{self, Settlement, Settler, Verdict};
 use shared::order::OrderNumber;
 use shared::outbox::OutboxSignal;
 use shared::unitel::{TransactionStatus, UnitelClient};
@@ -39,6 +42,8 @@ pub struct Sweeper {
     pub worker_id: String,
     pub every: Duration,
     pub requeue_after: Duration,
+    /// A claim `processing` this long is taken over whatever its lease.
+    pub stuck_after: Duration,
     /// Wakes this worker's outbox relay when a requeue wrote a message.
     pub outbox: OutboxSignal,
     /// Released claims are fulfilled here at once, not from the back of the queue: behind
@@ -116,7 +121,12 @@ impl Rounds for Sweeper {
 impl Sweeper {
     async fn sweep(&self) -> Result<SweepReport, sqlx::Error> {
         let actor = Actor::RechargeSweep(self.worker_id.clone());
-        let released = lifecycle::release_abandoned_claims(&self.db, &actor).await?;
+        let in_hand = self.takeovers.fulfiller.in_hand.orders();
+        let stuck = lifecycle::Stuck {
+            after: self.stuck_after,
+            except: &in_hand,
+        };
+        let released = lifecycle::release_abandoned_claims(&self.db, &actor, Some(&stuck)).await?;
         // Released orders go back on the queue, then this worker takes them over: even if
         // the requeue fails, the takeovers start (the list exists nowhere else).
         let requeued =
@@ -129,7 +139,7 @@ impl Sweeper {
         if requeued > 0 {
             self.outbox.wake();
         }
-        let lost = lifecycle::abandon_sent_claims(&self.db, None, &actor).await?;
+        let lost = lifecycle::abandon_sent_claims(&self.db, None, &actor, Some(&stuck)).await?;
         for order_number in &lost {
             tracing::error!(%order_number, alert = true, "top-up outcome unknown: the worker stopped after sending");
         }
@@ -168,7 +178,16 @@ impl Sweeper {
                 sweeper: sweeper.clone(),
                 seq,
             };
-            if lifecycle::settle_unknown(&self.db, &order_number, &verdict, &settler).await? {
+            let settlement = lifecycle::settle_unknown(
+                &self.db,
+                &order_number,
+                &verdict,
+                &settler,
+                // Only a person's "not credited" waits for the request in flight.
+                Duration::ZERO,
+            )
+            .await?;
+            if settlement == Settlement::Settled {
                 settled += 1;
                 tracing::info!(%order_number, ?verdict, "unknown top-up reconciled with Unitel");
             }

@@ -265,7 +265,8 @@ async fn an_unknown_top_up_settles_to_one_result_whether_unitel_or_a_person_deci
             order,
             &format!(
                 "recharge_status = 'unknown', recharged_at = '2026-01-02T03:04:00Z', unknown_at = now(),
-                 recharge_error_message = 'timed out after sending', seq_id = {seq}"
+                 recharge_error_message = 'timed out after sending', seq_id = {seq},
+                 recharge_in_flight_until = '2026-01-02T03:04:00Z'"
             ),
         )
         .await;
@@ -449,5 +450,68 @@ async fn a_database_failure_before_sending_gives_the_order_back_instead_of_stran
     assert_eq!(system.credits_for(&order), 1);
     let history = system.events(&order).await;
     assert!(history.contains(&"released".to_owned()), "{history:?}");
+    system.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_claim_stuck_under_a_live_lease_is_taken_over_and_a_person_told() {
+    // Shipped settings: the lease, the Unitel timeout, the sweep interval.
+    let mut system = System::start(SystemOptions {
+        workers: 0,
+        unitel_timeout_ms: 30_000,
+        ..Default::default()
+    })
+    .await;
+    let unsent = paid_without_a_message(&system, "o-stuck").await;
+    let sent = paid_without_a_message(&system, "o-stuck").await;
+    system.start_worker().await;
+    system
+        .wait_for_count(
+            "SELECT count(*) FROM worker_leases WHERE expires_at > now()",
+            1,
+            Duration::from_secs(10),
+        )
+        .await;
+    // Claimed an hour ago under the live worker's lease, and forgotten by it (as the path
+    // that gave no claim back did): one with nothing sent, one marked sent.
+    let claimed = "recharge_status = 'processing', recharge_at = now() - interval '1 hour',
+                   recharge_worker = 'forgetful',
+                   recharge_lease = (SELECT id FROM worker_leases WHERE expires_at > now())";
+    set(&system, &unsent, claimed).await;
+    set(
+        &system,
+        &sent,
+        &format!("{claimed}, recharge_sent_at = now() - interval '1 hour'"),
+    )
+    .await;
+    // Before, a live lease kept both `processing` for as long as the worker lived.
+    assert_eq!(
+        system
+            .wait_for_outcome(&unsent, Duration::from_secs(20))
+            .await,
+        "success",
+        "nothing was sent: released and sent now"
+    );
+    assert_eq!(
+        system
+            .wait_for_outcome(&sent, Duration::from_secs(20))
+            .await,
+        "unknown",
+        "it may have reached Unitel: never sent again"
+    );
+    assert_eq!(system.credits_for(&unsent), 1);
+    assert_eq!(system.credits_for(&sent), 0);
+    for (order, kind, says) in [
+        (&unsent, "recharge_stuck", "stuck in processing"),
+        (&sent, "recharge_unknown", "processing for longer than"),
+    ] {
+        system
+            .wait_for_count(
+                &format!("SELECT count(*) FROM alerts WHERE order_number = '{order}' AND kind = '{kind}' AND message LIKE '%{says}%'"),
+                1,
+                Duration::from_secs(20),
+            )
+            .await;
+    }
     system.shutdown().await;
 }

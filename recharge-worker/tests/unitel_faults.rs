@@ -216,3 +216,60 @@ async fn a_token_refused_by_unitel_is_renewed_before_the_order_is_marked_sent_ag
     );
     system.shutdown().await;
 }
+
+#[tokio::test]
+async fn nul_characters_in_unitels_answers_are_stored_as_said() {
+    let system = System::start(SystemOptions::default()).await;
+    // Credited, with NULs in the service id and the VAT receipt.
+    let (credited, outcome) = system
+        .top_up_under(
+            "o-nul",
+            UnitelFaults {
+                nul_in_answer_next: 1,
+                ..Default::default()
+            },
+        )
+        .await;
+    // Before, recording it failed on every retry and the order stayed `processing`.
+    assert_eq!(outcome, "success");
+    let (sv_id, bill_id, product): (String, String, String) = sqlx::query_as(
+        "SELECT sv_id, vat_receipt->>'billId', vat_receipt->'stocks'->0->>'name'
+           FROM orders WHERE order_number = $1",
+    )
+    .bind(&credited)
+    .fetch_one(&system.db.pool)
+    .await
+    .unwrap();
+    assert!(
+        sv_id.starts_with("P_ETOPUP_") && sv_id.ends_with("\\u0000"),
+        "{sv_id}"
+    );
+    assert!(bill_id.ends_with("\\u0000"), "{bill_id}");
+    assert_eq!(product, "Tulult\\u0000");
+    assert_eq!(system.credits_for(&credited), 1);
+
+    // Refused, with NULs in the code and the message: not a code known to mean "nothing
+    // was done", so unknown, with what Unitel said kept for a person.
+    let (refused, outcome) = system
+        .top_up_under(
+            "o-nul",
+            UnitelFaults {
+                fail_next: 1,
+                nul_in_answer_next: 1,
+                ..Default::default()
+            },
+        )
+        .await;
+    assert_eq!(outcome, "unknown");
+    let message: String =
+        sqlx::query_scalar("SELECT recharge_error_message FROM orders WHERE order_number = $1")
+            .bind(&refused)
+            .fetch_one(&system.db.pool)
+            .await
+            .unwrap();
+    assert!(
+        message.contains("105\\u0000") && message.contains("Insufficient balance\\u0000"),
+        "{message}"
+    );
+    system.shutdown().await;
+}

@@ -98,6 +98,10 @@ pub struct UnitelFaults {
     pub auth_fail_next: u32,
     /// Added to every `/auth` call only: a token that is slow to come.
     pub auth_latency_ms: u64,
+    /// The next N credit calls answer as they otherwise would, with a NUL character (JSON
+    /// `\u0000`) in every text Unitel writes: `code`, `msg`, `sv_id` and the receipt's
+    /// `billId` and product names — as an answer built from a C string might.
+    pub nul_in_answer_next: u32,
 }
 
 /// What a valid credit call does, decided before anything is credited.
@@ -134,6 +138,10 @@ impl UnitelFaults {
 
     pub(crate) fn take_auth_failure(&mut self) -> bool {
         take_one(&mut self.auth_fail_next)
+    }
+
+    pub(crate) fn take_nul_in_answer(&mut self) -> bool {
+        take_one(&mut self.nul_in_answer_next)
     }
 }
 

@@ -86,6 +86,9 @@ text_enum!(
         /// WeChat's daily bill shows a refund we never asked for (made by hand in the
         /// merchant platform, or by someone else).
         BillRefundUnknown => "bill_refund_unknown",
+        /// Unitel answered a top-up after the order was no longer its worker's to record
+        /// (settled or taken over meanwhile): what Unitel said is kept here for a person.
+        LateTopUpOutcome => "late_top_up_outcome",
     }
 );
 
@@ -99,11 +102,14 @@ impl AnomalyKind {
         )
     }
 
-    /// WeChat's own answer (`queryorder`) showed it, so it may mark the order; every other
-    /// kind comes from a request anyone could have sent.
+    /// WeChat's own answer (`queryorder`) or our own worker showed it, so it may mark the
+    /// order; every other kind comes from a request anyone could have sent.
     pub fn verified(self) -> bool {
         self.money_taken_unfulfilled()
-            || self == AnomalyKind::QueryAmountMismatch
+            || matches!(
+                self,
+                AnomalyKind::QueryAmountMismatch | AnomalyKind::LateTopUpOutcome
+            )
             || self.from_bill()
     }
 

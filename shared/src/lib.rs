@@ -18,5 +18,6 @@ pub mod metrics;
 pub mod money;
 pub mod order;
 pub mod outbox;
+pub mod storable;
 pub mod telemetry;
 pub mod unitel;

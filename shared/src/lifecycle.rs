@@ -30,6 +30,7 @@ use crate::order::{
     Msisdn, OpenId, Operator, OrderNumber, PaymentStatus, RechargeStatus, RechargeType,
     RefundStatus,
 };
+use crate::storable;
 use crate::unitel::TopUpReceipt;
 
 // ───────────────────────────── orders and payments ─────────────────────────────
@@ -55,6 +56,10 @@ pub struct NewOrder<'a> {
 
 /// A new order, `unpaid`, priced as given.
 pub async fn create_order(db: &PgPool, order: &NewOrder<'_>) -> Result<(), sqlx::Error> {
+    // Unitel's own texts, as its product list gave them.
+    let product_name = storable::text(order.product_name);
+    let product_eng_name = order.product_eng_name.map(storable::text);
+    let product_data = order.product_data.map(storable::text);
     sqlx::query!(
         "WITH created AS (
             INSERT INTO orders (order_number, user_id, openid, phone_number, product_operator,
@@ -75,15 +80,15 @@ pub async fn create_order(db: &PgPool, order: &NewOrder<'_>) -> Result<(), sqlx:
         order.operator.as_str(),
         order.recharge_type.as_str(),
         order.product_code,
-        order.product_name,
-        order.product_eng_name,
+        &*product_name,
+        product_eng_name.as_deref(),
         order.price.get(),
         order.rate.get(),
         order.amount.get(),
         OrderEvent::Created.as_str(),
         Actor::User(order.openid.clone()).as_column(),
         order.product_unit,
-        order.product_data,
+        product_data.as_deref(),
         order.product_days,
     )
     .execute(db)
@@ -414,10 +419,7 @@ fn readable(value: Value) -> Value {
 }
 
 fn storable_text(text: &str, max_chars: usize) -> String {
-    text.chars()
-        .filter(|c| *c != '\0')
-        .take(max_chars)
-        .collect()
+    storable::text(text).chars().take(max_chars).collect()
 }
 
 // ───────────────────────────── orders brought over ─────────────────────────────
@@ -592,6 +594,14 @@ pub async fn import_order(db: &PgPool, imported: &ImportedOrder<'_>) -> Result<b
 
 // ───────────────────────────── top-ups (recharge-worker) ─────────────────────────────
 
+/// The longest lease a worker may hold (`WORKER_LEASE_MS`' upper bound).
+pub const LONGEST_LEASE: Duration = Duration::from_secs(60);
+
+/// Added to the moment a request marked sent can last reach Unitel before anyone may call
+/// it not credited: for the scheduling of the worker between its last check and its write,
+/// and for Unitel's own queueing.
+pub const IN_FLIGHT_MARGIN: Duration = Duration::from_secs(10);
+
 /// A recharge-worker process's lease: every claim names one, and a claim is its worker's
 /// only while the lease is live. The worker renews it every second or two; a lease that
 /// expired belongs to a worker that died, stalled or lost the database.
@@ -741,16 +751,22 @@ pub async fn claim_state(
 
 /// Written just before the request goes out, and only while the claim is this lease's and
 /// the lease is live (the fence): from here on the order may be credited and is never sent
-/// again automatically. Returns how long the lease has left, or `None` if the claim or
-/// the lease is no longer live: then nothing may be sent.
+/// again automatically. Returns how long the lease had left when the statement began, or
+/// `None` if the claim or the lease is no longer live: then nothing may be sent.
+///
+/// The worker writes no request once that lease time is over, and a request it wrote is
+/// over within `in_flight_for` (its Unitel timeout): the sum is kept on the order
+/// (`recharge_in_flight_until`), the latest moment this request can reach Unitel.
 pub async fn mark_sent(
     db: &PgPool,
     order_number: &OrderNumber,
     lease: i64,
+    in_flight_for: Duration,
 ) -> Result<Option<Duration>, sqlx::Error> {
     let left = sqlx::query_scalar!(
         r#"UPDATE orders o
               SET recharge_sent_at = now(), recharge_at = now(),
+                  recharge_in_flight_until = l.expires_at + make_interval(secs => $3),
                   recharge_attempts = o.recharge_attempts + 1, updated_at = now()
              FROM worker_leases l
             WHERE o.order_number = $1 AND o.recharge_lease = $2
@@ -759,6 +775,7 @@ pub async fn mark_sent(
         RETURNING extract(epoch FROM l.expires_at - now())::float8 AS "left!""#,
         order_number.as_str(),
         lease,
+        in_flight_for.as_secs_f64(),
     )
     .fetch_optional(db)
     .await?;
@@ -772,7 +789,7 @@ pub async fn unmark_sent(
     lease: i64,
 ) -> Result<(), sqlx::Error> {
     sqlx::query!(
-        "UPDATE orders SET recharge_sent_at = NULL, updated_at = now()
+        "UPDATE orders SET recharge_sent_at = NULL, recharge_in_flight_until = NULL, updated_at = now()
           WHERE order_number = $1 AND recharge_lease = $2 AND recharge_status = 'processing'",
         order_number.as_str(),
         lease,
@@ -794,7 +811,7 @@ pub async fn release(
         "WITH released AS (
             UPDATE orders
                SET recharge_status = 'pending', recharge_at = NULL, recharge_worker = NULL,
-                   recharge_lease = NULL, recharge_sent_at = NULL,
+                   recharge_lease = NULL, recharge_sent_at = NULL, recharge_in_flight_until = NULL,
                    recharge_error_message = $3, updated_at = now()
              WHERE order_number = $1 AND recharge_lease = $2 AND recharge_status = 'processing'
                AND recharge_sent_at IS NULL
@@ -867,6 +884,14 @@ pub async fn record_outcome(
         Outcome::Failed { code, message } => (None, None, None, Some(code), Some(message)),
         Outcome::Unknown { reason, seq } => (seq, None, None, None, Some(reason)),
     };
+    // Every text here is Unitel's (or quotes it): stored as said, whatever it contains.
+    let (seq, sv_id, code, message) = (
+        seq.map(storable::text),
+        sv_id.map(storable::text),
+        code.map(storable::text),
+        message.map(storable::text),
+    );
+    let vat = vat.map(storable::json);
     let recorded = sqlx::query_scalar!(
         "WITH finished AS (
             UPDATE orders
@@ -891,11 +916,11 @@ pub async fn record_outcome(
         order_number.as_str(),
         lease,
         outcome.status().as_str(),
-        seq,
-        sv_id,
+        seq.as_deref(),
+        sv_id.as_deref(),
         vat,
-        code,
-        message,
+        code.as_deref(),
+        message.as_deref(),
         outcome.event().as_str(),
         Actor::Worker(worker.to_owned()).as_column(),
     )
@@ -904,66 +929,125 @@ pub async fn record_outcome(
     Ok(recorded.is_some())
 }
 
-/// `processing → pending` for claims whose lease expired before anything was sent: their
-/// worker is gone, and sending later is safe.
+/// Claims a sweep takes over although their lease is live: `processing` for longer than
+/// `after` (since the claim, or since the request was marked sent), longer than a worker
+/// working on an order takes. Its worker lost track of it (a bug, a path that forgot to
+/// give it back): nobody else would ever finish it. Taking one over is safe even if its
+/// worker is only slow: the claim moves off its lease, which fences it out. `except` are
+/// the orders the sweeping worker itself is working on: under its own lease, that fence
+/// would not hold.
+pub struct Stuck<'a> {
+    pub after: Duration,
+    pub except: &'a [OrderNumber],
+}
+
+/// `processing → pending` for claims nothing was sent for, whose lease expired (their
+/// worker is gone) or, with `stuck`, that are [`Stuck`]: sending later is safe. A stuck one
+/// says so in its history (`stuck: true`), which makes it an alert.
 pub async fn release_abandoned_claims(
     db: &PgPool,
     sweeper: &Actor,
+    stuck: Option<&Stuck<'_>>,
 ) -> Result<Vec<OrderNumber>, sqlx::Error> {
+    let except: Vec<&str> = stuck.map_or(Vec::new(), |s| {
+        s.except.iter().map(OrderNumber::as_str).collect()
+    });
     sqlx::query_scalar!(
-        r#"WITH released AS (
-            UPDATE orders o
-               SET recharge_status = 'pending', recharge_at = NULL, recharge_worker = NULL,
-                   recharge_lease = NULL, updated_at = now()
+        r#"WITH candidates AS (
+            SELECT o.order_number,
+                   EXISTS (SELECT 1 FROM worker_leases l
+                            WHERE l.id = o.recharge_lease AND l.expires_at > now()) AS held
+              FROM orders o
              WHERE o.payment_status = 'paid' AND o.recharge_status = 'processing'
                AND o.recharge_sent_at IS NULL
-               AND NOT EXISTS (SELECT 1 FROM worker_leases l
-                                WHERE l.id = o.recharge_lease AND l.expires_at > now())
-            RETURNING order_number
+         ), released AS (
+            UPDATE orders o
+               SET recharge_status = 'pending', recharge_at = NULL, recharge_worker = NULL,
+                   recharge_lease = NULL, recharge_in_flight_until = NULL, updated_at = now()
+              FROM candidates c
+             WHERE o.order_number = c.order_number
+               AND o.payment_status = 'paid' AND o.recharge_status = 'processing'
+               AND o.recharge_sent_at IS NULL
+               AND (NOT EXISTS (SELECT 1 FROM worker_leases l
+                                 WHERE l.id = o.recharge_lease AND l.expires_at > now())
+                    OR (o.recharge_at < now() - make_interval(secs => $3::float8)
+                        AND o.order_number <> ALL($4)))
+            RETURNING o.order_number, c.held
          ), event AS (
             INSERT INTO order_events (order_number, event, actor, detail)
             SELECT order_number, $1, $2,
-                   jsonb_build_object('reason', 'its worker stopped before anything was sent')
+                   CASE WHEN held
+                        THEN jsonb_build_object('reason', 'processing for longer than '
+                                 || round($3::float8) || ' s with nothing sent: taken over', 'stuck', true)
+                        ELSE jsonb_build_object('reason', 'its worker stopped before anything was sent')
+                   END
               FROM released
          )
          SELECT order_number AS "order_number!: OrderNumber" FROM released"#,
         OrderEvent::Released.as_str(),
         sweeper.as_column(),
+        stuck.map(|s| s.after.as_secs_f64()),
+        &except as &[&str],
     )
     .fetch_all(db)
     .await
 }
 
-/// `processing → unknown` for claims whose lease expired after their request may have
-/// gone out: nobody can tell whether the number was credited. One order (`Some`), as a
-/// worker taking over a redelivered message does, or every one (`None`), as the sweep does.
+/// `processing → unknown` for claims whose request may have gone out, whose lease expired
+/// or, with `stuck`, that are [`Stuck`]: nobody can tell whether the number was credited.
+/// One order (`Some`), as a worker taking over a redelivered message does, or every one
+/// (`None`), as the sweep does. A worker still waiting for Unitel under that lease records
+/// the real answer over it ([`record_outcome`]).
 pub async fn abandon_sent_claims(
     db: &PgPool,
     order_number: Option<&OrderNumber>,
     by: &Actor,
+    stuck: Option<&Stuck<'_>>,
 ) -> Result<Vec<OrderNumber>, sqlx::Error> {
+    let except: Vec<&str> = stuck.map_or(Vec::new(), |s| {
+        s.except.iter().map(OrderNumber::as_str).collect()
+    });
     sqlx::query_scalar!(
-        r#"WITH lost AS (
-            UPDATE orders o
-               SET recharge_status = 'unknown', recharged_at = now(), updated_at = now(),
-                   unknown_at = COALESCE(o.unknown_at, now()),
-                   recharge_error_message = 'the worker stopped after sending; outcome unknown'
+        r#"WITH candidates AS (
+            SELECT o.order_number,
+                   EXISTS (SELECT 1 FROM worker_leases l
+                            WHERE l.id = o.recharge_lease AND l.expires_at > now()) AS held
+              FROM orders o
              WHERE ($1::text IS NULL OR o.order_number = $1)
                AND o.payment_status = 'paid' AND o.recharge_status = 'processing'
                AND o.recharge_sent_at IS NOT NULL
-               AND NOT EXISTS (SELECT 1 FROM worker_leases l
-                                WHERE l.id = o.recharge_lease AND l.expires_at > now())
-            RETURNING order_number
+         ), lost AS (
+            UPDATE orders o
+               SET recharge_status = 'unknown', recharged_at = now(), updated_at = now(),
+                   unknown_at = COALESCE(o.unknown_at, now()),
+                   recharge_error_message = CASE WHEN c.held
+                       THEN 'processing for too long after sending; outcome unknown'
+                       ELSE 'the worker stopped after sending; outcome unknown' END
+              FROM candidates c
+             WHERE o.order_number = c.order_number
+               AND o.payment_status = 'paid' AND o.recharge_status = 'processing'
+               AND o.recharge_sent_at IS NOT NULL
+               AND (NOT EXISTS (SELECT 1 FROM worker_leases l
+                                 WHERE l.id = o.recharge_lease AND l.expires_at > now())
+                    OR (o.recharge_at < now() - make_interval(secs => $4::float8)
+                        AND o.order_number <> ALL($5)))
+            RETURNING o.order_number, c.held
          ), event AS (
             INSERT INTO order_events (order_number, event, actor, detail)
             SELECT order_number, $2, $3,
-                   jsonb_build_object('reason', 'the worker stopped after sending')
+                   CASE WHEN held
+                        THEN jsonb_build_object('reason', 'processing for longer than '
+                                 || round($4::float8) || ' s after sending', 'stuck', true)
+                        ELSE jsonb_build_object('reason', 'the worker stopped after sending')
+                   END
               FROM lost
          )
          SELECT order_number AS "order_number!: OrderNumber" FROM lost"#,
         order_number.map(OrderNumber::as_str),
         OrderEvent::Unknown.as_str(),
         by.as_column(),
+        stuck.map(|s| s.after.as_secs_f64()),
+        &except as &[&str],
     )
     .fetch_all(db)
     .await
@@ -1080,19 +1164,38 @@ pub enum Settler {
     Person { name: String, note: String },
 }
 
+/// What [`settle_unknown`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Settlement {
+    Settled,
+    /// The order is not `unknown` (settled already, or never was).
+    NotUnknown,
+    /// Not credited cannot be decided yet: the request marked sent may still reach Unitel
+    /// (a worker paused after marking it), and could credit the number after a refund.
+    /// Possible from `from`.
+    TooEarly {
+        from: DateTime<Utc>,
+    },
+}
+
 /// `unknown → success | failed`, the one way an unknown top-up is settled. The result is
 /// the same whoever settles it: the status is the verdict; `recharged_at` keeps the time
 /// the first outcome was recorded; a credited order carries no error, a failed one the
 /// reason (Unitel's message, or the person's note) under `CHECK_FAILED` or
 /// `RESOLVED_FAILED`; `unknown_settled_by` says whether a person decided, which is what
-/// allows an automatic refund of a once-unknown order. False if the order was not
-/// `unknown`.
+/// allows an automatic refund of a once-unknown order.
+///
+/// A person's "not credited" waits until the request can no longer reach Unitel: past the
+/// bound its worker recorded (`recharge_in_flight_until`) plus [`IN_FLIGHT_MARGIN`]; for a
+/// request marked by a worker that recorded none, `unrecorded_in_flight` after it was
+/// marked. (Reconciliation needs no wait: its `seq` is Unitel's answer to that request.)
 pub async fn settle_unknown(
     db: &PgPool,
     order_number: &OrderNumber,
     verdict: &Verdict,
     settler: &Settler,
-) -> Result<bool, sqlx::Error> {
+    unrecorded_in_flight: Duration,
+) -> Result<Settlement, sqlx::Error> {
     let (status, event) = match verdict {
         Verdict::Credited => (RechargeStatus::Success, OrderEvent::Success),
         Verdict::NotCredited { .. } => (RechargeStatus::Failed, OrderEvent::Failed),
@@ -1113,8 +1216,10 @@ pub async fn settle_unknown(
     };
     let (code, reason) = match verdict {
         Verdict::Credited => (None, None),
-        Verdict::NotCredited { reason } => (Some(code), Some(reason.as_str())),
+        Verdict::NotCredited { reason } => (Some(code), Some(storable::text(reason))),
     };
+    let waits_for_in_flight =
+        status == RechargeStatus::Failed && matches!(settler, Settler::Person { .. });
     let settled = sqlx::query_scalar!(
         "WITH settled AS (
             UPDATE orders
@@ -1122,6 +1227,10 @@ pub async fn settle_unknown(
                    recharge_error_code = $3, recharge_error_message = $4,
                    unknown_settled_by = $5, updated_at = now()
              WHERE order_number = $1 AND recharge_status = 'unknown'
+               AND (NOT $11
+                    OR (COALESCE(recharge_in_flight_until,
+                                 recharge_sent_at + make_interval(secs => $9))
+                        + make_interval(secs => $10) <= now()) IS NOT FALSE)
             RETURNING order_number
          ), event AS (
             INSERT INTO order_events (order_number, event, actor, detail)
@@ -1131,15 +1240,39 @@ pub async fn settle_unknown(
         order_number.as_str(),
         status.as_str(),
         code,
-        reason,
+        reason.as_deref(),
         settled_by,
         event.as_str(),
         actor.as_column(),
-        detail,
+        storable::json(detail),
+        unrecorded_in_flight.as_secs_f64(),
+        IN_FLIGHT_MARGIN.as_secs_f64(),
+        waits_for_in_flight,
     )
     .fetch_optional(db)
     .await?;
-    Ok(settled.is_some())
+    if settled.is_some() {
+        return Ok(Settlement::Settled);
+    }
+    let current = sqlx::query!(
+        r#"SELECT recharge_status AS "recharge_status: RechargeStatus",
+                  COALESCE(recharge_in_flight_until, recharge_sent_at + make_interval(secs => $2))
+                  + make_interval(secs => $3) AS from_
+             FROM orders WHERE order_number = $1"#,
+        order_number.as_str(),
+        unrecorded_in_flight.as_secs_f64(),
+        IN_FLIGHT_MARGIN.as_secs_f64(),
+    )
+    .fetch_optional(db)
+    .await?;
+    Ok(match current {
+        Some(order) if order.recharge_status == RechargeStatus::Unknown => match order.from_ {
+            Some(from) if waits_for_in_flight => Settlement::TooEarly { from },
+            // Unknown and nothing in the way: it changed under us; the caller may ask again.
+            _ => Settlement::NotUnknown,
+        },
+        _ => Settlement::NotUnknown,
+    })
 }
 
 // ───────────────────────────── refunds ─────────────────────────────

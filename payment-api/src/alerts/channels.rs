@@ -101,7 +101,8 @@ impl Channels {
               WHERE (wecom_status = 'pending' OR email_status = 'pending') AND next_attempt_at <= now()
               -- money first: a flood of other alerts cannot hold these back
               ORDER BY kind NOT IN ('recharge_unknown', 'money_taken_unfulfilled', 'refund_failed',
-                                    'refund_stuck', 'recharge_failed'), id
+                                    'refund_stuck', 'recharge_failed', 'recharge_stuck',
+                                    'late_top_up_outcome'), id
               LIMIT $1",
             budget,
         )

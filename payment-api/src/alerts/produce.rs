@@ -56,8 +56,18 @@ impl Batch {
 }
 
 /// What an order event means for a person, if anything.
-fn event_alert(event: OrderEvent, actor: &Actor) -> Option<(&'static str, &'static str)> {
+fn event_alert(
+    event: OrderEvent,
+    actor: &Actor,
+    detail: Option<&Value>,
+) -> Option<(&'static str, &'static str)> {
+    let stuck = detail.and_then(|d| d.get("stuck")) == Some(&Value::Bool(true));
     Some(match event {
+        // Its worker lost track of it: it is sent now, but why it stuck needs a look.
+        OrderEvent::Released if stuck => (
+            "recharge_stuck",
+            "Top-up stuck in processing with nothing sent: taken over",
+        ),
         OrderEvent::Unknown => (
             "recharge_unknown",
             "Top-up outcome unknown: check with Unitel, then resolve the order",
@@ -71,6 +81,18 @@ fn event_alert(event: OrderEvent, actor: &Actor) -> Option<(&'static str, &'stat
         ),
         _ => return None,
     })
+}
+
+/// What Unitel said in a late answer, in a line: its verdict, code, message and seq.
+fn unitel_said(detail: &Value) -> String {
+    ["outcome", "code", "message", "seq"]
+        .iter()
+        .filter_map(|key| match detail.get(*key) {
+            Some(Value::String(s)) => Some(format!("{key} {s}")),
+            _ => None,
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// What the history says of why, appended to the alert.
@@ -127,7 +149,7 @@ impl Alerting {
         let read_up_to = (last.txid.clone(), last.id);
         let mut batch = Batch::default();
         for row in &rows {
-            if let Some((kind, message)) = event_alert(row.event, &row.actor) {
+            if let Some((kind, message)) = event_alert(row.event, &row.actor, row.detail.as_ref()) {
                 let message = match why(row.detail.as_ref()) {
                     Some(why) => format!("{message} ({why})"),
                     None => message.to_owned(),
@@ -149,6 +171,7 @@ impl Alerting {
         let (mut tx, cursor) = Cursor::take(&self.db, "payment_anomalies").await?;
         let rows = sqlx::query!(
             r#"SELECT a.id, a.txid::text AS "txid!", a.order_number, a.kind AS "kind: AnomalyKind",
+                      a.detail,
                       EXISTS (SELECT 1 FROM orders o WHERE o.order_number = a.order_number) AS "known!",
                       to_char(now(), 'YYYY-MM-DD-HH24') AS "hour!"
                  FROM payment_anomalies a
@@ -167,7 +190,15 @@ impl Alerting {
         let read_up_to = (last.txid.clone(), last.id);
         let mut batch = Batch::default();
         for row in rows.iter() {
-            let (kind, message) = if row.kind.from_bill() {
+            let (kind, message) = if row.kind == AnomalyKind::LateTopUpOutcome {
+                (
+                    "late_top_up_outcome",
+                    format!(
+                        "Unitel answered after the top-up was settled otherwise: check the order against what it said ({})",
+                        unitel_said(&row.detail)
+                    ),
+                )
+            } else if row.kind.from_bill() {
                 (
                     "reconciliation_difference",
                     format!(

@@ -6,7 +6,7 @@ use axum::extract::{Path, State};
 use axum::routing::{get, post};
 use axum::Router;
 use serde::{Deserialize, Serialize};
-use shared::lifecycle::{self, Settler, Verdict};
+use shared::lifecycle::{self, Settlement, Settler, Verdict};
 use shared::order::OrderNumber;
 use utoipa::ToSchema;
 
@@ -109,12 +109,13 @@ pub struct ResolveRequest {
     resolved_by: Option<String>,
 }
 
-/// Settles an `unknown` top-up as credited or failed, with a note.
+/// Settles an `unknown` top-up as credited or failed, with a note. `failed` is refused
+/// while the request marked sent could still reach Unitel (the answer says from when).
 #[utoipa::path(post, path = "/admin/orders/{orderNumber}/resolve", tag = "admin",
     params(OrderNumberParam), request_body = ResolveRequest, security(("admin_token" = [])),
     responses((status = 200, body = OrderHistory), (status = 400, description = "Invalid outcome or note"),
               (status = 401, description = "Missing or wrong admin token"), (status = 404, description = "No such order"),
-              (status = 409, description = "The order is not unknown")))]
+              (status = 409, description = "The order is not unknown, or not yet resolvable as failed")))]
 async fn resolve(
     State(ctx): State<ApiContext>,
     _admin: Admin,
@@ -139,15 +140,40 @@ async fn resolve(
         name: name.clone(),
         note: note.to_owned(),
     };
-    if !lifecycle::settle_unknown(&ctx.db, &order_number, &verdict, &settler).await? {
-        let exists = orders::find(&ctx.db, &order_number, None).await?;
-        return Err(match exists {
-            None => ApiError::NotFound("Order not found".into()),
-            Some(row) => ApiError::Conflict(format!(
-                "Only an unknown top-up can be resolved; this one is {}",
-                row.recharge_status
-            )),
-        });
+    // A worker paused after marking the request sent could still write it once awake: a
+    // refund for a top-up that then credits the number pays the customer twice. When it
+    // marked the order, the worker recorded the latest moment its request can reach Unitel
+    // (its lease's end, after which it writes nothing, plus its own Unitel timeout), so
+    // none of its settings is needed here. For an order marked by a worker that recorded
+    // none (an older version, during a rolling deploy): the longest lease a worker may
+    // hold plus this service's own UNITEL_TIMEOUT_MS, which deployments set alike.
+    let unrecorded_in_flight = lifecycle::LONGEST_LEASE + ctx.config.unitel.timeout;
+    match lifecycle::settle_unknown(
+        &ctx.db,
+        &order_number,
+        &verdict,
+        &settler,
+        unrecorded_in_flight,
+    )
+    .await?
+    {
+        Settlement::Settled => {}
+        Settlement::TooEarly { from } => {
+            return Err(ApiError::Conflict(format!(
+                "The top-up request may still reach Unitel: it can be resolved as failed from {} UTC, once checked with Unitel again (success can be recorded now)",
+                from.format("%Y-%m-%d %H:%M:%S")
+            )))
+        }
+        Settlement::NotUnknown => {
+            let exists = orders::find(&ctx.db, &order_number, None).await?;
+            return Err(match exists {
+                None => ApiError::NotFound("Order not found".into()),
+                Some(row) => ApiError::Conflict(format!(
+                    "Only an unknown top-up can be resolved; this one is {}",
+                    row.recharge_status
+                )),
+            });
+        }
     }
     tracing::info!(order_number = %order_number, outcome = %request.outcome, by = %name, "unknown top-up resolved by a person");
     Ok(Envelope(read_history(&ctx, &order_number).await?))

@@ -96,23 +96,36 @@ async fn credit_call(
 ) -> Result<Response, UnitelError> {
     let request: CreditRequest = parse_json(body)?;
     let entry = validate(&request, kind)?;
-    let outcome = state.with_faults(|faults| {
-        faults
+    let (outcome, nul) = state.with_faults(|faults| {
+        let outcome = faults
             .unitel
-            .next_credit_outcome(&mut || rand::random::<f64>())
+            .next_credit_outcome(&mut || rand::random::<f64>());
+        (outcome, faults.unitel.take_nul_in_answer())
     });
     if outcome != CreditOutcome::Answer {
         tracing::info!(journal_id = %entry.journal_id, ?outcome, "credit call misbehaves (injected)");
     }
     match outcome {
         CreditOutcome::HttpError => Err(UnitelError::ServerError),
+        CreditOutcome::Fail if nul => {
+            tracing::info!(journal_id = %entry.journal_id, "refusal with NUL characters (injected)");
+            Ok(Json(with_nul(json!({
+                "result": "failed", "code": crate::REFUSAL_CODE, "msg": "Insufficient balance",
+            })))
+            .into_response())
+        }
         CreditOutcome::Fail => Err(UnitelError::failed(
             crate::REFUSAL_CODE,
             "Insufficient balance",
         )),
         CreditOutcome::Answer => {
             let credit = state.ledger.credit(entry, CreditAnswer::Answered);
-            Ok(Json(receipt::success_response(&credit)).into_response())
+            let mut answer = receipt::success_response(&credit);
+            if nul {
+                tracing::info!(journal_id = %credit.journal_id, "answer with NUL characters (injected)");
+                answer = with_nul(answer);
+            }
+            Ok(Json(answer).into_response())
         }
         CreditOutcome::CreditThenDrop => {
             state.ledger.credit(entry, CreditAnswer::Dropped);
@@ -129,6 +142,29 @@ async fn credit_call(
             Ok(Json(receipt::success_response(&credit)).into_response())
         }
     }
+}
+
+/// A NUL character at the end of the texts Unitel writes itself (`nulInAnswerNext`).
+fn with_nul(mut answer: Value) -> Value {
+    let add = |text: &mut Value| {
+        if let Value::String(s) = text {
+            s.push('\0');
+        }
+    };
+    add(&mut answer["code"]);
+    add(&mut answer["msg"]);
+    if answer.get("sv_id").is_some_and(Value::is_string) {
+        add(&mut answer["sv_id"]);
+    }
+    if answer.get("vat").is_some_and(Value::is_object) {
+        add(&mut answer["vat"]["billId"]);
+        if let Some(Value::Array(stocks)) = answer["vat"].get_mut("stocks") {
+            for stock in stocks {
+                add(&mut stock["name"]);
+            }
+        }
+    }
+    answer
 }
 
 /// Everything a credit must satisfy before anything is credited, checked in the order a

@@ -100,6 +100,10 @@ impl UnitelClient {
     /// function never sends the same request twice; a refused token (Unitel refuses it
     /// before processing anything) is forgotten and answered `NotSent`, so that the caller
     /// fetches a fresh one and marks the order again.
+    ///
+    /// Nothing is written after `write_by` (the caller's lease is over then: the order may
+    /// be someone else's, or settled): checked on the monotonic clock right before the
+    /// request starts, whose own timeout starts there too. Past it, `NotSent`.
     pub async fn top_up(
         &self,
         token: &Token,
@@ -107,9 +111,13 @@ impl UnitelClient {
         msisdn: &Msisdn,
         journal_id: &OrderNumber,
         amount: Mnt,
+        write_by: Instant,
     ) -> Result<TopUpReceipt, UnitelError> {
         let body = top_up.body(msisdn, journal_id, amount);
-        let answer = match self.send_once(top_up.path(), &body, &token.0).await {
+        let sent = self
+            .send_once(top_up.path(), &body, &token.0, Some(write_by))
+            .await;
+        let answer = match sent {
             Err(Refused::Token) => {
                 self.forget_token(&token.0).await;
                 return Err(UnitelError::NotSent(
@@ -191,7 +199,7 @@ impl UnitelClient {
         let mut renewed = false;
         loop {
             let token = self.cached_token().await?;
-            match self.send_once(path, body, &token).await {
+            match self.send_once(path, body, &token, None).await {
                 Ok(answer) => return Ok(answer),
                 Err(Refused::Answer(error)) => return Err(error),
                 Err(Refused::Token) => {
@@ -207,14 +215,29 @@ impl UnitelClient {
         }
     }
 
-    /// One POST with this token. Unitel reports a refused token either as HTTP 401 or as
-    /// HTTP 200 with result "401"; both come before any processing.
-    async fn send_once(&self, path: &str, body: &Value, token: &Secret) -> Result<Value, Refused> {
-        let response = self
+    /// One POST with this token, not started past `write_by`. Unitel reports a refused
+    /// token either as HTTP 401 or as HTTP 200 with result "401"; both come before any
+    /// processing.
+    async fn send_once(
+        &self,
+        path: &str,
+        body: &Value,
+        token: &Secret,
+        write_by: Option<Instant>,
+    ) -> Result<Value, Refused> {
+        let request = self
             .http
             .post(format!("{}{path}", self.base))
             .bearer_auth(token.expose())
-            .json(body)
+            .json(body);
+        // Nothing between this check and `send`, which starts the request's own timeout:
+        // what is left is the instant between starting the request and writing it.
+        if write_by.is_some_and(|by| Instant::now() >= by) {
+            return Err(Refused::Answer(UnitelError::NotSent(
+                "the lease ran out before the request was written".into(),
+            )));
+        }
+        let response = request
             .send()
             .await
             .map_err(|e| Refused::Answer(classify_send_error(e)))?;
