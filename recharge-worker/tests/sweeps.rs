@@ -152,7 +152,8 @@ async fn a_claim_abandoned_after_sending_becomes_unknown_and_is_never_resent() {
             .await,
         "unknown"
     );
-    // Whole rounds since: one that would send it again releases or claims it first.
+    // Two more sweep rounds, the second begun after it became unknown: whatever a round
+    // does to it is done.
     worker.metrics().wait_for_rounds("recharge_sweep", 2).await;
     assert_eq!(system.statuses(&order).await.1, "unknown");
     let history = system.events(&order).await;
