@@ -383,9 +383,14 @@ pub struct WorkerProcess {
 }
 
 impl WorkerProcess {
-    /// Serves `/metrics` on a free port unless `env` says where (`METRICS_ADDR`).
+    /// Serves `/metrics` on a free port unless `env` names one (`METRICS_ADDR`; port 0,
+    /// which a test system sets for payment-api in production mode, names none).
     pub fn spawn(mut env: HashMap<String, String>) -> anyhow::Result<WorkerProcess> {
-        if !env.contains_key("METRICS_ADDR") {
+        let named = env
+            .get("METRICS_ADDR")
+            .and_then(|addr| addr.parse::<std::net::SocketAddr>().ok())
+            .is_some_and(|addr| addr.port() != 0);
+        if !named {
             env.insert("METRICS_ADDR".into(), format!("127.0.0.1:{}", free_port()?));
         }
         let metrics = env["METRICS_ADDR"]
