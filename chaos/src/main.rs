@@ -122,6 +122,12 @@ async fn main() -> anyhow::Result<()> {
         platform_callback_timing: true,
     };
     let processes = Processes::start_with(env, &ports, &layout)?;
+    // Each instance's /metrics: settling waits for rounds of its jobs.
+    let operations: Vec<testkit::Metrics> = layout
+        .apis
+        .iter()
+        .map(|api| testkit::Metrics::at(&format!("http://127.0.0.1:{}", api.operations)))
+        .collect();
     let client = Client {
         http: reqwest::Client::builder()
             .timeout(Duration::from_secs(10))
@@ -133,6 +139,7 @@ async fn main() -> anyhow::Result<()> {
         &options,
         &client,
         processes,
+        &operations,
         &database_url,
         &prefix,
         started,
@@ -157,6 +164,7 @@ async fn run(
     options: &Options,
     client: &Client,
     mut processes: Processes,
+    operations: &[testkit::Metrics],
     database_url: &str,
     prefix: &str,
     started: Instant,
@@ -225,7 +233,7 @@ async fn run(
     client.set_faults(&json!({})).await?;
     // The shipped sweeps and retries run on their own periods (5 s, 2 min): settling
     // takes minutes, not seconds.
-    let settled = verdict::settle(database_url, prefix, Duration::from_secs(420)).await;
+    let settled = verdict::settle(database_url, prefix, Duration::from_secs(420), operations).await;
     let healed = std::mem::take(&mut disruptions.recoveries).results().await;
     let report = verdict::check(
         client,

@@ -94,11 +94,22 @@ async fn queue_sizes(prefix: &str) -> anyhow::Result<(u32, u32)> {
 }
 
 /// Waits until no paid order is left without an outcome, nothing waits in the outbox and
-/// the queue is empty.
-pub async fn settle(database_url: &str, prefix: &str, within: Duration) -> anyhow::Result<()> {
+/// the queue is empty, and two rounds of the payment watch (which finds payments whose
+/// callback was lost) have finished since, on the payment-api instances whose `/metrics`
+/// are `operations`: the second began after the system looked settled.
+pub async fn settle(
+    database_url: &str,
+    prefix: &str,
+    within: Duration,
+    operations: &[testkit::Metrics],
+) -> anyhow::Result<()> {
     let db = PgPool::connect(database_url).await?;
     let deadline = Instant::now() + within;
+    // Payment-watch rounds when the system was first seen settled, this time round.
+    let mut settled_at_round: Option<u64> = None;
     loop {
+        // Read before the books, so that what a counted round found is in them.
+        let rounds = payment_watch_rounds(operations).await;
         let open: i64 = sqlx::query_scalar(
             "SELECT (SELECT count(*) FROM orders WHERE payment_status = 'paid'
                        AND recharge_status IN ('pending', 'processing'))
@@ -112,17 +123,36 @@ pub async fn settle(database_url: &str, prefix: &str, within: Duration) -> anyho
         .unwrap_or(i64::MAX);
         let (queued, _) = queue_sizes(prefix).await.unwrap_or((u32::MAX, 0));
         if open == 0 && queued == 0 {
-            // One more sweep period, for payments the query sweep may still find.
-            tokio::time::sleep(Duration::from_secs(7)).await;
-            return Ok(());
+            let from = *settled_at_round.get_or_insert(rounds);
+            if rounds >= from + 2 {
+                return Ok(());
+            }
+        } else {
+            settled_at_round = None;
         }
         if Instant::now() > deadline {
             anyhow::bail!(
-                "not settled after {within:?}: {open} open orders or outbox rows, {queued} queued"
+                "not settled after {within:?}: {open} open orders or outbox rows, {queued} queued, {rounds} payment-watch rounds (settled at {settled_at_round:?})"
             );
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+}
+
+/// Payment-watch rounds finished, summed over the instances that answer (a SIGKILLed one
+/// counts no more).
+async fn payment_watch_rounds(operations: &[testkit::Metrics]) -> u64 {
+    let mut rounds = 0;
+    for instance in operations {
+        rounds += instance
+            .try_counter(
+                "job_rounds_total",
+                &[("job", "payment_watch"), ("outcome", "done")],
+            )
+            .await
+            .unwrap_or(0);
+    }
+    rounds
 }
 
 pub struct Check {

@@ -6,6 +6,7 @@ use std::time::Duration;
 use serde_json::json;
 use testkit::{SmtpSink, System, SystemOptions};
 
+/// payment-api runs as a process: its alert rounds are counted for this test alone.
 fn alerting(max_per_minute: u32) -> SystemOptions {
     SystemOptions {
         unitel_timeout_ms: 500,
@@ -14,6 +15,7 @@ fn alerting(max_per_minute: u32) -> SystemOptions {
             ("ALERT_MAX_PER_MINUTE", max_per_minute.to_string()),
             ("AUTO_REFUND_FAILED", "false".into()),
         ],
+        api_process: true,
         ..Default::default()
     }
 }
@@ -156,7 +158,8 @@ async fn a_dead_channel_delays_alerts_never_top_ups_and_the_rate_is_limited() {
     // Top-ups were not held up. E-mail went out for two alerts — the minute's budget —
     // and WeCom, being down, for none.
     eventually("two e-mails", || sink.received().len() == 2).await;
-    tokio::time::sleep(Duration::from_millis(1000)).await;
+    // Rounds that found the third alert due and held it back.
+    system.api_metrics().wait_for_rounds("alerts", 2).await;
     assert_eq!(
         sink.received().len(),
         2,
@@ -183,7 +186,7 @@ async fn a_dead_channel_delays_alerts_never_top_ups_and_the_rate_is_limited() {
         system.sandbox.wecom_messages().len() == 2
     })
     .await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    system.api_metrics().wait_for_rounds("alerts", 2).await;
     assert_eq!(
         system.sandbox.wecom_messages().len(),
         2,

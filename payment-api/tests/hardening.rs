@@ -260,7 +260,17 @@ async fn money_taken_is_alerted_and_refundable_only_once_wechat_confirms_it() {
         .await;
     faults.wechat.callback_duplicates = 0;
     system.sandbox.set_faults(faults);
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // All three copies answered (each is retried until accepted).
+    system.wait_for_callbacks_delivered().await;
+    assert_eq!(
+        system
+            .sandbox
+            .callback_log()
+            .iter()
+            .filter(|d| d.out_trade_no == late && d.accepted)
+            .count(),
+        3
+    );
     assert_eq!(
         count(&system, &format!("SELECT count(*) FROM payment_anomalies WHERE order_number = '{late}' AND kind = 'paid_after_close'")).await,
         1,
@@ -337,12 +347,16 @@ async fn money_taken_is_alerted_and_refundable_only_once_wechat_confirms_it() {
 
 #[tokio::test]
 async fn a_refusal_not_known_to_mean_nothing_was_done_leaves_the_top_up_unknown_and_unrefunded() {
-    let system = System::start(with(&[
-        // No code is known: Unitel's vocabulary is not documented.
-        ("UNITEL_REFUSAL_CODES", ""),
-        ("AUTO_REFUND_FAILED", "true"),
-        ("REFUND_SWEEP_INTERVAL_MS", "100"),
-    ]))
+    let system = System::start(SystemOptions {
+        // Its refund rounds are counted for this test alone.
+        api_process: true,
+        ..with(&[
+            // No code is known: Unitel's vocabulary is not documented.
+            ("UNITEL_REFUSAL_CODES", ""),
+            ("AUTO_REFUND_FAILED", "true"),
+            ("REFUND_SWEEP_INTERVAL_MS", "100"),
+        ])
+    })
     .await;
     let (order, outcome) = system
         .top_up_under(
@@ -354,7 +368,10 @@ async fn a_refusal_not_known_to_mean_nothing_was_done_leaves_the_top_up_unknown_
         )
         .await;
     assert_eq!(outcome, "unknown", "a person decides, not the code");
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    system
+        .api_metrics()
+        .wait_for_rounds("refund_sweep", 2)
+        .await;
     assert_eq!(
         count(
             &system,

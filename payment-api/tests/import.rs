@@ -655,7 +655,8 @@ async fn a_payment_the_replaced_system_started_is_paid_once_after_the_switch() {
             Duration::from_secs(10),
         )
         .await;
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // Every copy answered before its effects are counted.
+    system.wait_for_callbacks_delivered().await;
     let deliveries: Vec<_> = system
         .sandbox
         .callback_log()

@@ -9,12 +9,14 @@ use testkit::{System, SystemOptions};
 
 const TOKEN: &str = testkit::ADMIN_TOKEN;
 
+/// payment-api runs as a process: its refund rounds are counted for this test alone.
 fn refunding(auto: bool) -> SystemOptions {
     SystemOptions {
         overrides: vec![
             ("REFUND_SWEEP_INTERVAL_MS", "100".into()),
             ("AUTO_REFUND_FAILED", auto.to_string()),
         ],
+        api_process: true,
         ..Default::default()
     }
 }
@@ -98,10 +100,13 @@ async fn a_failed_top_up_is_refunded_automatically_once_confirmed_by_wechat() {
             "{expected} in {events:?}"
         );
     }
-    // More sweeps and a second request change nothing.
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    // A second request and more sweeps change nothing.
     let (status, _) = admin_refund(&system, json!({"orderNumber": order, "reason": "again"})).await;
     assert_eq!(status, StatusCode::CONFLICT);
+    system
+        .api_metrics()
+        .wait_for_rounds("refund_sweep", 2)
+        .await;
     assert_eq!(
         system.sandbox.wechat_order(&order).unwrap().refunds.len(),
         1
@@ -151,7 +156,10 @@ async fn refunds_by_a_person_follow_the_rules() {
     let unpaid = system
         .create_order("o-admin-refund", "88616600", "voice", "SD5000")
         .await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    system
+        .api_metrics()
+        .wait_for_rounds("refund_sweep", 2)
+        .await;
     assert_eq!(
         refund_status(&system, &failed).await,
         None,
@@ -307,7 +315,10 @@ async fn an_order_once_unknown_is_not_refunded_without_a_person() {
             Duration::from_secs(10),
         )
         .await;
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    system
+        .api_metrics()
+        .wait_for_rounds("refund_sweep", 2)
+        .await;
     assert_eq!(
         refund_status(&system, &order).await,
         None,

@@ -177,9 +177,10 @@ async fn a_worker_that_stalls_past_its_lease_sends_nothing_when_it_wakes() {
             .await,
         "success"
     );
-    // It wakes with its token in hand: the fence refuses the send.
+    // It wakes with its token in hand: the fence refuses the send. Its message is settled
+    // once it has given up on the order.
     stalled.signal("CONT");
-    tokio::time::sleep(Duration::from_secs(5)).await;
+    stalled.metrics().wait_until_settled(1).await;
     assert_eq!(
         system.credits_for(&order),
         1,

@@ -135,7 +135,7 @@ async fn on_shipped_settings_a_released_claim_whose_message_is_gone_is_sent_with
 
 #[tokio::test]
 async fn a_claim_abandoned_after_sending_becomes_unknown_and_is_never_resent() {
-    let mut system = System::start(sweeping(0)).await;
+    let system = System::start(sweeping(0)).await;
     let order = paid_without_a_message(&system, "o-dead-sender").await;
     // A worker claimed it, wrote "sent", and died: Unitel may have credited it.
     set(
@@ -144,16 +144,26 @@ async fn a_claim_abandoned_after_sending_becomes_unknown_and_is_never_resent() {
         "recharge_status = 'processing', recharge_at = now() - interval '1 hour', recharge_worker = 'dead', recharge_sent_at = now() - interval '1 hour'",
     )
     .await;
-    system.start_worker().await;
+    // A process of its own: its sweep rounds are counted for this test alone.
+    let worker = system.spawn_worker_process("sweeper", &[]);
     assert_eq!(
         system
             .wait_for_outcome(&order, Duration::from_secs(20))
             .await,
         "unknown"
     );
-    tokio::time::sleep(Duration::from_millis(800)).await;
-    assert_eq!(system.credits_for(&order), 0, "not sent again");
+    // Two more sweep rounds, the second begun after it became unknown: whatever a round
+    // does to it is done.
+    worker.metrics().wait_for_rounds("recharge_sweep", 2).await;
     assert_eq!(system.statuses(&order).await.1, "unknown");
+    let history = system.events(&order).await;
+    assert_eq!(
+        history.last().map(String::as_str),
+        Some("unknown"),
+        "nothing since: {history:?}"
+    );
+    assert_eq!(system.credits_for(&order), 0, "not sent again");
+    worker.kill();
     system.shutdown().await;
 }
 

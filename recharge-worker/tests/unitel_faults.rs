@@ -45,10 +45,13 @@ async fn publish_again(system: &System, order: &str) {
 #[tokio::test]
 async fn a_timeout_after_crediting_leaves_the_order_unknown_and_never_credits_twice() {
     let system = System::start(SystemOptions {
+        workers: 0,
         unitel_timeout_ms: 500,
         ..Default::default()
     })
     .await;
+    // A process of its own: the messages it settles are counted for this test alone.
+    let worker = system.spawn_worker_process("timeout", &[]);
     system.sandbox.set_faults(unitel(UnitelFaults {
         timeout_after_credit: 1,
         ..Default::default()
@@ -67,11 +70,13 @@ async fn a_timeout_after_crediting_leaves_the_order_unknown_and_never_credits_tw
 
     // The message comes again (a redelivery, a sweep): nothing is re-sent.
     publish_again(&system, &order).await;
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Both messages acked: the first once the outcome was recorded, this one unsent.
+    worker.metrics().wait_for_settled("ack", 2).await;
     assert_eq!(system.credits_for(&order), 1, "no second credit");
     assert_eq!(system.statuses(&order).await.1, "unknown");
     let attempts = system.recharge_attempts(&order).await;
     assert_eq!(attempts, 1);
+    worker.kill();
     system.shutdown().await;
 }
 

@@ -143,6 +143,12 @@ impl Sandbox {
         wechat::refund_outside(&self.state, out_trade_no, refund_fee)
     }
 
+    /// Callbacks the platform still owes: being delivered (until accepted or given up) or
+    /// due when an accepted refund completes. None owed and none logged: none will come.
+    pub fn callbacks_owed(&self) -> usize {
+        self.state.owed.count()
+    }
+
     /// Every call the service made to WeChat Pay or Unitel, oldest first.
     pub fn api_calls(&self) -> Vec<crate::ApiCall> {
         self.state.calls.all()

@@ -11,7 +11,7 @@ use crate::net::ClosableListener;
 use crate::sync::lock;
 use crate::unitel::auth::Tokens;
 use crate::unitel::ledger::Ledger;
-use crate::wechat::callbacks::CallbackLog;
+use crate::wechat::callbacks::{CallbackLog, Owed};
 use crate::wechat::orders::OrderBook;
 
 #[derive(Clone)]
@@ -23,6 +23,7 @@ pub(crate) struct Inner {
     faults: Mutex<Faults>,
     pub orders: OrderBook,
     pub callbacks: CallbackLog,
+    pub owed: Owed,
     pub ledger: Ledger,
     pub tokens: Tokens,
     pub calls: crate::calls::CallLog,
@@ -57,6 +58,7 @@ impl AppState {
             faults: Mutex::new(Faults::default()),
             orders: OrderBook::default(),
             callbacks: CallbackLog::default(),
+            owed: Owed::default(),
             ledger: Ledger::default(),
             tokens: Tokens::default(),
             calls: Default::default(),

@@ -73,8 +73,11 @@ async fn the_payment_callback_is_retried_until_a_top_level_errcode_zero() {
         assert!(body[field].is_string(), "{field} in {body}");
     }
 
-    // Nothing more arrives once accepted.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Nothing more arrives once accepted: the delivery is over, not merely paused.
+    assert!(
+        eventually(Duration::from_secs(30), || sandbox.callbacks_owed() == 0).await,
+        "still delivering after acceptance"
+    );
     assert_eq!(receiver.hits().len(), 3);
 }
 
@@ -209,8 +212,12 @@ async fn a_payment_without_notification_is_paid_but_sends_no_callback() {
         paid["transactionId"].as_str()
     );
 
-    // Long enough for a notification to have been delivered, had one been sent.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // A notification would be owed from the moment the payment was answered, and logged
+    // once delivered.
+    assert!(
+        eventually(Duration::from_secs(30), || sandbox.callbacks_owed() == 0).await,
+        "a callback is being delivered"
+    );
     assert!(receiver.hits().is_empty(), "{:?}", receiver.hits());
     assert!(sandbox.callback_log().is_empty());
 }
@@ -303,7 +310,10 @@ async fn refunds_are_idempotent_bounded_and_called_back() {
     // A refund accepted again after it succeeded is still the same refund, not a second one.
     let after = wechat_respdata(&sandbox, "refund", &refund_request("RF1", 1000)).await;
     assert_eq!(after["refund_id"], refund_id);
-    tokio::time::sleep(Duration::from_millis(250)).await;
+    assert!(
+        eventually(Duration::from_secs(30), || sandbox.callbacks_owed() == 0).await,
+        "a refund callback is being delivered"
+    );
     let refund_callbacks = receiver
         .hits()
         .iter()

@@ -52,6 +52,20 @@ impl ExclusiveJob {
         }
     }
 
+    /// The job's name in metrics (`job_rounds_total{job="..."}`).
+    pub fn name(self) -> &'static str {
+        match self {
+            ExclusiveJob::PaymentWatch => "payment_watch",
+            ExclusiveJob::RechargeSweep => "recharge_sweep",
+            ExclusiveJob::RefundSweep => "refund_sweep",
+            ExclusiveJob::Alerts => "alerts",
+            ExclusiveJob::StatsRefresh => "stats_refresh",
+            ExclusiveJob::RateLimitExpiry => "rate_limit_expiry",
+            ExclusiveJob::Reconciliation => "reconciliation",
+            ExclusiveJob::AnomalyRetention => "anomaly_retention",
+        }
+    }
+
     /// Takes the job's lock if nobody holds it.
     pub async fn try_lock(self, db: &PgPool) -> Result<Option<JobLock>, sqlx::Error> {
         let mut tx = begin_bounded(db).await?;
@@ -195,7 +209,8 @@ pub trait Rounds: Send + Sync + 'static {
 
 /// Runs a round of `rounds` every `every` (the first at once) under the job's lock until
 /// `stop`. A round another process is running is skipped; a failed round is logged and the
-/// next one comes on time.
+/// next one comes on time. Each tick is counted once it is over, in `job_rounds_total` by
+/// job and outcome (`done`, `skipped`, `failed`): a job that stopped running shows.
 pub async fn run_every<J: Rounds>(
     db: PgPool,
     job: ExclusiveJob,
@@ -228,10 +243,20 @@ pub async fn run_every<J: Rounds>(
             Ok(Some(report))
         }
         .await;
-        match outcome {
-            Ok(Some(report)) if !report.is_quiet() => tracing::info!(?job, ?report, "round done"),
-            Ok(_) => {}
-            Err(error) => tracing::warn!(?job, %error, "round failed"),
-        }
+        let counted = match outcome {
+            Ok(Some(report)) => {
+                if !report.is_quiet() {
+                    tracing::info!(?job, ?report, "round done");
+                }
+                "done"
+            }
+            Ok(None) => "skipped",
+            Err(error) => {
+                tracing::warn!(?job, %error, "round failed");
+                "failed"
+            }
+        };
+        metrics::counter!("job_rounds_total", "job" => job.name(), "outcome" => counted)
+            .increment(1);
     }
 }

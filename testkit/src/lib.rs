@@ -4,6 +4,7 @@
 
 mod browser;
 mod db;
+mod metrics;
 mod seed;
 mod smtp_sink;
 mod stats_oracle;
@@ -14,6 +15,7 @@ pub mod proxy;
 
 pub use browser::Browser;
 pub use db::TestDb;
+pub use metrics::Metrics;
 pub use seed::{seed_orders, Seed};
 pub use smtp_sink::{ReceivedMail, SmtpSink};
 pub use stats_oracle::{expected_stats, first_difference};

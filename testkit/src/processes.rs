@@ -67,7 +67,7 @@ impl Ports {
 }
 
 /// Where the children's logs go: nowhere, unless `TESTKIT_LOG` asks for them.
-fn log_output() -> Stdio {
+pub(crate) fn log_output() -> Stdio {
     if std::env::var_os("TESTKIT_LOG").is_some() {
         Stdio::inherit()
     } else {
@@ -376,10 +376,27 @@ pub fn payment_notification(
 
 /// One recharge-worker process of a test's system: killed if the test ends without
 /// stopping it, so that a failing test leaves nothing behind.
-pub struct WorkerProcess(Option<Child>);
+pub struct WorkerProcess {
+    child: Option<Child>,
+    /// Where it serves `/metrics`: its counters are this test's alone.
+    metrics: Option<String>,
+}
 
 impl WorkerProcess {
-    pub fn spawn(env: HashMap<String, String>) -> anyhow::Result<WorkerProcess> {
+    /// Serves `/metrics` on a free port unless `env` names one (`METRICS_ADDR`; port 0,
+    /// which a test system sets for payment-api in production mode, names none).
+    pub fn spawn(mut env: HashMap<String, String>) -> anyhow::Result<WorkerProcess> {
+        let named = env
+            .get("METRICS_ADDR")
+            .and_then(|addr| addr.parse::<std::net::SocketAddr>().ok())
+            .is_some_and(|addr| addr.port() != 0);
+        if !named {
+            env.insert("METRICS_ADDR".into(), format!("127.0.0.1:{}", free_port()?));
+        }
+        let metrics = env["METRICS_ADDR"]
+            .parse::<std::net::SocketAddr>()
+            .ok()
+            .map(|addr| format!("http://{addr}"));
         let child = Command::new(binary("recharge-worker")?)
             .env_clear()
             .envs(env)
@@ -387,11 +404,19 @@ impl WorkerProcess {
             .stderr(Stdio::inherit())
             .spawn()
             .context("starting a recharge-worker")?;
-        Ok(WorkerProcess(Some(child)))
+        Ok(WorkerProcess {
+            child: Some(child),
+            metrics,
+        })
     }
 
     pub fn pid(&self) -> u32 {
-        self.0.as_ref().map_or(0, Child::id)
+        self.child.as_ref().map_or(0, Child::id)
+    }
+
+    /// Its Prometheus `/metrics`.
+    pub fn metrics(&self) -> crate::Metrics {
+        crate::Metrics::at(self.metrics.as_deref().expect("METRICS_ADDR is an address"))
     }
 
     /// Sends a signal by name (`KILL`, `TERM`, `STOP`, `CONT`).
@@ -404,13 +429,13 @@ impl WorkerProcess {
     /// SIGTERM, then waits for the exit.
     pub fn terminate(mut self) -> std::process::ExitStatus {
         self.signal("TERM");
-        let mut child = self.0.take().expect("a running worker");
+        let mut child = self.child.take().expect("a running worker");
         child.wait().expect("the worker exits")
     }
 
     /// SIGKILL: no chance to clean up.
     pub fn kill(mut self) {
-        if let Some(mut child) = self.0.take() {
+        if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
         }
@@ -419,7 +444,7 @@ impl WorkerProcess {
 
 impl Drop for WorkerProcess {
     fn drop(&mut self) {
-        if let Some(mut child) = self.0.take() {
+        if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
         }

@@ -27,6 +27,9 @@ pub struct SystemOptions {
     pub concurrency: u16,
     /// Settings to change from the harness's defaults, e.g. `("PAYMENT_WINDOW_MS", "500")`.
     pub overrides: Vec<(&'static str, String)>,
+    /// payment-api as a process of its own, so that its `/metrics` count for this test
+    /// alone ([`System::api_metrics`]); otherwise inside the test binary.
+    pub api_process: bool,
 }
 
 impl Default for SystemOptions {
@@ -38,19 +41,61 @@ impl Default for SystemOptions {
             retry_for_ms: 10_000,
             concurrency: 8,
             overrides: Vec::new(),
+            api_process: false,
         }
     }
 }
 
-struct Running {
-    stop: CancellationToken,
-    task: JoinHandle<()>,
+enum Running {
+    Task {
+        stop: CancellationToken,
+        task: JoinHandle<()>,
+    },
+    Process(ApiProcess),
 }
 
 impl Running {
     async fn stop(self) {
-        self.stop.cancel();
-        let _ = self.task.await;
+        match self {
+            Running::Task { stop, task } => {
+                stop.cancel();
+                let _ = task.await;
+            }
+            Running::Process(process) => {
+                let _ = tokio::task::spawn_blocking(move || process.terminate()).await;
+            }
+        }
+    }
+}
+
+/// A payment-api process: killed if the test ends without stopping it.
+struct ApiProcess(Option<std::process::Child>);
+
+impl ApiProcess {
+    /// SIGTERM (a graceful stop), then the exit; killed if it hangs.
+    fn terminate(mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = std::process::Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status();
+            for _ in 0..100 {
+                if matches!(child.try_wait(), Ok(Some(_))) {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for ApiProcess {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }
 
@@ -62,6 +107,7 @@ pub struct System {
     pub http: reqwest::Client,
     settings: HashMap<String, String>,
     api: Option<Running>,
+    api_process: bool,
     /// Where the running payment-api serves `/metrics` and `/api`, when apart from its port.
     pub operations_url: Option<String>,
     /// More payment-api instances on the same database and broker.
@@ -119,7 +165,7 @@ impl System {
         .collect();
 
         let topology = Topology::new(&prefix);
-        let (api_url, operations_url, api) = start_api(settings.clone()).await;
+        let (api_url, operations_url, api) = start_api(settings.clone(), options.api_process).await;
         sandbox.set_callback_base(api_url.clone());
 
         let mut system = System {
@@ -132,6 +178,7 @@ impl System {
             http: reqwest::Client::new(),
             settings,
             api: Some(api),
+            api_process: options.api_process,
             workers: Vec::new(),
         };
         system.wait_until_healthy().await;
@@ -164,7 +211,7 @@ impl System {
         for (name, value) in overrides {
             settings.insert((*name).to_owned(), (*value).to_owned());
         }
-        let (api_url, operations_url, api) = start_api(settings).await;
+        let (api_url, operations_url, api) = start_api(settings, self.api_process).await;
         self.sandbox.set_callback_base(api_url.clone());
         self.api_url = api_url;
         self.operations_url = operations_url;
@@ -195,6 +242,17 @@ impl System {
         self.settings.clone()
     }
 
+    /// The payment-api's Prometheus `/metrics`, e.g. to wait for a round of one of its jobs.
+    /// Only with `api_process`: inside the test binary its counters would be shared with
+    /// every test running beside this one.
+    pub fn api_metrics(&self) -> crate::Metrics {
+        assert!(
+            self.api_process,
+            "start the system with api_process to read payment-api's metrics"
+        );
+        crate::Metrics::at(self.operations_url.as_deref().unwrap_or(&self.api_url))
+    }
+
     pub fn setting(&self, name: &str) -> &str {
         &self.settings[name]
     }
@@ -216,7 +274,7 @@ impl System {
         let task = tokio::spawn(async move {
             task.await.expect("worker task").expect("worker runs");
         });
-        self.workers.push(Running { stop, task });
+        self.workers.push(Running::Task { stop, task });
     }
 
     pub async fn stop_workers(&mut self) {
@@ -410,6 +468,22 @@ impl System {
         }
     }
 
+    /// Waits until the sandbox owes no callback: each one it started was accepted (or given
+    /// up on) and is in its `callback_log`. Fails the test after 30 s.
+    pub async fn wait_for_callbacks_delivered(&self) {
+        let deadline = Instant::now() + crate::metrics::WAIT_AT_MOST;
+        while self.sandbox.callbacks_owed() > 0 {
+            assert!(
+                Instant::now() < deadline,
+                "{} callbacks still being delivered after {:?}: {:#?}",
+                self.sandbox.callbacks_owed(),
+                crate::metrics::WAIT_AT_MOST,
+                self.sandbox.callback_log()
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
     /// Messages waiting in the recharge queue (declares nothing).
     pub async fn queued_messages(&self) -> u32 {
         let connection = shared::amqp::connect(&amqp_url(), "test")
@@ -463,7 +537,7 @@ impl System {
     /// Starts another payment-api on the same database and broker, as a second instance
     /// of a deployment; returns its base URL. It stops with the system.
     pub async fn start_another_api(&mut self) -> String {
-        let (url, _, api) = start_api(self.settings.clone()).await;
+        let (url, _, api) = start_api(self.settings.clone(), self.api_process).await;
         self.more_apis.push(api);
         url
     }
@@ -504,7 +578,13 @@ impl System {
     }
 }
 
-async fn start_api(settings: HashMap<String, String>) -> (String, Option<String>, Running) {
+async fn start_api(
+    settings: HashMap<String, String>,
+    as_process: bool,
+) -> (String, Option<String>, Running) {
+    if as_process {
+        return start_api_process(settings).await;
+    }
     let config = payment_api::ApiConfig::from_settings(&Settings::from_map(settings))
         .expect("test configuration is valid");
     let app = payment_api::Application::build(config)
@@ -521,7 +601,47 @@ async fn start_api(settings: HashMap<String, String>) -> (String, Option<String>
             .await
             .expect("payment-api runs");
     });
-    (api_url, operations_url, Running { stop, task })
+    (api_url, operations_url, Running::Task { stop, task })
+}
+
+/// payment-api from this build's binary, on free ports, once it answers `/health`.
+async fn start_api_process(
+    mut settings: HashMap<String, String>,
+) -> (String, Option<String>, Running) {
+    use crate::processes::{binary, free_port};
+    let port = free_port().expect("a free port");
+    settings.insert("PORT".into(), port.to_string());
+    let operations_url = settings.contains_key("METRICS_ADDR").then(|| {
+        let addr = format!("127.0.0.1:{}", free_port().expect("a free port"));
+        settings.insert("METRICS_ADDR".into(), addr.clone());
+        format!("http://{addr}")
+    });
+    settings.insert(
+        "RUST_LOG".into(),
+        std::env::var("TESTKIT_LOG").unwrap_or_else(|_| "error".into()),
+    );
+    let child = std::process::Command::new(binary("payment-api").expect("payment-api is built"))
+        .env_clear()
+        .envs(&settings)
+        .stdout(crate::processes::log_output())
+        .stderr(std::process::Stdio::inherit())
+        .spawn()
+        .expect("payment-api starts");
+    let mut process = ApiProcess(Some(child));
+    let api_url = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while http.get(format!("{api_url}/health")).send().await.is_err() {
+        if let Some(Ok(Some(status))) = process.0.as_mut().map(|child| child.try_wait()) {
+            panic!("payment-api exited at start: {status}");
+        }
+        assert!(
+            Instant::now() < deadline,
+            "payment-api does not listen on {port}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    (api_url, operations_url, Running::Process(process))
 }
 
 /// A mini-program user (or an anonymous caller) talking to payment-api.

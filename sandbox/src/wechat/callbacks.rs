@@ -2,6 +2,7 @@
 //! on the configured schedule until the service answers with a top-level `errcode` 0.
 
 use std::fmt;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -86,6 +87,34 @@ impl CallbackLog {
     }
 }
 
+/// How many callbacks the platform still owes: delivering (until accepted or given up), or
+/// due once an accepted refund completes. Counted before the request that caused them is
+/// answered, so that a test can wait for none to be owed and then assert what arrived.
+#[derive(Default)]
+pub(crate) struct Owed(AtomicUsize);
+
+impl Owed {
+    pub(crate) fn count(&self) -> usize {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// One owed callback, counted until dropped (cancelled by a shutdown too).
+pub(crate) struct Owing(AppState);
+
+impl Owing {
+    pub(crate) fn start(state: &AppState) -> Owing {
+        state.owed.0.fetch_add(1, Ordering::SeqCst);
+        Owing(state.clone())
+    }
+}
+
+impl Drop for Owing {
+    fn drop(&mut self) {
+        self.0.owed.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 /// Starts the payment callback, and its duplicates if the faults ask for them, in the
 /// background.
 pub(crate) fn deliver_payment(state: &AppState, order: &WechatOrder) {
@@ -127,9 +156,11 @@ struct Job {
 }
 
 fn spawn(state: &AppState, job: Job, first_delay: Duration) {
+    let owing = Owing::start(state);
     let state = state.clone();
     let mut shutdown = state.shutdown.clone();
     tokio::spawn(async move {
+        let _owing = owing;
         tokio::select! {
             _ = deliver_until_accepted(&state, &job, first_delay) => {}
             _ = stopped(&mut shutdown) => {}

@@ -78,7 +78,9 @@ pub(crate) fn complete_later(
     let out_trade_no = order.out_trade_no.clone();
     let out_refund_no = refund.out_refund_no.clone();
     let mut shutdown = state.shutdown.clone();
+    let owing = callbacks::Owing::start(&state);
     tokio::spawn(async move {
+        let _owing = owing;
         tokio::select! {
             _ = tokio::time::sleep(state.config.refund_delay) => {}
             _ = stopped(&mut shutdown) => return,
