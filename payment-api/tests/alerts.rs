@@ -253,7 +253,12 @@ async fn the_webhook_key_and_the_smtp_password_reach_neither_the_alert_nor_the_l
     const PASSWORD: &str = "smtp-password-7d793037a076";
     let log = CapturedLog::default();
     let _guard = log.install();
-    let mut system = System::start(alerting(100)).await;
+    // payment-api in this process, so that what it logs is captured here.
+    let mut system = System::start(SystemOptions {
+        api_process: false,
+        ..alerting(100)
+    })
+    .await;
     // Nothing listens there any more.
     let closed = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
