@@ -240,6 +240,9 @@ impl Reconciliation {
         }
         self.find_refunds_on_other_days(&bill, &mut books).await;
         let matched = matching::match_day(&bill, &books, &merchant);
+        // Our books of the day are not needed past the matching: freed before the bill is
+        // stored, which copies its text once more.
+        drop(books);
         let status = record::store_day(
             &self.db,
             day,

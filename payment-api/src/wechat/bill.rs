@@ -231,11 +231,23 @@ impl TradeBill {
     /// `malformed` with why; a missing or unreadable summary is `None` plus a malformed
     /// entry. Lines may end with `\r\n` (as WeChat's do) or `\n`; blank lines are skipped.
     pub fn parse(text: &str) -> TradeBill {
+        TradeBill::from_text(text.to_owned())
+    }
+
+    /// [`parse`](Self::parse), keeping the text it is given rather than a copy: a day's
+    /// bill can be tens of megabytes.
+    pub fn from_text(text: String) -> TradeBill {
+        let mut bill = TradeBill::read(&text);
+        bill.text = text;
+        bill
+    }
+
+    fn read(text: &str) -> TradeBill {
         let mut bill = TradeBill {
             lines: Vec::new(),
             malformed: Vec::new(),
             summary: None,
-            text: text.to_owned(),
+            text: String::new(),
         };
         let mut section = Section::Header;
         let mut last_line_no = 0;

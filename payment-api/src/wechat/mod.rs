@@ -362,7 +362,7 @@ fn read_bill(respdata: Value) -> Result<BillDownload, WechatError> {
         // bill to read.
         Value::String(text) => match serde_json::from_str::<Value>(&text) {
             Ok(refusal @ Value::Object(_)) => bill_refusal(&refusal),
-            _ => Ok(BillDownload::Ready(TradeBill::parse(&text))),
+            _ => Ok(BillDownload::Ready(TradeBill::from_text(text))),
         },
         refusal => bill_refusal(&refusal),
     }
