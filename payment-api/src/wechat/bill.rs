@@ -6,7 +6,7 @@
 //! [`TradeBill::malformed`] with the reason, never rounded or guessed, and reading never
 //! panics, so that reconciliation can report what it could not check.
 
-use chrono::{DateTime, FixedOffset, NaiveDateTime, TimeZone, Utc};
+use chrono::{DateTime, Utc};
 use shared::money::Fen;
 
 /// What `downloadbill` answered for a day.
@@ -496,14 +496,7 @@ fn china_time(text: &str) -> Option<DateTime<Utc>> {
     if text.len() != 19 {
         return None;
     }
-    let local = NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S").ok()?;
-    let china = FixedOffset::east_opt(8 * 3600)?;
-    Some(
-        china
-            .from_local_datetime(&local)
-            .single()?
-            .with_timezone(&Utc),
-    )
+    super::states::china_time_as(text, "%Y-%m-%d %H:%M:%S")
 }
 
 #[cfg(test)]

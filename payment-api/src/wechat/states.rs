@@ -26,7 +26,12 @@ pub(super) fn refund_status(refund_status: &str) -> RefundStatus {
 
 /// WeChat Pay's `yyyyMMddHHmmss` times (`time_end`, `timeEnd`), which are China time.
 pub fn china_time(text: &str) -> Option<DateTime<Utc>> {
-    let local = NaiveDateTime::parse_from_str(text.trim(), "%Y%m%d%H%M%S").ok()?;
+    china_time_as(text.trim(), "%Y%m%d%H%M%S")
+}
+
+/// A China time written as `format` says (the daily bill writes `yyyy-MM-dd HH:mm:ss`).
+pub(super) fn china_time_as(text: &str, format: &str) -> Option<DateTime<Utc>> {
+    let local = NaiveDateTime::parse_from_str(text, format).ok()?;
     let china = FixedOffset::east_opt(8 * 3600)?;
     Some(
         china
