@@ -249,8 +249,9 @@ fn is_unique_violation(error: &sqlx::Error, constraint: &str) -> bool {
 
 /// A payment WeChat confirmed for an order that was closed before it arrived: the money
 /// was taken and nothing will be fulfilled. The transaction is kept on the closed order,
-/// so that the money can be refunded through the system (see [`request_refund`]). False
-/// if the order is not closed, or its late payment is recorded already.
+/// so that the money can be refunded through the system (see
+/// [`request_refund`](super::request_refund)). False if the order is not closed, or its
+/// late payment is recorded already.
 pub async fn record_payment_after_close(
     db: &PgPool,
     payment: &ReportedPayment<'_>,

@@ -13,7 +13,8 @@ pub fn out_refund_no(order_number: &OrderNumber) -> String {
 }
 
 /// Asks for the whole amount of a paid order back: one whose top-up failed, one closed
-/// before its payment arrived ([`record_payment_after_close`]), or — only with
+/// before its payment arrived
+/// ([`record_payment_after_close`](super::record_payment_after_close)), or — only with
 /// `include_credited` — one that was credited. False if nothing was requested (not
 /// refundable in its state, or a refund exists already): the caller reads why.
 pub async fn request_refund(
