@@ -15,7 +15,7 @@ use std::time::Duration;
 use backon::{ExponentialBuilder, Retryable};
 use serde_json::json;
 use shared::history::{Actor, AnomalyKind};
-use shared::lifecycle::{self, ClaimedOrder, Outcome};
+use shared::lifecycle::{self, ClaimedOrder, LeaseId, RechargeOutcome, WorkerId};
 use shared::message::OrderPaid;
 use shared::order::{OrderNumber, RechargeStatus, RechargeType};
 use shared::unitel::{TopUp, TopUpReceipt, UnitelClient, UnitelError};
@@ -64,7 +64,7 @@ pub struct Fulfiller {
     pub shutdown: CancellationToken,
     pub db: PgPool,
     pub unitel: Arc<UnitelClient>,
-    pub worker_id: String,
+    pub worker_id: WorkerId,
     pub lease: Arc<Lease>,
     /// How long a lease lasts unrenewed (`WORKER_LEASE_MS`): the longest a redelivered
     /// order waits for its holder to be known dead.
@@ -79,7 +79,7 @@ pub struct Fulfiller {
 /// A claim this worker holds: the order and the lease it was made under.
 struct Claim {
     order: ClaimedOrder,
-    lease: i64,
+    lease: LeaseId,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -120,25 +120,25 @@ impl Fulfiller {
             },
         };
         let order = &claim.order;
-        tracing::info!(order_number = %order_number, lease, "claimed");
+        tracing::info!(order_number = %order_number, lease = lease.get(), "claimed");
 
         let result = self.send_with_retries(&claim).await;
         let unrecognised;
         let outcome = match &result {
-            Ok(receipt) => Outcome::Success(receipt),
+            Ok(receipt) => RechargeOutcome::Success(receipt),
             Err(AttemptError::Unitel(UnitelError::Rejected { code, message })) => {
-                Outcome::Failed { code, message }
+                RechargeOutcome::Failed { code, message }
             }
             Err(AttemptError::Unitel(UnitelError::Unknown(reason))) => {
-                Outcome::Unknown { reason, seq: None }
+                RechargeOutcome::Unknown { reason, seq: None }
             }
-            Err(AttemptError::Unitel(UnitelError::Pending { seq })) => Outcome::Unknown {
+            Err(AttemptError::Unitel(UnitelError::Pending { seq })) => RechargeOutcome::Unknown {
                 reason: "Unitel accepted the top-up without finishing it",
                 seq: seq.as_deref(),
             },
             Err(AttemptError::Unitel(error @ UnitelError::Unrecognised { seq, .. })) => {
                 unrecognised = error.to_string();
-                Outcome::Unknown {
+                RechargeOutcome::Unknown {
                     reason: &unrecognised,
                     seq: seq.as_deref(),
                 }
@@ -191,13 +191,13 @@ impl Fulfiller {
         };
         metrics::counter!("recharges_total", "outcome" => outcome.status().as_str()).increment(1);
         match &outcome {
-            Outcome::Success(receipt) => {
+            RechargeOutcome::Success(receipt) => {
                 tracing::info!(order_number = %order_number, seq = ?receipt.seq, "credited")
             }
-            Outcome::Failed { code, message } => {
+            RechargeOutcome::Failed { code, message } => {
                 tracing::warn!(order_number = %order_number, %code, %message, "Unitel refused the top-up")
             }
-            Outcome::Unknown { reason, .. } => {
+            RechargeOutcome::Unknown { reason, .. } => {
                 // A person must reconcile this one with Unitel.
                 tracing::error!(order_number = %order_number, %reason, alert = true, "top-up outcome unknown")
             }
@@ -226,20 +226,20 @@ impl Fulfiller {
     async fn record_late_outcome(
         &self,
         order_number: &OrderNumber,
-        outcome: &Outcome<'_>,
+        outcome: &RechargeOutcome<'_>,
     ) -> Result<(), sqlx::Error> {
         let said = match outcome {
-            Outcome::Success(receipt) => json!({
+            RechargeOutcome::Success(receipt) => json!({
                 "outcome": "success", "seq": receipt.seq, "svId": receipt.sv_id, "vat": receipt.vat,
             }),
-            Outcome::Failed { code, message } => {
+            RechargeOutcome::Failed { code, message } => {
                 json!({"outcome": "failed", "code": code, "message": message})
             }
-            Outcome::Unknown { reason, seq } => {
+            RechargeOutcome::Unknown { reason, seq } => {
                 json!({"outcome": "unknown", "message": reason, "seq": seq})
             }
         };
-        let worker = Actor::Worker(self.worker_id.clone());
+        let worker = Actor::Worker(self.worker_id.to_string());
         (|| {
             lifecycle::record_anomaly(
                 &self.db,
@@ -278,7 +278,7 @@ impl Fulfiller {
     /// nothing, but the message is held meanwhile rather than sent back: every return
     /// counts towards the queue's delivery limit, past which it is dead-lettered. `None`
     /// after [`HOLD_WITHOUT_LEASE`], or when stopping.
-    async fn wait_for_lease(&self) -> Option<i64> {
+    async fn wait_for_lease(&self) -> Option<LeaseId> {
         let started = tokio::time::Instant::now();
         loop {
             if let Some(lease) = self.lease.live() {
@@ -302,7 +302,7 @@ impl Fulfiller {
     async fn take_over(
         &self,
         order_number: &OrderNumber,
-        lease: i64,
+        lease: LeaseId,
     ) -> Result<Result<Claim, Disposition>, sqlx::Error> {
         let Some(state) = lifecycle::claim_state(&self.db, order_number).await? else {
             tracing::error!(order_number = %order_number, "OrderPaid for an order that does not exist");
@@ -328,7 +328,7 @@ impl Fulfiller {
             tracing::warn!(order_number = %order_number, from = ?state.recharge_worker, "took over a claim its worker abandoned before sending");
             return Ok(Ok(Claim { order, lease }));
         }
-        let me = Actor::Worker(self.worker_id.clone());
+        let me = Actor::Worker(self.worker_id.to_string());
         if !lifecycle::abandon_sent_claims(&self.db, Some(order_number), &me, None)
             .await?
             .is_empty()

@@ -8,14 +8,14 @@
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use shared::lifecycle;
+use shared::lifecycle::{self, LeaseId, WorkerId};
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
 /// The lease as this process knows it.
 #[derive(Debug, Clone, Copy)]
 struct Held {
-    id: i64,
+    id: LeaseId,
     /// When the last successful renewal was *sent*: the database's expiry is at least
     /// this plus the lease's length, so judging by it errs on the safe side.
     renewed_at: Instant,
@@ -23,7 +23,7 @@ struct Held {
 
 pub struct Lease {
     db: PgPool,
-    worker_id: String,
+    worker_id: WorkerId,
     lasts: Duration,
     held: Mutex<Option<Held>>,
 }
@@ -34,7 +34,7 @@ impl Lease {
     /// first.
     pub async fn register(
         db: PgPool,
-        worker_id: String,
+        worker_id: WorkerId,
         lasts: Duration,
         stop: &CancellationToken,
     ) -> Option<Lease> {
@@ -42,7 +42,7 @@ impl Lease {
             let asked_at = Instant::now();
             match lifecycle::register_lease(&db, &worker_id, lasts).await {
                 Ok(id) => {
-                    tracing::info!(lease = id, lasts = ?lasts, "lease registered");
+                    tracing::info!(lease = id.get(), lasts = ?lasts, "lease registered");
                     return Some(Lease {
                         db,
                         worker_id,
@@ -64,7 +64,7 @@ impl Lease {
 
     /// The lease's id while it is live by this process's own clock; `None` once it may
     /// have expired (renewals failing): then nothing may be claimed or sent.
-    pub fn live(&self) -> Option<i64> {
+    pub fn live(&self) -> Option<LeaseId> {
         let held = *self.held.lock().unwrap_or_else(|p| p.into_inner());
         held.filter(|h| h.renewed_at.elapsed() < self.lasts)
             .map(|h| h.id)
@@ -86,7 +86,7 @@ impl Lease {
         }
         if let Some(id) = self.live() {
             if let Err(error) = lifecycle::end_lease(&self.db, id).await {
-                tracing::warn!(lease = id, %error, "could not end the lease; it expires by itself");
+                tracing::warn!(lease = id.get(), %error, "could not end the lease; it expires by itself");
             }
         }
     }
@@ -103,14 +103,16 @@ impl Lease {
             })),
             Ok(false) => {
                 tracing::error!(
-                    lease = held.id,
+                    lease = held.id.get(),
                     alert = true,
                     "lease expired: this worker stalled or was cut off; its claims are others' now"
                 );
                 self.set(None);
                 self.register_again().await;
             }
-            Err(error) => tracing::warn!(lease = held.id, %error, "cannot renew the lease yet"),
+            Err(error) => {
+                tracing::warn!(lease = held.id.get(), %error, "cannot renew the lease yet")
+            }
         }
     }
 
@@ -118,7 +120,7 @@ impl Lease {
         let asked_at = Instant::now();
         match lifecycle::register_lease(&self.db, &self.worker_id, self.lasts).await {
             Ok(id) => {
-                tracing::info!(lease = id, "new lease registered");
+                tracing::info!(lease = id.get(), "new lease registered");
                 self.set(Some(Held {
                     id,
                     renewed_at: asked_at,

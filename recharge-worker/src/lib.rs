@@ -13,6 +13,7 @@ use std::sync::Arc;
 
 use shared::amqp::Topology;
 use shared::jobs::ExclusiveJob;
+use shared::lifecycle::WorkerId;
 use shared::outbox::{OutboxRelay, OutboxSignal};
 use shared::unitel::UnitelClient;
 use tokio_util::sync::CancellationToken;
@@ -42,13 +43,9 @@ pub async fn run(config: WorkerConfig, shutdown: CancellationToken) -> anyhow::R
     let topology = Topology::from_config(&config.infra);
     // Held until the orders in flight are finished or released, then ended, so that a
     // clean stop never makes anyone wait for it to expire.
-    let Some(lease) = lease::Lease::register(
-        db.clone(),
-        config.worker_id.clone(),
-        config.lease_lasts,
-        &shutdown,
-    )
-    .await
+    let worker_id = WorkerId::new(config.worker_id.clone());
+    let Some(lease) =
+        lease::Lease::register(db.clone(), worker_id.clone(), config.lease_lasts, &shutdown).await
     else {
         db.close().await;
         return Ok(());
@@ -77,7 +74,7 @@ pub async fn run(config: WorkerConfig, shutdown: CancellationToken) -> anyhow::R
         shutdown: shutdown.clone(),
         db: db.clone(),
         unitel: unitel.clone(),
-        worker_id: config.worker_id.clone(),
+        worker_id,
         lease,
         lease_lasts: config.lease_lasts,
         unitel_timeout: config.unitel.timeout,

@@ -156,7 +156,7 @@ impl Sweeper {
     /// Asks Unitel about `unknown` orders that have a `seq`, at most once per requeue period.
     async fn reconcile_unknown(&self, sweeper: &Actor) -> Result<u64, sqlx::Error> {
         let candidates =
-            lifecycle::due_for_reconciliation(&self.db, self.requeue_after, BATCH).await?;
+            lifecycle::take_unknown_for_check(&self.db, self.requeue_after, BATCH).await?;
         let mut settled = 0;
         for (order_number, seq) in candidates {
             let verdict = match self.unitel.transaction_status(&seq).await {

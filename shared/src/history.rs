@@ -4,7 +4,8 @@
 
 use std::fmt;
 
-use crate::order::{text_enum, InvalidValue, OpenId};
+use crate::order::{InvalidValue, OpenId};
+use crate::text_enum::text_enum;
 
 text_enum!(
     /// One line of an order's history.

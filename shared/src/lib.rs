@@ -20,4 +20,5 @@ pub mod order;
 pub mod outbox;
 pub mod storable;
 pub mod telemetry;
+mod text_enum;
 pub mod unitel;

@@ -10,6 +10,8 @@ use std::fmt;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
+use crate::text_enum::text_enum;
+
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum InvalidValue {
     #[error("order number must be 6 to 32 characters of 0-9, A-Z, a-z, _ - | *")]
@@ -225,58 +227,6 @@ macro_rules! parsed_column {
 
 parsed_column!(OrderNumber, Msisdn, OpenId, Operator, RechargeType);
 
-/// A closed set of values stored as text: each variant has exactly one spelling, in JSON
-/// and in its column, and any other text is an error.
-macro_rules! text_enum {
-    ($(#[$meta:meta])* $name:ident, $kind:literal { $($(#[$vmeta:meta])* $variant:ident => $text:literal),+ $(,)? }) => {
-        $(#[$meta])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-        pub enum $name { $($(#[$vmeta])* $variant),+ }
-
-        impl $name {
-            pub const ALL: &'static [$name] = &[$($name::$variant),+];
-
-            pub fn as_str(self) -> &'static str {
-                match self { $($name::$variant => $text),+ }
-            }
-
-            pub fn parse(value: &str) -> Result<Self, $crate::order::InvalidValue> {
-                match value {
-                    $($text => Ok($name::$variant),)+
-                    other => Err($crate::order::InvalidValue::Status { kind: $kind, value: other.to_owned() }),
-                }
-            }
-
-            fn from_column(value: &str) -> Result<Self, $crate::order::InvalidValue> {
-                Self::parse(value)
-            }
-        }
-
-        impl std::fmt::Display for $name {
-            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str(self.as_str())
-            }
-        }
-
-        impl serde::Serialize for $name {
-            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-                serializer.serialize_str(self.as_str())
-            }
-        }
-
-        impl<'de> serde::Deserialize<'de> for $name {
-            fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-                let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
-                $name::parse(&text).map_err(serde::de::Error::custom)
-            }
-        }
-
-        $crate::db::text_column!($name);
-    };
-}
-
-pub(crate) use text_enum;
-
 text_enum!(
     /// Where the customer's money is.
     PaymentStatus, "payment" {
@@ -308,16 +258,6 @@ text_enum!(
         Failed => "failed",
     }
 );
-
-impl RechargeStatus {
-    /// A final outcome: nothing will send this order to Unitel again.
-    pub fn is_final(self) -> bool {
-        matches!(
-            self,
-            RechargeStatus::Success | RechargeStatus::Failed | RechargeStatus::Unknown
-        )
-    }
-}
 
 #[cfg(test)]
 mod tests {
@@ -368,8 +308,6 @@ mod tests {
             assert_eq!(RechargeStatus::parse(s.as_str()).unwrap(), *s);
         }
         assert!(RechargeStatus::parse("timeout").is_err());
-        assert!(RechargeStatus::Unknown.is_final());
-        assert!(!RechargeStatus::Processing.is_final());
     }
 
     #[test]
