@@ -10,6 +10,8 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use super::envelope::timestamp;
+use crate::rate_limit::LimitError;
+use crate::store::rates::RateError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -37,6 +39,25 @@ pub enum ApiError {
 impl From<sqlx::Error> for ApiError {
     fn from(error: sqlx::Error) -> Self {
         ApiError::Internal(error.into())
+    }
+}
+
+impl From<LimitError> for ApiError {
+    fn from(error: LimitError) -> Self {
+        match error {
+            LimitError::TooMany => ApiError::TooManyRequests,
+            LimitError::Storage(error) => error.into(),
+        }
+    }
+}
+
+impl From<RateError> for ApiError {
+    fn from(error: RateError) -> Self {
+        match error {
+            // The replaced system's words.
+            RateError::Missing => ApiError::NotFound("汇率配置不存在".into()),
+            RateError::Storage(error) => error.into(),
+        }
     }
 }
 

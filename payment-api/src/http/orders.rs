@@ -18,7 +18,6 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::envelope::{Created, Envelope};
 use super::error::ApiError;
-use super::exchange_rate::current_rate;
 use super::extractor::{ClientAddress, CurrentUser};
 use super::json::ApiJson;
 use super::legacy_input::LegacyBody;
@@ -29,10 +28,10 @@ use super::types::{
 };
 use crate::context::ApiContext;
 use crate::payment_watch::QueryResult;
-use crate::rate_limit::Caller;
+use crate::rate_limit::{Caller, Route};
 use crate::refunds;
 use crate::store::orders::{self, ListFilter, OrderRow};
-use crate::store::users;
+use crate::store::{rates, users};
 
 pub fn router() -> Router<ApiContext> {
     Router::new()
@@ -181,7 +180,7 @@ async fn create(
     let limits = &ctx.config.limits;
     ctx.limiter
         .check(
-            "POST /orders",
+            Route::CreateOrder,
             &[
                 (Caller::Openid(&user.openid), limits.orders_per_minute),
                 (Caller::Address(address), limits.per_address_per_minute),
@@ -221,7 +220,7 @@ async fn create(
     let msisdn = Msisdn::parse(&phone)
         .map_err(|_| ApiError::BadRequest("充值手机号必须是 8 位 Unitel 号码".into()))?;
     let product = price_product(&ctx, product_code.as_deref(), recharge_type, &msisdn).await?;
-    let rate = current_rate(&ctx).await?.rate;
+    let rate = rates::required(&ctx.db).await?.rate;
     let amount: Fen = price_in_fen(product.price, rate).map_err(|e| {
         tracing::warn!(error = %e, "product cannot be priced in yuan");
         ApiError::BadRequest("该商品无法按当前汇率出售".into())
@@ -524,7 +523,7 @@ async fn cancel(
     let limits = &ctx.config.limits;
     ctx.limiter
         .check(
-            "POST /orders/{orderNumber}/cancel",
+            Route::CancelOrder,
             &[
                 (Caller::Openid(&user.openid), limits.cancels_per_minute),
                 (Caller::Address(address), limits.per_address_per_minute),

@@ -15,7 +15,7 @@ use super::extractor::{ClientAddress, CurrentUser};
 use super::json::ApiJson;
 use super::legacy_input::LegacyBody;
 use crate::context::ApiContext;
-use crate::rate_limit::Caller;
+use crate::rate_limit::{Caller, Route};
 use crate::store::orders;
 use crate::wechat::WechatError;
 
@@ -90,7 +90,7 @@ async fn create(
     let limits = &ctx.config.limits;
     ctx.limiter
         .check(
-            "POST /payment/create",
+            Route::CreatePayment,
             &[
                 (Caller::Openid(&user.openid), limits.payments_per_minute),
                 (Caller::Address(address), limits.per_address_per_minute),

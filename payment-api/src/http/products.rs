@@ -13,13 +13,14 @@ use utoipa::ToSchema;
 
 use super::envelope::Created;
 use super::error::ApiError;
-use super::exchange_rate::current_rate;
+use super::exchange_rate::rate_number;
 use super::extractor::{ClientAddress, CurrentUser};
 use super::json::ApiJson;
 use super::legacy_input::LegacyBody;
 use super::types::{parse_msisdn, unitel_error};
 use crate::context::ApiContext;
-use crate::rate_limit::Caller;
+use crate::rate_limit::{Caller, Route};
+use crate::store::rates;
 
 pub fn router() -> Router<ApiContext> {
     Router::new()
@@ -75,7 +76,7 @@ async fn services(
         unreachable!("finish() refused a body without both");
     };
     let msisdn = parse_msisdn(&msisdn, "msisdn")?;
-    let rate = current_rate(&ctx).await?.rate;
+    let rate = rates::required(&ctx.db).await?.rate;
     let service = ctx
         .lookups
         .service_type(&msisdn, &info)
@@ -136,7 +137,7 @@ async fn postpaid_bill(
     };
     let owner = parse_msisdn(&owner, "owner")?;
     let msisdn = parse_msisdn(&msisdn, "msisdn")?;
-    let rate = current_rate(&ctx).await?.rate;
+    let rate = rates::required(&ctx.db).await?.rate;
     let bill = ctx
         .lookups
         .postpaid_bill(&owner, &msisdn)
@@ -179,12 +180,6 @@ fn price_in_yuan(object: &mut Value, price: &str, rmb: &str, fen: &str, rate: Mn
     }
 }
 
-/// The rate as a JSON number, as the replaced system's `GET /exchange-rate/current` gave it.
-pub fn rate_number(rate: MntPerYuan) -> Value {
-    let text = rate.get().normalize().to_string();
-    serde_json::from_str(&text).unwrap_or(Value::Null)
-}
-
 /// Lookups cost a Unitel call each (unless cached): products and bills share one limit,
 /// per user and per address.
 async fn limit_lookups(
@@ -195,11 +190,12 @@ async fn limit_lookups(
     let limits = &ctx.config.limits;
     ctx.limiter
         .check(
-            "Unitel lookups",
+            Route::UnitelLookups,
             &[
                 (Caller::Openid(&user.openid), limits.lookups_per_minute),
                 (Caller::Address(address), limits.per_address_per_minute),
             ],
         )
-        .await
+        .await?;
+    Ok(())
 }
