@@ -84,7 +84,11 @@ impl RateLimiter {
 
     /// Lets the request through (counting one hit for each caller on `route`) unless one of
     /// them is at its limit this minute; then it is refused (429) and nothing is counted.
-    pub async fn check(&self, route: Route, callers: &[(Caller<'_>, u32)]) -> Result<(), LimitError> {
+    pub async fn check(
+        &self,
+        route: Route,
+        callers: &[(Caller<'_>, u32)],
+    ) -> Result<(), LimitError> {
         let mut limits: Vec<(String, u32)> = callers
             .iter()
             .map(|(caller, limit)| (caller.key(route), *limit))
