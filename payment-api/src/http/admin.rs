@@ -17,7 +17,7 @@ use super::json::ApiJson;
 use super::order_view::OrderView;
 use super::types::{parse_order_number, person, required_text, OrderNumberParam};
 use crate::context::ApiContext;
-use crate::refunds::{self, Refund};
+use crate::payments::refunds::{self, Refund};
 use crate::store::history::{self, AnomalyRow, EventRow};
 use crate::store::orders;
 

@@ -15,7 +15,6 @@ use shared::lifecycle;
 use shared::order::{OrderNumber, RefundStatus};
 use utoipa::ToSchema;
 
-use super::callback::keep_rejection;
 use super::envelope::Envelope;
 use super::error::ApiError;
 use super::extractor::{Admin, ClientAddress};
@@ -23,7 +22,8 @@ use super::json::ApiJson;
 use super::notification::{Notification, Reply};
 use super::types::{parse_order_number, person, required_text, OrderNumberParam};
 use crate::context::ApiContext;
-use crate::refunds::{self, Refund, RequestError};
+use crate::payments::refunds::{self, Refund};
+use crate::payments::rejections::keep_rejection;
 
 pub fn router() -> Router<ApiContext> {
     Router::new()
@@ -77,20 +77,8 @@ async fn request_refund(
     let actor = Actor::Admin(person(request.requested_by.as_deref(), "requestedBy")?);
     let refund = ctx
         .refunds
-        .request(&order_number, reason, &actor, request.include_credited)
-        .await
-        .map_err(|e| match e {
-            RequestError::NotFound => ApiError::NotFound("Order not found".into()),
-            RequestError::Database(e) => ApiError::from(e),
-            other => ApiError::Conflict(other.to_string()),
-        })?;
-    tracing::info!(order_number = %order_number, by = %actor, "refund requested");
-    if let Err(error) = ctx.refunds.push(&order_number).await {
-        tracing::warn!(%error, "sending the refund now failed; the sweep will");
-    }
-    let refund = refunds::find(&ctx.db, &order_number)
-        .await?
-        .unwrap_or(refund);
+        .ask(&order_number, reason, &actor, request.include_credited)
+        .await?;
     Ok(Envelope(refund))
 }
 
@@ -127,18 +115,9 @@ async fn retry_refund(
     let order_number = parse_order_number(&order_number)?;
     let note = required_text(&request.note, "note", 200)?;
     let actor = Actor::Admin(person(request.retried_by.as_deref(), "retriedBy")?);
-    let retried = lifecycle::retry_refund(&ctx.db, &order_number, &actor, note).await?;
-    let refund = refunds::find(&ctx.db, &order_number)
-        .await?
-        .ok_or_else(|| ApiError::NotFound("No refund for this order".into()))?;
-    if !retried {
-        return Err(ApiError::Conflict(format!(
-            "Only a failed refund can be retried; this one is {}",
-            refund.status
-        )));
-    }
-    tracing::info!(order_number = %order_number, by = %actor, "failed refund sent again by a person");
-    Ok(Envelope(refund))
+    Ok(Envelope(
+        refunds::retry(&ctx.db, &order_number, &actor, note).await?,
+    ))
 }
 
 /// WeChat's refund result. Answered `{"errcode":0,"errmsg":""}` once handled; the outcome
@@ -194,7 +173,7 @@ async fn handle_refund_result(
         None
     };
     let record = |kind| async move {
-        if !keep_rejection(ctx, source, kind).await? {
+        if !keep_rejection(ctx, source.0, kind).await? {
             return Ok(());
         }
         lifecycle::record_anomaly(
