@@ -10,12 +10,13 @@ use shared::lifecycle::{self, Settlement, Settler, Verdict};
 use shared::order::OrderNumber;
 use utoipa::ToSchema;
 
+use super::admin_input::{person, required_text};
 use super::envelope::Envelope;
 use super::error::ApiError;
 use super::extractor::Admin;
 use super::json::ApiJson;
 use super::order_view::OrderView;
-use super::types::{parse_order_number, person, required_text, OrderNumberParam};
+use super::params::{parse_order_number, OrderNumberParam};
 use crate::context::ApiContext;
 use crate::payments::refunds::{self, Refund};
 use crate::store::history::{self, AnomalyRow, EventRow};

@@ -13,7 +13,7 @@ use shared::order::OrderNumber;
 
 use super::extractor::ClientAddress;
 use super::notification::{Notification, Reply};
-use super::types::OrderNumberParam;
+use super::params::OrderNumberParam;
 use crate::context::ApiContext;
 use crate::payments::callback;
 use crate::wechat::PaymentNotification;

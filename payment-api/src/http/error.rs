@@ -10,7 +10,6 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use super::envelope::timestamp;
-use super::types::unitel_error;
 use crate::orders::cancel::CancelError;
 use crate::orders::create::CreateError;
 use crate::payments::refunds::{RequestError, RetryError};
@@ -18,6 +17,7 @@ use crate::payments::start::StartError;
 use crate::rate_limit::LimitError;
 use crate::store::rates::RateError;
 use crate::wechat::WechatError;
+use shared::unitel::UnitelError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -147,6 +147,21 @@ impl From<CancelError> for ApiError {
             | CancelError::PaidAtWechat
             | CancelError::WechatRefused
             | CancelError::ChangedMeanwhile => ApiError::Conflict(error.to_string()),
+        }
+    }
+}
+
+/// Unitel's refusal to look a number up is the customer's to know, in our words: its
+/// own message, like its being down, is the operator's (logged).
+pub(super) fn unitel_error(error: UnitelError) -> ApiError {
+    match error {
+        UnitelError::Rejected { code, message } => {
+            tracing::info!(%code, %message, "Unitel refused a lookup");
+            ApiError::BadRequest("该号码无法办理此业务，请核对号码".into())
+        }
+        other => {
+            tracing::warn!(error = %other, "Unitel unavailable");
+            ApiError::Upstream("Unitel 暂时不可用，请稍后再试".into())
         }
     }
 }

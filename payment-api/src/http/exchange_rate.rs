@@ -14,11 +14,11 @@ use shared::history::Actor;
 use shared::money::MntPerYuan;
 use utoipa::ToSchema;
 
+use super::admin_input::person;
 use super::envelope::{iso_millis, Envelope};
 use super::error::ApiError;
 use super::extractor::Admin;
 use super::json::ApiJson;
-use super::types::person;
 use crate::context::ApiContext;
 use crate::store::rates;
 

@@ -13,11 +13,10 @@ use serde::Serialize;
 use sqlx::PgPool;
 use utoipa::{IntoParams, ToSchema};
 
+use super::days::{china_day, china_midnight};
 use super::envelope::{iso_millis, Envelope};
 use super::error::ApiError;
 use super::extractor::Admin;
-use super::orders::china_day;
-use super::types::china_midnight;
 use crate::context::ApiContext;
 use crate::store::legacy_stats::{self, StatsFilter};
 

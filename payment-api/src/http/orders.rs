@@ -7,22 +7,20 @@ use std::collections::HashMap;
 use axum::extract::{Path, Query, State};
 use axum::routing::{get, post};
 use axum::Router;
-use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::Value;
 use shared::lifecycle;
 use shared::order::{Msisdn, Operator, OrderNumber, PaymentStatus, RechargeStatus, RechargeType};
 use utoipa::{IntoParams, ToSchema};
 
+use super::days::china_day;
 use super::envelope::{Created, Envelope};
 use super::error::ApiError;
 use super::extractor::{ClientAddress, CurrentUser};
 use super::json::ApiJson;
 use super::legacy_input::LegacyBody;
 use super::order_view::OrderView;
-use super::types::{
-    china_midnight, first_day, last_day, parse_day, parse_order_number, BadDay, OrderNumberParam,
-};
+use super::params::{parse_order_number, OrderNumberParam};
 use crate::context::ApiContext;
 use crate::orders::cancel::cancel_order;
 use crate::orders::create::{create_order, Customer, OrderRequest};
@@ -204,31 +202,6 @@ pub struct Pagination {
 pub struct OrderPage {
     data: Vec<OrderView>,
     pagination: Pagination,
-}
-
-/// The China day `value` (`YYYY-MM-DD`, within [`super::types::YEARS`]) names: the instants it starts
-/// and ends at. `field` names it in the replaced system's words (`开始日期`).
-pub(super) fn china_day(
-    value: &str,
-    field: &str,
-) -> Result<(DateTime<Utc>, DateTime<Utc>), ApiError> {
-    let out_of_range = || {
-        ApiError::BadRequest(format!(
-            "{field}须在 {} 至 {} 之间",
-            first_day(),
-            last_day()
-        ))
-    };
-    let day = parse_day(value).map_err(|why| match why {
-        BadDay::Malformed => ApiError::BadRequest(format!("{field}格式不正确，应为 YYYY-MM-DD")),
-        BadDay::OutOfRange => out_of_range(),
-    })?;
-    let start = china_midnight(day).ok_or_else(out_of_range)?;
-    let end = day
-        .succ_opt()
-        .and_then(china_midnight)
-        .ok_or_else(out_of_range)?;
-    Ok((start, end))
 }
 
 /// A whole number of at least 1, read as the replaced system read it.

@@ -12,12 +12,13 @@ use shared::money::{price_in_fen, Mnt, MntPerYuan};
 use utoipa::ToSchema;
 
 use super::envelope::Created;
+use super::error::unitel_error;
 use super::error::ApiError;
 use super::exchange_rate::rate_number;
 use super::extractor::{ClientAddress, CurrentUser};
 use super::json::ApiJson;
 use super::legacy_input::LegacyBody;
-use super::types::{parse_msisdn, unitel_error};
+use super::params::parse_msisdn;
 use crate::context::ApiContext;
 use crate::rate_limit::{Caller, Route};
 use crate::store::rates;

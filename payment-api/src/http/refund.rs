@@ -15,12 +15,13 @@ use shared::lifecycle;
 use shared::order::{OrderNumber, RefundStatus};
 use utoipa::ToSchema;
 
+use super::admin_input::{person, required_text};
 use super::envelope::Envelope;
 use super::error::ApiError;
 use super::extractor::{Admin, ClientAddress};
 use super::json::ApiJson;
 use super::notification::{Notification, Reply};
-use super::types::{parse_order_number, person, required_text, OrderNumberParam};
+use super::params::{parse_order_number, OrderNumberParam};
 use crate::context::ApiContext;
 use crate::payments::refunds::{self, Refund};
 use crate::payments::rejections::keep_rejection;
