@@ -12,6 +12,7 @@ use serde_json::json;
 use super::envelope::timestamp;
 use crate::orders::cancel::CancelError;
 use crate::orders::create::CreateError;
+use crate::orders::resolve::ResolveError;
 use crate::payments::refunds::{RequestError, RetryError};
 use crate::payments::start::StartError;
 use crate::rate_limit::LimitError;
@@ -162,6 +163,18 @@ pub(super) fn unitel_error(error: UnitelError) -> ApiError {
         other => {
             tracing::warn!(error = %other, "Unitel unavailable");
             ApiError::Upstream("Unitel 暂时不可用，请稍后再试".into())
+        }
+    }
+}
+
+impl From<ResolveError> for ApiError {
+    fn from(error: ResolveError) -> Self {
+        match error {
+            ResolveError::NotFound => ApiError::NotFound(error.to_string()),
+            ResolveError::Storage(error) => error.into(),
+            ResolveError::NotUnknown(_) | ResolveError::TooEarly { .. } => {
+                ApiError::Conflict(error.to_string())
+            }
         }
     }
 }
