@@ -21,6 +21,7 @@ use shared::order::OpenId;
 use sqlx::{PgConnection, PgPool};
 
 use crate::client_address;
+use crate::config::Limits;
 
 /// A route whose callers are counted; its name is part of every key it counts under.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,6 +41,16 @@ impl Route {
             Route::CancelOrder => "POST /orders/{orderNumber}/cancel",
             Route::CreatePayment => "POST /payment/create",
             Route::UnitelLookups => "Unitel lookups",
+        }
+    }
+
+    /// What one user may do on this route a minute.
+    fn per_user(self, limits: &Limits) -> u32 {
+        match self {
+            Route::CreateOrder => limits.orders_per_minute,
+            Route::CancelOrder => limits.cancels_per_minute,
+            Route::CreatePayment => limits.payments_per_minute,
+            Route::UnitelLookups => limits.lookups_per_minute,
         }
     }
 }
@@ -112,6 +123,25 @@ impl RateLimiter {
         }
         tx.commit().await?;
         Ok(())
+    }
+
+    /// A user's request on `route`, counted against the route's limit for the user and the
+    /// limit every route shares for the client's address.
+    pub async fn check_user(
+        &self,
+        route: Route,
+        limits: &Limits,
+        openid: &OpenId,
+        address: IpAddr,
+    ) -> Result<(), LimitError> {
+        self.check(
+            route,
+            &[
+                (Caller::Openid(openid), route.per_user(limits)),
+                (Caller::Address(address), limits.per_address_per_minute),
+            ],
+        )
+        .await
     }
 
     /// Whether `key` is past `limit` this minute already, without counting a hit.

@@ -26,7 +26,7 @@ use crate::orders::cancel::cancel_order;
 use crate::orders::create::{create_order, Customer, OrderRequest};
 use crate::payment_watch::QueryResult;
 use crate::payments::refunds;
-use crate::rate_limit::{Caller, Route};
+use crate::rate_limit::Route;
 use crate::store::orders::{self, ListFilter, OrderRow};
 use crate::store::users;
 
@@ -97,14 +97,12 @@ async fn create(
     ClientAddress(address): ClientAddress,
     ApiJson(body): ApiJson<Value>,
 ) -> Result<Created<OrderView>, ApiError> {
-    let limits = &ctx.config.limits;
     ctx.limiter
-        .check(
+        .check_user(
             Route::CreateOrder,
-            &[
-                (Caller::Openid(&user.openid), limits.orders_per_minute),
-                (Caller::Address(address), limits.per_address_per_minute),
-            ],
+            &ctx.config.limits,
+            &user.openid,
+            address,
         )
         .await?;
     let request = read_order_request(body)?;
@@ -398,14 +396,12 @@ async fn cancel(
     ClientAddress(address): ClientAddress,
     Path(order_number): Path<String>,
 ) -> Result<Envelope<OrderView>, ApiError> {
-    let limits = &ctx.config.limits;
     ctx.limiter
-        .check(
+        .check_user(
             Route::CancelOrder,
-            &[
-                (Caller::Openid(&user.openid), limits.cancels_per_minute),
-                (Caller::Address(address), limits.per_address_per_minute),
-            ],
+            &ctx.config.limits,
+            &user.openid,
+            address,
         )
         .await?;
     let order_number = parse_order_number(&order_number)?;

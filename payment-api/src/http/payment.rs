@@ -15,7 +15,7 @@ use super::json::ApiJson;
 use super::legacy_input::LegacyBody;
 use crate::context::ApiContext;
 use crate::payments::start::{start_payment, StartError};
-use crate::rate_limit::{Caller, Route};
+use crate::rate_limit::Route;
 
 pub fn router() -> Router<ApiContext> {
     Router::new().route("/payment/create", post(create))
@@ -58,14 +58,12 @@ async fn create(
     ClientAddress(address): ClientAddress,
     ApiJson(body): ApiJson<Value>,
 ) -> Result<Created<Value>, ApiError> {
-    let limits = &ctx.config.limits;
     ctx.limiter
-        .check(
+        .check_user(
             Route::CreatePayment,
-            &[
-                (Caller::Openid(&user.openid), limits.payments_per_minute),
-                (Caller::Address(address), limits.per_address_per_minute),
-            ],
+            &ctx.config.limits,
+            &user.openid,
+            address,
         )
         .await?;
     let mut body = LegacyBody::new(body)?;

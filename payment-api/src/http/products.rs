@@ -25,7 +25,7 @@ use super::json::ApiJson;
 use super::legacy_input::LegacyBody;
 use super::params::parse_msisdn;
 use crate::context::ApiContext;
-use crate::rate_limit::{Caller, Route};
+use crate::rate_limit::Route;
 use crate::store::rates;
 
 pub fn router() -> Router<ApiContext> {
@@ -179,7 +179,15 @@ async fn priced_lookup<Q, Fut>(
 where
     Fut: Future<Output = Result<Value, UnitelError>>,
 {
-    limit_lookups(ctx, user, address).await?;
+    // Lookups cost a Unitel call each (unless cached): products and bills share one limit.
+    ctx.limiter
+        .check_user(
+            Route::UnitelLookups,
+            &ctx.config.limits,
+            &user.openid,
+            address,
+        )
+        .await?;
     let question = read(LegacyBody::new(body)?)?;
     let rate = rates::required(&ctx.db).await?.rate;
     let answer = ask(question, rate).await.map_err(unitel_error)?;
@@ -205,24 +213,4 @@ fn price_in_yuan(object: &mut Value, price: &str, rmb: &str, fen: &str, rate: Mn
         fields.insert(rmb.into(), json!(amount.yuan().normalize().to_string()));
         fields.insert(fen.into(), json!(amount.get()));
     }
-}
-
-/// Lookups cost a Unitel call each (unless cached): products and bills share one limit,
-/// per user and per address.
-async fn limit_lookups(
-    ctx: &ApiContext,
-    user: &CurrentUser,
-    address: IpAddr,
-) -> Result<(), ApiError> {
-    let limits = &ctx.config.limits;
-    ctx.limiter
-        .check(
-            Route::UnitelLookups,
-            &[
-                (Caller::Openid(&user.openid), limits.lookups_per_minute),
-                (Caller::Address(address), limits.per_address_per_minute),
-            ],
-        )
-        .await?;
-    Ok(())
 }
