@@ -10,9 +10,9 @@ use sqlx::PgPool;
 use crate::config::ApiConfig;
 use crate::lookups::Lookups;
 use crate::payment_watch::PaymentWatch;
+use crate::payments::refunds::Refunds;
 use crate::rate_limit::RateLimiter;
 use crate::reconciliation::Reconciliation;
-use crate::refunds::Refunds;
 use crate::wechat::WechatPay;
 
 #[derive(Clone)]

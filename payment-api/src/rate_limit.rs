@@ -21,7 +21,49 @@ use shared::order::OpenId;
 use sqlx::{PgConnection, PgPool};
 
 use crate::client_address;
-use crate::http::ApiError;
+use crate::config::Limits;
+
+/// A route whose callers are counted; its name is part of every key it counts under.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    CreateOrder,
+    CancelOrder,
+    CreatePayment,
+    /// Product and bill lookups share one limit: each costs a Unitel call unless cached.
+    UnitelLookups,
+}
+
+impl Route {
+    /// The name keys and metrics carry (unchanged from when handlers typed it).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Route::CreateOrder => "POST /orders",
+            Route::CancelOrder => "POST /orders/{orderNumber}/cancel",
+            Route::CreatePayment => "POST /payment/create",
+            Route::UnitelLookups => "Unitel lookups",
+        }
+    }
+
+    /// What one user may do on this route a minute.
+    fn per_user(self, limits: &Limits) -> u32 {
+        match self {
+            Route::CreateOrder => limits.orders_per_minute,
+            Route::CancelOrder => limits.cancels_per_minute,
+            Route::CreatePayment => limits.payments_per_minute,
+            Route::UnitelLookups => limits.lookups_per_minute,
+        }
+    }
+}
+
+/// Why a request was not let through.
+#[derive(Debug, thiserror::Error)]
+pub enum LimitError {
+    /// A caller is at its limit this minute (429).
+    #[error("too many requests")]
+    TooMany,
+    #[error(transparent)]
+    Storage(#[from] sqlx::Error),
+}
 
 /// Who is counted.
 pub enum Caller<'a> {
@@ -30,7 +72,8 @@ pub enum Caller<'a> {
 }
 
 impl Caller<'_> {
-    fn key(&self, route: &str) -> String {
+    fn key(&self, route: Route) -> String {
+        let route = route.as_str();
         match self {
             Caller::Openid(openid) => format!("{route}:openid:{}", openid.as_str()),
             Caller::Address(address) => {
@@ -52,7 +95,11 @@ impl RateLimiter {
 
     /// Lets the request through (counting one hit for each caller on `route`) unless one of
     /// them is at its limit this minute; then it is refused (429) and nothing is counted.
-    pub async fn check(&self, route: &str, callers: &[(Caller<'_>, u32)]) -> Result<(), ApiError> {
+    pub async fn check(
+        &self,
+        route: Route,
+        callers: &[(Caller<'_>, u32)],
+    ) -> Result<(), LimitError> {
         let mut limits: Vec<(String, u32)> = callers
             .iter()
             .map(|(caller, limit)| (caller.key(route), *limit))
@@ -71,11 +118,30 @@ impl RateLimiter {
         });
         if over {
             tx.rollback().await?;
-            metrics::counter!("rate_limited_total", "route" => route.to_owned()).increment(1);
-            return Err(ApiError::TooManyRequests);
+            metrics::counter!("rate_limited_total", "route" => route.as_str()).increment(1);
+            return Err(LimitError::TooMany);
         }
         tx.commit().await?;
         Ok(())
+    }
+
+    /// A user's request on `route`, counted against the route's limit for the user and the
+    /// limit every route shares for the client's address.
+    pub async fn check_user(
+        &self,
+        route: Route,
+        limits: &Limits,
+        openid: &OpenId,
+        address: IpAddr,
+    ) -> Result<(), LimitError> {
+        self.check(
+            route,
+            &[
+                (Caller::Openid(openid), route.per_user(limits)),
+                (Caller::Address(address), limits.per_address_per_minute),
+            ],
+        )
+        .await
     }
 
     /// Whether `key` is past `limit` this minute already, without counting a hit.

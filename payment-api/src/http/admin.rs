@@ -6,18 +6,20 @@ use axum::extract::{Path, State};
 use axum::routing::{get, post};
 use axum::Router;
 use serde::{Deserialize, Serialize};
-use shared::lifecycle::{self, Settlement, Settler, Verdict};
+use shared::lifecycle::{Settler, Verdict};
 use shared::order::OrderNumber;
 use utoipa::ToSchema;
 
+use super::admin_input::{person, required_text};
 use super::envelope::Envelope;
 use super::error::ApiError;
 use super::extractor::Admin;
 use super::json::ApiJson;
 use super::order_view::OrderView;
-use super::types::{parse_order_number, person, required_text, OrderNumberParam};
+use super::params::{parse_order_number, OrderNumberParam};
 use crate::context::ApiContext;
-use crate::refunds::{self, Refund};
+use crate::orders::resolve::resolve_unknown;
+use crate::payments::refunds::{self, Refund};
 use crate::store::history::{self, AnomalyRow, EventRow};
 use crate::store::orders;
 
@@ -140,41 +142,7 @@ async fn resolve(
         name: name.clone(),
         note: note.to_owned(),
     };
-    // A worker paused after marking the request sent could still write it once awake: a
-    // refund for a top-up that then credits the number pays the customer twice. When it
-    // marked the order, the worker recorded the latest moment its request can reach Unitel
-    // (its lease's end, after which it writes nothing, plus its own Unitel timeout), so
-    // none of its settings is needed here. For an order marked by a worker that recorded
-    // none (an older version, during a rolling deploy): the longest lease a worker may
-    // hold plus this service's own UNITEL_TIMEOUT_MS, which deployments set alike.
-    let unrecorded_in_flight = lifecycle::LONGEST_LEASE + ctx.config.unitel.timeout;
-    match lifecycle::settle_unknown(
-        &ctx.db,
-        &order_number,
-        &verdict,
-        &settler,
-        unrecorded_in_flight,
-    )
-    .await?
-    {
-        Settlement::Settled => {}
-        Settlement::TooEarly { from } => {
-            return Err(ApiError::Conflict(format!(
-                "The top-up request may still reach Unitel: it can be resolved as failed from {} UTC, once checked with Unitel again (success can be recorded now)",
-                from.format("%Y-%m-%d %H:%M:%S")
-            )))
-        }
-        Settlement::NotUnknown => {
-            let exists = orders::find(&ctx.db, &order_number, None).await?;
-            return Err(match exists {
-                None => ApiError::NotFound("Order not found".into()),
-                Some(row) => ApiError::Conflict(format!(
-                    "Only an unknown top-up can be resolved; this one is {}",
-                    row.recharge_status
-                )),
-            });
-        }
-    }
+    resolve_unknown(&ctx, &order_number, &verdict, &settler).await?;
     tracing::info!(order_number = %order_number, outcome = %request.outcome, by = %name, "unknown top-up resolved by a person");
     Ok(Envelope(read_history(&ctx, &order_number).await?))
 }

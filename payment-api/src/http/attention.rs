@@ -6,7 +6,6 @@ use axum::Router;
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use serde::Serialize;
-use shared::money::Fen;
 use shared::order::{Msisdn, OrderNumber, RechargeStatus, RefundStatus};
 use utoipa::ToSchema;
 
@@ -14,6 +13,7 @@ use super::envelope::Envelope;
 use super::error::ApiError;
 use super::extractor::Admin;
 use crate::context::ApiContext;
+use crate::store::attention;
 
 /// The attention list shows this many, oldest first; `total` tells how many there are.
 const ATTENTION_LIMIT: i64 = 200;
@@ -60,24 +60,7 @@ async fn attention(
     State(ctx): State<ApiContext>,
     _admin: Admin,
 ) -> Result<Envelope<AttentionList>, ApiError> {
-    let rows = sqlx::query!(
-        r#"SELECT o.order_number AS "order_number: OrderNumber",
-                  o.phone_number AS "phone_number: Msisdn", o.product_name,
-                  o.amount_fen AS "amount_fen: Fen",
-                  o.recharge_status AS "recharge_status: RechargeStatus",
-                  r.status AS "refund_status?: RefundStatus", r.last_error AS "refund_error?",
-                  o.recharge_error_message, o.paid_at, count(*) OVER () AS "total!"
-             FROM orders o LEFT JOIN refunds r ON r.order_number = o.order_number
-            WHERE o.payment_status = 'paid'
-              AND (o.recharge_status = 'unknown'
-                   OR (o.recharge_status = 'failed' AND (r.status IS NULL OR r.status = 'failed'))
-                   OR r.status = 'failed')
-            ORDER BY o.paid_at, o.id LIMIT $1"#,
-        ATTENTION_LIMIT,
-    )
-    .fetch_all(&ctx.db)
-    .await?;
-    let total = rows.first().map_or(0, |row| row.total);
+    let (rows, total) = attention::oldest(&ctx.db, ATTENTION_LIMIT).await?;
     let orders = rows
         .into_iter()
         .map(|row| {

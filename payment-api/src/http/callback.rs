@@ -2,29 +2,21 @@
 //!
 //! Answered `{"errcode":0,"errmsg":""}` once the outcome is durably recorded, whatever it
 //! was; a non-zero errcode means "we could not record it, send it again". The notification
-//! is not signed, so the order number, the merchant, the amount and the attach are checked
-//! against our records (and, by default, the payment against `queryorder`); a mismatch is
-//! recorded as an anomaly and never fulfilled.
+//! is read here and decided in [`crate::payments::callback`].
 
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::routing::post;
 use axum::Router;
 use bytes::Bytes;
-use chrono::Utc;
-use serde_json::json;
-use shared::history::{Actor, AnomalyKind};
-use shared::lifecycle::{self, PaymentOutcome, ReportedPayment};
-use shared::money::Fen;
-use shared::order::{OrderNumber, PaymentStatus};
+use shared::order::OrderNumber;
 
 use super::extractor::ClientAddress;
 use super::notification::{Notification, Reply};
-use super::types::OrderNumberParam;
-use crate::client_address::bucket;
+use super::params::OrderNumberParam;
 use crate::context::ApiContext;
-use crate::store::orders;
-use crate::wechat::{china_time, Attach, PaymentNotification, WechatError};
+use crate::payments::callback;
+use crate::wechat::PaymentNotification;
 
 pub fn router() -> Router<ApiContext> {
     Router::new()
@@ -94,7 +86,9 @@ async fn handle(
         .or_else(|| fields.out_trade_no.clone())
         .unwrap_or_default();
     tracing::Span::current().record("order_number", order_text.as_str());
-    match verify_and_record(&ctx, path_order.as_deref(), source, &notification, &fields).await {
+    let ClientAddress(source) = source;
+    let trusted = notification.source_trusted(ctx.config.app_env);
+    match callback::verify_and_record(&ctx, path_order.as_deref(), source, trusted, &fields).await {
         Ok(()) => Reply::Handled,
         Err(error) => {
             tracing::error!(%error, order_number = %order_text, "payment callback not recorded; asking for a retry");
@@ -102,234 +96,4 @@ async fn handle(
             Reply::RetryLater("temporarily unable to record the payment")
         }
     }
-}
-
-/// Why a callback could not be settled now: the platform must send it again.
-#[derive(Debug, thiserror::Error)]
-enum CallbackError {
-    #[error("storage: {0}")]
-    Storage(#[from] sqlx::Error),
-    #[error("queryorder could not confirm: {0}")]
-    Unconfirmed(#[from] WechatError),
-}
-
-/// Everything that can be decided is decided and stored; only a storage failure, or a
-/// confirmation WeChat could not give now, is an error.
-async fn verify_and_record(
-    ctx: &ApiContext,
-    path_order: Option<&str>,
-    source: ClientAddress,
-    notification: &Notification,
-    n: &PaymentNotification,
-) -> Result<(), CallbackError> {
-    let body_order = n.out_trade_no.as_deref();
-    let claimed = path_order.or(body_order);
-    let detail = json!({
-        "pathOrderNumber": path_order,
-        "outTradeNo": body_order,
-        "subMchId": n.sub_mch_id,
-        "totalFee": n.total_fee,
-        "transactionId": n.transaction_id,
-        "returnCode": n.return_code,
-        "resultCode": n.result_code,
-        "errCode": n.err_code,
-        "errCodeDes": n.err_code_des,
-    });
-    let reject = |kind: AnomalyKind| async move {
-        metrics::counter!("payment_callbacks_total", "outcome" => kind.as_str()).increment(1);
-        if kind.money_taken_unfulfilled() {
-            // WeChat took money we will not turn into a top-up: a person must refund it.
-            tracing::error!(%kind, order_number = ?claimed, alert = true, "payment cannot be fulfilled");
-        } else if keep_rejection(ctx, source, kind).await? {
-            tracing::warn!(%kind, order_number = ?claimed, "payment callback not fulfilled");
-        } else {
-            return Ok(());
-        }
-        lifecycle::record_anomaly(
-            &ctx.db,
-            claimed,
-            kind,
-            &Actor::WechatCallback,
-            detail.clone(),
-        )
-        .await
-        .map_err(CallbackError::from)
-    };
-
-    if !notification.source_trusted(ctx.config.app_env) {
-        return reject(AnomalyKind::MissingSource).await;
-    }
-    let Some(order_number) = claimed.and_then(|o| OrderNumber::parse(o).ok()) else {
-        return reject(AnomalyKind::InvalidOrderNumber).await;
-    };
-    if path_order.is_some() && body_order != Some(order_number.as_str()) {
-        return reject(AnomalyKind::OrderNumberMismatch).await;
-    }
-    if !n.reports_success() {
-        return reject(AnomalyKind::NotSuccess).await;
-    }
-    if !notification.for_merchant(ctx.wechat.merchant_id()) {
-        return reject(AnomalyKind::MerchantMismatch).await;
-    }
-    let attached = n.attached();
-    if !attached.names(order_number.as_str()) {
-        return reject(AnomalyKind::AttachMismatch).await;
-    }
-    if let Attach::Legacy {
-        phone_number: Some(_),
-        ..
-    } = &attached
-    {
-        // A payment the replaced system started names the number to top up as well.
-        let order = orders::find(&ctx.db, &order_number, None).await?;
-        if order.is_some_and(|o| !attached.names_number(&o.phone_number)) {
-            return reject(AnomalyKind::AttachMismatch).await;
-        }
-    }
-    let Some(transaction_id) = n.transaction_id.as_deref().filter(|t| !t.is_empty()) else {
-        return reject(AnomalyKind::MissingTransactionId).await;
-    };
-    let Some(amount) = n.total_fee.and_then(|f| Fen::new(f).ok()) else {
-        return reject(AnomalyKind::AmountMismatch).await;
-    };
-    let payment = ReportedPayment {
-        order_number: &order_number,
-        transaction_id,
-        amount,
-        paid_at: n
-            .time_end
-            .as_deref()
-            .and_then(china_time)
-            .unwrap_or_else(Utc::now),
-        reported_by: Actor::WechatCallback,
-    };
-
-    if ctx.config.payments.confirm_callbacks {
-        // What we know of the order decides first: duplicates and forgeries cost no
-        // query at WeChat.
-        let Some(order) = orders::find(&ctx.db, &order_number, None).await? else {
-            return reject(AnomalyKind::UnknownOrder).await;
-        };
-        if order.amount_fen != amount {
-            return reject(AnomalyKind::AmountMismatch).await;
-        }
-        match order.payment_status {
-            // A repeat of what is recorded: paid, or paid after closing (alerted once).
-            PaymentStatus::Paid | PaymentStatus::Closed
-                if order.transaction_id.as_deref() == Some(transaction_id) =>
-            {
-                metrics::counter!("payment_callbacks_total", "outcome" => "duplicate").increment(1);
-                tracing::info!(order_number = %order_number, "duplicate payment callback");
-                return Ok(());
-            }
-            PaymentStatus::Paid | PaymentStatus::Closed => {
-                return match money_taken(ctx, &payment, order.payment_status).await? {
-                    Some(kind) => reject(kind).await,
-                    None => Ok(()),
-                };
-            }
-            PaymentStatus::Unpaid => {}
-        }
-        if !wechat_confirms(ctx, &payment).await? {
-            return reject(AnomalyKind::NotPaidAtWechat).await;
-        }
-    }
-    // Without the confirmation there is nothing to decide before recording: the recording
-    // statement itself checks the order, its amount and its state, and says why when it
-    // changes nothing. One statement for a first payment.
-
-    let outcome = lifecycle::record_payment(&ctx.db, &payment).await?;
-    match outcome {
-        PaymentOutcome::Recorded => {
-            metrics::counter!("payment_callbacks_total", "outcome" => "recorded").increment(1);
-            tracing::info!(order_number = %order_number, "payment recorded");
-            ctx.outbox.wake();
-        }
-        PaymentOutcome::AlreadyRecorded => {
-            metrics::counter!("payment_callbacks_total", "outcome" => "duplicate").increment(1);
-            tracing::info!(order_number = %order_number, "duplicate payment callback");
-        }
-        PaymentOutcome::NotFound => reject(AnomalyKind::UnknownOrder).await?,
-        PaymentOutcome::AmountMismatch { .. } => reject(AnomalyKind::AmountMismatch).await?,
-        PaymentOutcome::TransactionReused { .. } => reject(AnomalyKind::TransactionReused).await?,
-        PaymentOutcome::PaidWithAnotherTransaction { .. } => {
-            if let Some(kind) = money_taken(ctx, &payment, PaymentStatus::Paid).await? {
-                reject(kind).await?
-            }
-        }
-        PaymentOutcome::Closed => {
-            if let Some(kind) = money_taken(ctx, &payment, PaymentStatus::Closed).await? {
-                reject(kind).await?
-            }
-        }
-    }
-    Ok(())
-}
-
-/// Whether a rejected callback from this source is recorded: at most
-/// `CALLBACK_REJECTS_PER_MINUTE` a minute per source address, so that requests nobody
-/// verified cannot fill the database. Past that they are only counted. A source that
-/// fills its share (or one sharing its address) locks nobody out: every callback is still
-/// checked and answered, only further rejections go unrecorded, and money taken for an
-/// order that will not be fulfilled is recorded whatever the count.
-pub(super) async fn keep_rejection(
-    ctx: &ApiContext,
-    ClientAddress(source): ClientAddress,
-    kind: AnomalyKind,
-) -> Result<bool, sqlx::Error> {
-    let key = format!("callback-rejects:address:{}", bucket(source));
-    if ctx
-        .limiter
-        .allow(&key, ctx.config.limits.callback_rejects_per_minute)
-        .await?
-    {
-        return Ok(true);
-    }
-    metrics::counter!("payment_callbacks_total", "outcome" => "rejected_unrecorded").increment(1);
-    tracing::debug!(%kind, %source, "rejected callback not recorded: too many from this source");
-    Ok(false)
-}
-
-/// `queryorder` says this order was paid with this transaction, for this amount.
-async fn wechat_confirms(
-    ctx: &ApiContext,
-    payment: &ReportedPayment<'_>,
-) -> Result<bool, CallbackError> {
-    match ctx.wechat.query_order(payment.order_number).await {
-        Ok(queried) => Ok(queried.confirms(payment.amount)
-            && queried.transaction_id.as_deref() == Some(payment.transaction_id)),
-        // WeChat has no such order: nobody paid it.
-        Err(WechatError::Business { code, .. }) if code == "ORDERNOTEXIST" => Ok(false),
-        Err(other) => Err(other.into()),
-    }
-}
-
-/// A payment reported for an order that is paid already (with another transaction) or
-/// closed: money taken that will not become a top-up — if WeChat confirms it. Only then is
-/// it the anomaly that tells a person to refund (and a closed order keeps the payment, so
-/// that the refund can go through the system); otherwise it is a report WeChat does not
-/// stand behind. `None`: a copy of a late payment already recorded, nothing to report.
-async fn money_taken(
-    ctx: &ApiContext,
-    payment: &ReportedPayment<'_>,
-    status: PaymentStatus,
-) -> Result<Option<AnomalyKind>, CallbackError> {
-    if !wechat_confirms(ctx, payment).await? {
-        return Ok(Some(AnomalyKind::NotPaidAtWechat));
-    }
-    if status == PaymentStatus::Closed
-        && !lifecycle::record_payment_after_close(&ctx.db, payment).await?
-    {
-        // Not recorded now: a copy of this callback arriving at the same time recorded it
-        // (and alerted), or the closed order holds another payment (alert this one too).
-        let recorded = orders::find(&ctx.db, payment.order_number, None).await?;
-        if recorded.and_then(|o| o.transaction_id).as_deref() == Some(payment.transaction_id) {
-            metrics::counter!("payment_callbacks_total", "outcome" => "duplicate").increment(1);
-            return Ok(None);
-        }
-    }
-    Ok(Some(match status {
-        PaymentStatus::Closed => AnomalyKind::PaidAfterClose,
-        _ => AnomalyKind::SecondTransaction,
-    }))
 }

@@ -10,6 +10,15 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use super::envelope::timestamp;
+use crate::orders::cancel::CancelError;
+use crate::orders::create::CreateError;
+use crate::orders::resolve::ResolveError;
+use crate::payments::refunds::{RequestError, RetryError};
+use crate::payments::start::StartError;
+use crate::rate_limit::LimitError;
+use crate::store::rates::RateError;
+use crate::wechat::WechatError;
+use shared::unitel::UnitelError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -37,6 +46,136 @@ pub enum ApiError {
 impl From<sqlx::Error> for ApiError {
     fn from(error: sqlx::Error) -> Self {
         ApiError::Internal(error.into())
+    }
+}
+
+impl From<LimitError> for ApiError {
+    fn from(error: LimitError) -> Self {
+        match error {
+            LimitError::TooMany => ApiError::TooManyRequests,
+            LimitError::Storage(error) => error.into(),
+        }
+    }
+}
+
+impl From<RateError> for ApiError {
+    fn from(error: RateError) -> Self {
+        match error {
+            // The replaced system's words.
+            RateError::Missing => ApiError::NotFound("汇率配置不存在".into()),
+            RateError::Storage(error) => error.into(),
+        }
+    }
+}
+
+impl From<StartError> for ApiError {
+    fn from(error: StartError) -> Self {
+        let already_paid = || ApiError::BadRequest("订单已支付".into());
+        let closed = || ApiError::BadRequest("订单已关闭，请重新下单".into());
+        match error {
+            StartError::NotFound => ApiError::NotFound("订单不存在".into()),
+            StartError::AlreadyPaid => already_paid(),
+            StartError::Closed => closed(),
+            StartError::WindowOver => ApiError::BadRequest("订单已超过支付时限，请重新下单".into()),
+            // WeChat's refusals in the customer's words; its own text is for the operator.
+            StartError::Wechat(WechatError::Business { code, description }) => {
+                match code.as_str() {
+                    "ORDERPAID" => already_paid(),
+                    "ORDERCLOSED" => closed(),
+                    "SYSTEMERROR" => ApiError::Unavailable("微信支付繁忙，请稍后再试".into()),
+                    _ => {
+                        tracing::error!(%code, %description, "WeChat Pay refused unifiedOrder");
+                        ApiError::BadRequest("微信支付暂时无法受理此订单".into())
+                    }
+                }
+            }
+            StartError::Wechat(WechatError::Platform(message)) => {
+                tracing::error!(%message, "WeChat Pay unreachable");
+                ApiError::Upstream("微信支付暂时不可用，请稍后再试".into())
+            }
+            StartError::Storage(error) => error.into(),
+            StartError::Internal(error) => ApiError::Internal(error),
+        }
+    }
+}
+
+impl From<RequestError> for ApiError {
+    fn from(error: RequestError) -> Self {
+        match error {
+            RequestError::NotFound => ApiError::NotFound("Order not found".into()),
+            RequestError::Database(error) => error.into(),
+            other => ApiError::Conflict(other.to_string()),
+        }
+    }
+}
+
+impl From<RetryError> for ApiError {
+    fn from(error: RetryError) -> Self {
+        match error {
+            RetryError::NoRefund => ApiError::NotFound(error.to_string()),
+            RetryError::NotFailed(_) => ApiError::Conflict(error.to_string()),
+            RetryError::Database(error) => error.into(),
+        }
+    }
+}
+
+impl From<CreateError> for ApiError {
+    fn from(error: CreateError) -> Self {
+        match error {
+            CreateError::NoProductCode => ApiError::BadRequest("预付费订单必须提供商品代码".into()),
+            CreateError::NotSold(code) => {
+                ApiError::BadRequest(format!("商品代码 {code} 不存在或已下架"))
+            }
+            CreateError::BillPaid => ApiError::BadRequest("账单已结清，无需支付".into()),
+            CreateError::NoBill => ApiError::BadRequest("无欠费账单".into()),
+            CreateError::InvalidBill => ApiError::Upstream(error.to_string()),
+            CreateError::Unitel(error) => unitel_error(error),
+            CreateError::Rate(error) => error.into(),
+            CreateError::Unpriceable => ApiError::BadRequest("该商品无法按当前汇率出售".into()),
+            CreateError::Vanished => ApiError::NotFound("订单不存在".into()),
+            CreateError::Storage(error) => error.into(),
+        }
+    }
+}
+
+impl From<CancelError> for ApiError {
+    fn from(error: CancelError) -> Self {
+        match error {
+            CancelError::NotFound => ApiError::NotFound("订单不存在".into()),
+            CancelError::WechatUnavailable => ApiError::Upstream(error.to_string()),
+            CancelError::Storage(error) => error.into(),
+            CancelError::Paid
+            | CancelError::PaidAtWechat
+            | CancelError::WechatRefused
+            | CancelError::ChangedMeanwhile => ApiError::Conflict(error.to_string()),
+        }
+    }
+}
+
+/// Unitel's refusal to look a number up is the customer's to know, in our words: its
+/// own message, like its being down, is the operator's (logged).
+pub(super) fn unitel_error(error: UnitelError) -> ApiError {
+    match error {
+        UnitelError::Rejected { code, message } => {
+            tracing::info!(%code, %message, "Unitel refused a lookup");
+            ApiError::BadRequest("该号码无法办理此业务，请核对号码".into())
+        }
+        other => {
+            tracing::warn!(error = %other, "Unitel unavailable");
+            ApiError::Upstream("Unitel 暂时不可用，请稍后再试".into())
+        }
+    }
+}
+
+impl From<ResolveError> for ApiError {
+    fn from(error: ResolveError) -> Self {
+        match error {
+            ResolveError::NotFound => ApiError::NotFound(error.to_string()),
+            ResolveError::Storage(error) => error.into(),
+            ResolveError::NotUnknown(_) | ResolveError::TooEarly { .. } => {
+                ApiError::Conflict(error.to_string())
+            }
+        }
     }
 }
 

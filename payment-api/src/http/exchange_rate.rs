@@ -14,14 +14,13 @@ use shared::history::Actor;
 use shared::money::MntPerYuan;
 use utoipa::ToSchema;
 
+use super::admin_input::person;
 use super::envelope::{iso_millis, Envelope};
 use super::error::ApiError;
 use super::extractor::Admin;
 use super::json::ApiJson;
-use super::products::rate_number;
-use super::types::person;
 use crate::context::ApiContext;
-use crate::store::rates::{self, CurrentRate};
+use crate::store::rates;
 
 /// A rate outside this range is a typo, not a market move.
 const RATE_RANGE: (i64, i64) = (10, 10_000);
@@ -46,18 +45,17 @@ pub struct ExchangeRateView {
     updated_at: DateTime<Utc>,
 }
 
-/// The current rate, or the replaced system's 404 when there is none.
-pub(super) async fn current_rate(ctx: &ApiContext) -> Result<CurrentRate, ApiError> {
-    rates::current(&ctx.db)
-        .await?
-        .ok_or_else(|| ApiError::NotFound("汇率配置不存在".into()))
+/// The rate as a JSON number, as the replaced system's `GET /exchange-rate/current` gave it.
+pub(super) fn rate_number(rate: MntPerYuan) -> Value {
+    let text = rate.get().normalize().to_string();
+    serde_json::from_str(&text).unwrap_or(Value::Null)
 }
 
 /// The rate at which tugrik prices are converted to yuan.
 #[utoipa::path(get, path = "/exchange-rate/current", tag = "products",
     responses((status = 200, body = ExchangeRateView), (status = 404, description = "No rate configured")))]
 async fn current(State(ctx): State<ApiContext>) -> Result<Envelope<ExchangeRateView>, ApiError> {
-    let current = current_rate(&ctx).await?;
+    let current = rates::required(&ctx.db).await?;
     Ok(Envelope(ExchangeRateView {
         currency: "MNT_TO_CNY",
         rate: rate_number(current.rate),

@@ -13,12 +13,12 @@ use serde::Serialize;
 use sqlx::PgPool;
 use utoipa::{IntoParams, ToSchema};
 
+use super::days::{china_day, china_midnight};
 use super::envelope::{iso_millis, Envelope};
 use super::error::ApiError;
 use super::extractor::Admin;
-use super::orders::china_day;
-use super::types::china_midnight;
 use crate::context::ApiContext;
+use crate::store::legacy_stats::{self, StatsFilter};
 
 pub fn router() -> Router<ApiContext> {
     Router::new()
@@ -46,13 +46,7 @@ pub struct LegacyStatsQuery {
     appid: Option<String>,
 }
 
-struct Filter {
-    from: Option<DateTime<Utc>>,
-    until: Option<DateTime<Utc>>,
-    appid: Option<String>,
-}
-
-fn filter(query: &HashMap<String, String>) -> Result<Filter, ApiError> {
+fn filter(query: &HashMap<String, String>) -> Result<StatsFilter, ApiError> {
     let mut unknown: Vec<String> = query
         .keys()
         .filter(|k| !["startDate", "endDate", "appid"].contains(&k.as_str()))
@@ -82,7 +76,7 @@ fn filter(query: &HashMap<String, String>) -> Result<Filter, ApiError> {
             "appid must be 1 to 128 printable ASCII characters".into(),
         ));
     }
-    Ok(Filter { from, until, appid })
+    Ok(StatsFilter { from, until, appid })
 }
 
 /// Midnight of today and of the first of this month, China time.
@@ -138,28 +132,16 @@ pub struct Overview {
     generated_at: DateTime<Utc>,
 }
 
-async fn user_figures(db: &PgPool, filter: &Filter) -> Result<UserFigures, sqlx::Error> {
+async fn user_figures(db: &PgPool, filter: &StatsFilter) -> Result<UserFigures, sqlx::Error> {
     let (today, _) = today_and_month();
-    let counts = sqlx::query!(
-        r#"SELECT count(*) AS "total!", count(*) FILTER (WHERE created_at >= $2) AS "today!"
-             FROM users WHERE ($1::text IS NULL OR appid = $1)"#,
-        filter.appid,
-        today,
-    )
-    .fetch_one(db)
-    .await?;
+    let counts = legacy_stats::user_counts(db, filter, today).await?;
     let by_appid = match filter.appid {
         Some(_) => None,
         None => Some(
-            sqlx::query!(
-                r#"SELECT COALESCE(appid, 'unknown') AS "appid!", count(*) AS "users!"
-                     FROM users GROUP BY 1"#
-            )
-            .fetch_all(db)
-            .await?
-            .into_iter()
-            .map(|r| (r.appid, r.users))
-            .collect(),
+            legacy_stats::users_by_appid(db)
+                .await?
+                .into_iter()
+                .collect(),
         ),
     };
     Ok(UserFigures {
@@ -169,28 +151,9 @@ async fn user_figures(db: &PgPool, filter: &Filter) -> Result<UserFigures, sqlx:
     })
 }
 
-async fn order_figures(db: &PgPool, filter: &Filter) -> Result<OrderFigures, sqlx::Error> {
+async fn order_figures(db: &PgPool, filter: &StatsFilter) -> Result<OrderFigures, sqlx::Error> {
     let (today, _) = today_and_month();
-    let rows = sqlx::query!(
-        r#"SELECT o.product_operator AS "operator!", o.recharge_type AS "recharge_type!",
-                  count(*) AS "total!",
-                  count(*) FILTER (WHERE o.payment_status <> 'paid') AS "pending!",
-                  count(*) FILTER (WHERE o.payment_status = 'paid') AS "paid!",
-                  count(*) FILTER (WHERE o.recharge_status = 'success') AS "completed!",
-                  count(*) FILTER (WHERE o.created_at >= $4) AS "today!"
-             FROM orders o
-            WHERE ($1::timestamptz IS NULL OR o.created_at >= $1)
-              AND ($2::timestamptz IS NULL OR o.created_at < $2)
-              AND ($3::text IS NULL OR EXISTS
-                    (SELECT 1 FROM users u WHERE u.id = o.user_id AND u.appid = $3))
-            GROUP BY 1, 2"#,
-        filter.from,
-        filter.until,
-        filter.appid,
-        today,
-    )
-    .fetch_all(db)
-    .await?;
+    let rows = legacy_stats::order_counts(db, filter, today).await?;
     let mut figures = OrderFigures {
         total: 0,
         pending: 0,
@@ -215,25 +178,9 @@ async fn order_figures(db: &PgPool, filter: &Filter) -> Result<OrderFigures, sql
     Ok(figures)
 }
 
-async fn revenue_figures(db: &PgPool, filter: &Filter) -> Result<RevenueFigures, sqlx::Error> {
+async fn revenue_figures(db: &PgPool, filter: &StatsFilter) -> Result<RevenueFigures, sqlx::Error> {
     let (today, month) = today_and_month();
-    let sums = sqlx::query!(
-        r#"SELECT COALESCE(sum(amount_fen) FILTER (WHERE ($1::timestamptz IS NULL OR paid_at >= $1)
-                                                    AND ($2::timestamptz IS NULL OR paid_at < $2)), 0)::bigint AS "total!",
-                  COALESCE(sum(amount_fen) FILTER (WHERE paid_at >= $4), 0)::bigint AS "today!",
-                  COALESCE(sum(amount_fen) FILTER (WHERE paid_at >= $5), 0)::bigint AS "month!"
-             FROM orders o
-            WHERE payment_status = 'paid'
-              AND ($3::text IS NULL OR EXISTS
-                    (SELECT 1 FROM users u WHERE u.id = o.user_id AND u.appid = $3))"#,
-        filter.from,
-        filter.until,
-        filter.appid,
-        today,
-        month,
-    )
-    .fetch_one(db)
-    .await?;
+    let sums = legacy_stats::revenue_sums(db, filter, today, month).await?;
     let yuan = |fen: i64| rust_decimal::Decimal::new(fen, 2).normalize().to_string();
     Ok(RevenueFigures {
         total_revenue: yuan(sums.total),

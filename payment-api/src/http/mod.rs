@@ -1,9 +1,11 @@
 //! The HTTP surface: one module per resource, each exposing `router()`, merged here.
 
 mod admin;
+mod admin_input;
 mod admin_page;
 mod attention;
 mod callback;
+mod days;
 mod envelope;
 mod error;
 mod exchange_rate;
@@ -16,12 +18,12 @@ mod notification;
 mod openapi;
 mod order_view;
 mod orders;
+mod params;
 mod payment;
 mod products;
 mod reconciliation;
 mod refund;
 mod stats;
-mod types;
 
 use std::time::Duration;
 

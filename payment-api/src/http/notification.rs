@@ -42,11 +42,6 @@ impl Notification {
         self.through_gateway || app_env == AppEnv::Development
     }
 
-    /// `subMchId` is our sub-merchant.
-    pub fn for_merchant(&self, merchant_id: &str) -> bool {
-        self.text("subMchId") == Some(merchant_id)
-    }
-
     pub fn text(&self, key: &str) -> Option<&str> {
         self.body.get(key).and_then(Value::as_str)
     }

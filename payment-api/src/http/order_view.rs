@@ -9,7 +9,7 @@ use shared::order::{OrderNumber, PaymentStatus, RechargeStatus, RefundStatus};
 use utoipa::ToSchema;
 
 use super::envelope::{iso_millis, iso_millis_or_null};
-use crate::refunds::Refund;
+use crate::payments::refunds::Refund;
 use crate::store::orders::OrderRow;
 
 /// What the customer is told of their refund: its state and amount, never the reason a

@@ -7,30 +7,26 @@ use std::collections::HashMap;
 use axum::extract::{Path, Query, State};
 use axum::routing::{get, post};
 use axum::Router;
-use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::Value;
-use shared::history::Actor;
-use shared::lifecycle::{self, NewOrder};
-use shared::money::{price_in_fen, Fen, Mnt};
+use shared::lifecycle;
 use shared::order::{Msisdn, Operator, OrderNumber, PaymentStatus, RechargeStatus, RechargeType};
 use utoipa::{IntoParams, ToSchema};
 
+use super::days::china_day;
 use super::envelope::{Created, Envelope};
 use super::error::ApiError;
-use super::exchange_rate::current_rate;
 use super::extractor::{ClientAddress, CurrentUser};
 use super::json::ApiJson;
 use super::legacy_input::LegacyBody;
 use super::order_view::OrderView;
-use super::types::{
-    china_midnight, first_day, last_day, parse_day, parse_order_number, unitel_error, BadDay,
-    OrderNumberParam,
-};
+use super::params::{parse_order_number, OrderNumberParam};
 use crate::context::ApiContext;
+use crate::orders::cancel::cancel_order;
+use crate::orders::create::{create_order, Customer, OrderRequest};
 use crate::payment_watch::QueryResult;
-use crate::rate_limit::Caller;
-use crate::refunds;
+use crate::payments::refunds;
+use crate::rate_limit::Route;
 use crate::store::orders::{self, ListFilter, OrderRow};
 use crate::store::users;
 
@@ -90,83 +86,6 @@ async fn owned_order(
         .ok_or_else(order_not_found)
 }
 
-/// A product as the order records it.
-struct PricedProduct {
-    code: String,
-    name: String,
-    eng_name: Option<String>,
-    unit: Option<i32>,
-    data: Option<String>,
-    days: Option<i32>,
-    price: Mnt,
-}
-
-/// The server, never the client, decides what an order costs: Unitel's price for this
-/// number's tariff, asked afresh, at our current rate.
-async fn price_product(
-    ctx: &ApiContext,
-    product_code: Option<&str>,
-    recharge_type: RechargeType,
-    msisdn: &Msisdn,
-) -> Result<PricedProduct, ApiError> {
-    match recharge_type {
-        RechargeType::Voice | RechargeType::Data => {
-            let code = product_code
-                .map(str::trim)
-                .filter(|c| !c.is_empty())
-                .ok_or_else(|| ApiError::BadRequest("预付费订单必须提供商品代码".into()))?;
-            let not_sold = || ApiError::BadRequest(format!("商品代码 {code} 不存在或已下架"));
-            let service = ctx
-                .unitel
-                .service_type(msisdn, "1")
-                .await
-                .map_err(unitel_error)?;
-            let product = match recharge_type {
-                RechargeType::Voice => service.find_card(code),
-                _ => service.find_data_package(code),
-            }
-            .ok_or_else(not_sold)?;
-            let small = |n: Option<i64>| n.and_then(|n| i32::try_from(n).ok());
-            Ok(PricedProduct {
-                code: product.code.clone(),
-                name: product.name.clone(),
-                eng_name: Some(product.eng_name.clone()).filter(|n| !n.is_empty()),
-                unit: small(product.unit),
-                data: product.data.clone(),
-                days: small(product.days),
-                price: Mnt::new(product.price).map_err(|_| not_sold())?,
-            })
-        }
-        RechargeType::Postpaid => {
-            let bill = ctx
-                .unitel
-                .postpaid_bill(msisdn, msisdn)
-                .await
-                .map_err(unitel_error)?;
-            if bill.invoice_status.eq_ignore_ascii_case("paid") {
-                return Err(ApiError::BadRequest("账单已结清，无需支付".into()));
-            }
-            if bill.total_unpaid <= 0 {
-                return Err(ApiError::BadRequest("无欠费账单".into()));
-            }
-            // As the replaced system recorded a bill: the invoice period as its code.
-            let code = Some(bill.invoice_date.trim())
-                .filter(|d| !d.is_empty())
-                .unwrap_or("POSTPAID_BILL");
-            Ok(PricedProduct {
-                code: code.to_owned(),
-                name: "Bill Payment".into(),
-                eng_name: None,
-                unit: None,
-                data: Some("0".into()),
-                days: None,
-                price: Mnt::new(bill.total_unpaid)
-                    .map_err(|_| ApiError::Upstream("Unitel returned an invalid bill".into()))?,
-            })
-        }
-    }
-}
-
 /// Creates an order priced on the server.
 #[utoipa::path(post, path = "/orders", tag = "orders", security(("wechat_identity" = [])), request_body = CreateOrderRequest,
     responses((status = 201, body = OrderView), (status = 400, description = "Invalid input, an operator not sold, no product of that code, or no bill to pay"),
@@ -178,16 +97,26 @@ async fn create(
     ClientAddress(address): ClientAddress,
     ApiJson(body): ApiJson<Value>,
 ) -> Result<Created<OrderView>, ApiError> {
-    let limits = &ctx.config.limits;
     ctx.limiter
-        .check(
-            "POST /orders",
-            &[
-                (Caller::Openid(&user.openid), limits.orders_per_minute),
-                (Caller::Address(address), limits.per_address_per_minute),
-            ],
+        .check_user(
+            Route::CreateOrder,
+            &ctx.config.limits,
+            &user.openid,
+            address,
         )
         .await?;
+    let request = read_order_request(body)?;
+    let customer = Customer {
+        user_id: user.id,
+        openid: &user.openid,
+    };
+    let row = create_order(&ctx, &customer, &request).await?;
+    Ok(Created(OrderView::new(row, None)))
+}
+
+/// `{phoneNumber, productOperator, rechargeType, productCode}`, refused in the replaced
+/// system's words.
+fn read_order_request(body: Value) -> Result<OrderRequest, ApiError> {
     let mut body = LegacyBody::new(body)?;
     let phone = body.string(
         "phoneNumber",
@@ -214,44 +143,15 @@ async fn create(
     else {
         unreachable!("finish() refused a body without them");
     };
-    let operator = Operator::parse(&operator)
-        .map_err(|_| ApiError::BadRequest(format!("不支持的运营商: {operator}")))?;
-    let recharge_type =
-        RechargeType::parse(&recharge_type).map_err(|e| ApiError::BadRequest(e.to_string()))?;
-    let msisdn = Msisdn::parse(&phone)
-        .map_err(|_| ApiError::BadRequest("充值手机号必须是 8 位 Unitel 号码".into()))?;
-    let product = price_product(&ctx, product_code.as_deref(), recharge_type, &msisdn).await?;
-    let rate = current_rate(&ctx).await?.rate;
-    let amount: Fen = price_in_fen(product.price, rate).map_err(|e| {
-        tracing::warn!(error = %e, "product cannot be priced in yuan");
-        ApiError::BadRequest("该商品无法按当前汇率出售".into())
-    })?;
-    let order_number = OrderNumber::generate();
-    tracing::Span::current().record("order_number", order_number.as_str());
-    lifecycle::create_order(
-        &ctx.db,
-        &NewOrder {
-            order_number: &order_number,
-            user_id: user.id,
-            openid: &user.openid,
-            msisdn: &msisdn,
-            operator,
-            recharge_type,
-            product_code: &product.code,
-            product_name: &product.name,
-            product_eng_name: product.eng_name.as_deref(),
-            product_unit: product.unit,
-            product_data: product.data.as_deref(),
-            product_days: product.days,
-            price: product.price,
-            rate,
-            amount,
-        },
-    )
-    .await?;
-    tracing::info!(order_number = %order_number, amount_fen = amount.get(), "order created");
-    let row = owned_order(&ctx, &order_number, &user).await?;
-    Ok(Created(OrderView::new(row, None)))
+    Ok(OrderRequest {
+        operator: Operator::parse(&operator)
+            .map_err(|_| ApiError::BadRequest(format!("不支持的运营商: {operator}")))?,
+        recharge_type: RechargeType::parse(&recharge_type)
+            .map_err(|e| ApiError::BadRequest(e.to_string()))?,
+        msisdn: Msisdn::parse(&phone)
+            .map_err(|_| ApiError::BadRequest("充值手机号必须是 8 位 Unitel 号码".into()))?,
+        product_code,
+    })
 }
 
 /// The replaced system's filters, and this project's `status` (its own words for a
@@ -300,31 +200,6 @@ pub struct Pagination {
 pub struct OrderPage {
     data: Vec<OrderView>,
     pagination: Pagination,
-}
-
-/// The China day `value` (`YYYY-MM-DD`, within [`super::types::YEARS`]) names: the instants it starts
-/// and ends at. `field` names it in the replaced system's words (`开始日期`).
-pub(super) fn china_day(
-    value: &str,
-    field: &str,
-) -> Result<(DateTime<Utc>, DateTime<Utc>), ApiError> {
-    let out_of_range = || {
-        ApiError::BadRequest(format!(
-            "{field}须在 {} 至 {} 之间",
-            first_day(),
-            last_day()
-        ))
-    };
-    let day = parse_day(value).map_err(|why| match why {
-        BadDay::Malformed => ApiError::BadRequest(format!("{field}格式不正确，应为 YYYY-MM-DD")),
-        BadDay::OutOfRange => out_of_range(),
-    })?;
-    let start = china_midnight(day).ok_or_else(out_of_range)?;
-    let end = day
-        .succ_opt()
-        .and_then(china_midnight)
-        .ok_or_else(out_of_range)?;
-    Ok((start, end))
 }
 
 /// A whole number of at least 1, read as the replaced system read it.
@@ -521,76 +396,16 @@ async fn cancel(
     ClientAddress(address): ClientAddress,
     Path(order_number): Path<String>,
 ) -> Result<Envelope<OrderView>, ApiError> {
-    let limits = &ctx.config.limits;
     ctx.limiter
-        .check(
-            "POST /orders/{orderNumber}/cancel",
-            &[
-                (Caller::Openid(&user.openid), limits.cancels_per_minute),
-                (Caller::Address(address), limits.per_address_per_minute),
-            ],
+        .check_user(
+            Route::CancelOrder,
+            &ctx.config.limits,
+            &user.openid,
+            address,
         )
         .await?;
     let order_number = parse_order_number(&order_number)?;
     tracing::Span::current().record("order_number", order_number.as_str());
-    let row = owned_order(&ctx, &order_number, &user).await?;
-    match row.payment_status {
-        PaymentStatus::Unpaid => {}
-        // Closed already: as it stands, with the refund of a payment that came too late.
-        PaymentStatus::Closed => {
-            let refund = refunds::find(&ctx.db, &order_number).await?;
-            return Ok(Envelope(OrderView::new(row, refund)));
-        }
-        PaymentStatus::Paid => {
-            return Err(ApiError::Conflict(
-                "A paid order cannot be cancelled".into(),
-            ))
-        }
-    }
-    if row.prepay_id.is_some() {
-        match ctx.wechat.close_order(&order_number).await {
-            Ok(crate::wechat::CloseOutcome::Closed) => {}
-            Ok(crate::wechat::CloseOutcome::AlreadyPaid) => {
-                if let Err(error) = ctx
-                    .payments
-                    .settle_by_query(&order_number, row.amount_fen)
-                    .await
-                {
-                    tracing::warn!(%error, "recording a payment found while cancelling failed");
-                }
-                return Err(ApiError::Conflict(
-                    "This order has already been paid".into(),
-                ));
-            }
-            Err(crate::wechat::WechatError::Business { code, description }) => {
-                tracing::warn!(%code, %description, "closeorder refused");
-                return Err(ApiError::Conflict(
-                    "WeChat cannot close this order yet; try again in a few minutes".into(),
-                ));
-            }
-            Err(error) => {
-                tracing::warn!(%error, "closeorder failed");
-                return Err(ApiError::Upstream(
-                    "WeChat Pay is unavailable, please try again".into(),
-                ));
-            }
-        }
-    }
-    lifecycle::close_unpaid(
-        &ctx.db,
-        &order_number,
-        &Actor::User(user.openid.clone()),
-        "cancelled by the user",
-        row.prepay_id.is_none(),
-    )
-    .await?;
-    let row = owned_order(&ctx, &order_number, &user).await?;
-    if row.payment_status != PaymentStatus::Closed {
-        // A payment started meanwhile: the sweep closes it at WeChat first.
-        return Err(ApiError::Conflict(
-            "The order changed meanwhile; please look at it again".into(),
-        ));
-    }
-    tracing::info!(order_number = %order_number, "order cancelled");
-    Ok(Envelope(OrderView::new(row, None)))
+    let (row, refund) = cancel_order(&ctx, &user.openid, &order_number).await?;
+    Ok(Envelope(OrderView::new(row, refund)))
 }

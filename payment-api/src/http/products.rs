@@ -4,22 +4,29 @@
 //! Each answer is kept a while per number (`UNITEL_LOOKUP_CACHE_MS`); only a caller the
 //! gateway vouches for may ask, within the lookup limits.
 
+use std::future::Future;
+use std::net::IpAddr;
+
 use axum::extract::State;
 use axum::routing::post;
 use axum::Router;
 use serde_json::{json, Value};
 use shared::money::{price_in_fen, Mnt, MntPerYuan};
+use shared::order::Msisdn;
+use shared::unitel::UnitelError;
 use utoipa::ToSchema;
 
 use super::envelope::Created;
+use super::error::unitel_error;
 use super::error::ApiError;
-use super::exchange_rate::current_rate;
+use super::exchange_rate::rate_number;
 use super::extractor::{ClientAddress, CurrentUser};
 use super::json::ApiJson;
 use super::legacy_input::LegacyBody;
-use super::types::{parse_msisdn, unitel_error};
+use super::params::parse_msisdn;
 use crate::context::ApiContext;
-use crate::rate_limit::Caller;
+use crate::rate_limit::Route;
+use crate::store::rates;
 
 pub fn router() -> Router<ApiContext> {
     Router::new()
@@ -60,39 +67,38 @@ async fn services(
     ClientAddress(address): ClientAddress,
     ApiJson(body): ApiJson<Value>,
 ) -> Result<Created<Value>, ApiError> {
-    limit_lookups(&ctx, &user, address).await?;
-    let mut body = LegacyBody::new(body)?;
-    let msisdn = body.string("msisdn", "手机号码必须是字符串", "手机号码不能为空");
-    let info = body.one_of(
-        "info",
-        &["0", "1"],
-        false,
-        "资费详情参数必须是 0 或 1",
-        None,
-    );
-    body.finish()?;
-    let (Some(msisdn), Some(info)) = (msisdn, info) else {
-        unreachable!("finish() refused a body without both");
+    let read = |mut body: LegacyBody| {
+        let msisdn = body.string("msisdn", "手机号码必须是字符串", "手机号码不能为空");
+        let info = body.one_of(
+            "info",
+            &["0", "1"],
+            false,
+            "资费详情参数必须是 0 或 1",
+            None,
+        );
+        body.finish()?;
+        let (Some(msisdn), Some(info)) = (msisdn, info) else {
+            unreachable!("finish() refused a body without both");
+        };
+        Ok((parse_msisdn(&msisdn, "msisdn")?, info))
     };
-    let msisdn = parse_msisdn(&msisdn, "msisdn")?;
-    let rate = current_rate(&ctx).await?.rate;
-    let service = ctx
-        .lookups
-        .service_type(&msisdn, &info)
-        .await
-        .map_err(unitel_error)?;
-    let mut answer = service.raw.clone();
-    for group in ["cards", "data"] {
-        if let Some(Value::Object(lists)) = answer.pointer_mut(&format!("/service/{group}")) {
-            for product in lists.values_mut().filter_map(Value::as_array_mut).flatten() {
-                price_in_yuan(product, "price", "priceRmb", "priceFen", rate);
+    let lookups = ctx.lookups.clone();
+    let ask = |(msisdn, info): (Msisdn, String), rate| async move {
+        let service = lookups.service_type(&msisdn, &info).await?;
+        let mut answer = service.raw.clone();
+        for group in ["cards", "data"] {
+            if let Some(Value::Object(lists)) = answer.pointer_mut(&format!("/service/{group}")) {
+                for product in lists.values_mut().filter_map(Value::as_array_mut).flatten() {
+                    price_in_yuan(product, "price", "priceRmb", "priceFen", rate);
+                }
             }
         }
-    }
-    if let Value::Object(fields) = &mut answer {
-        fields.insert("exchangeRate".into(), rate_number(rate));
-    }
-    Ok(Created(answer))
+        if let Value::Object(fields) = &mut answer {
+            fields.insert("exchangeRate".into(), rate_number(rate));
+        }
+        Ok(answer)
+    };
+    priced_lookup(&ctx, &user, address, body, read, ask).await
 }
 
 /// `{owner, msisdn}`: no other field; `owner` is passed to Unitel as given.
@@ -126,35 +132,65 @@ async fn postpaid_bill(
     ClientAddress(address): ClientAddress,
     ApiJson(body): ApiJson<Value>,
 ) -> Result<Created<Value>, ApiError> {
-    limit_lookups(&ctx, &user, address).await?;
-    let mut body = LegacyBody::new(body)?;
-    let owner = body.string("owner", "账户所有者必须是字符串", "账户所有者不能为空");
-    let msisdn = body.string("msisdn", "手机号码必须是字符串", "手机号码不能为空");
-    body.finish()?;
-    let (Some(owner), Some(msisdn)) = (owner, msisdn) else {
-        unreachable!("finish() refused a body without both");
+    let read = |mut body: LegacyBody| {
+        let owner = body.string("owner", "账户所有者必须是字符串", "账户所有者不能为空");
+        let msisdn = body.string("msisdn", "手机号码必须是字符串", "手机号码不能为空");
+        body.finish()?;
+        let (Some(owner), Some(msisdn)) = (owner, msisdn) else {
+            unreachable!("finish() refused a body without both");
+        };
+        Ok((
+            parse_msisdn(&owner, "owner")?,
+            parse_msisdn(&msisdn, "msisdn")?,
+        ))
     };
-    let owner = parse_msisdn(&owner, "owner")?;
-    let msisdn = parse_msisdn(&msisdn, "msisdn")?;
-    let rate = current_rate(&ctx).await?.rate;
-    let bill = ctx
-        .lookups
-        .postpaid_bill(&owner, &msisdn)
-        .await
-        .map_err(unitel_error)?;
-    let mut answer = bill.raw.clone();
-    if bill.total_unpaid > 0 {
-        price_in_yuan(
-            &mut answer,
-            "total_unpaid",
-            "totalUnpaidRmb",
-            "totalUnpaidFen",
-            rate,
-        );
-    } else if let Value::Object(fields) = &mut answer {
-        fields.insert("totalUnpaidRmb".into(), Value::Null);
-        fields.insert("totalUnpaidFen".into(), Value::Null);
-    }
+    let lookups = ctx.lookups.clone();
+    let ask = |(owner, msisdn): (Msisdn, Msisdn), rate| async move {
+        let bill = lookups.postpaid_bill(&owner, &msisdn).await?;
+        let mut answer = bill.raw.clone();
+        if bill.total_unpaid > 0 {
+            price_in_yuan(
+                &mut answer,
+                "total_unpaid",
+                "totalUnpaidRmb",
+                "totalUnpaidFen",
+                rate,
+            );
+        } else if let Value::Object(fields) = &mut answer {
+            fields.insert("totalUnpaidRmb".into(), Value::Null);
+            fields.insert("totalUnpaidFen".into(), Value::Null);
+        }
+        Ok(answer)
+    };
+    priced_lookup(&ctx, &user, address, body, read, ask).await
+}
+
+/// What both lookups do around their own question: counted against the lookup limits,
+/// the body read (`read`), then Unitel asked and its answer priced at the current rate
+/// (`ask`); Unitel's refusals in the customer's words.
+async fn priced_lookup<Q, Fut>(
+    ctx: &ApiContext,
+    user: &CurrentUser,
+    address: IpAddr,
+    body: Value,
+    read: impl FnOnce(LegacyBody) -> Result<Q, ApiError>,
+    ask: impl FnOnce(Q, MntPerYuan) -> Fut,
+) -> Result<Created<Value>, ApiError>
+where
+    Fut: Future<Output = Result<Value, UnitelError>>,
+{
+    // Lookups cost a Unitel call each (unless cached): products and bills share one limit.
+    ctx.limiter
+        .check_user(
+            Route::UnitelLookups,
+            &ctx.config.limits,
+            &user.openid,
+            address,
+        )
+        .await?;
+    let question = read(LegacyBody::new(body)?)?;
+    let rate = rates::required(&ctx.db).await?.rate;
+    let answer = ask(question, rate).await.map_err(unitel_error)?;
     Ok(Created(answer))
 }
 
@@ -177,29 +213,4 @@ fn price_in_yuan(object: &mut Value, price: &str, rmb: &str, fen: &str, rate: Mn
         fields.insert(rmb.into(), json!(amount.yuan().normalize().to_string()));
         fields.insert(fen.into(), json!(amount.get()));
     }
-}
-
-/// The rate as a JSON number, as the replaced system's `GET /exchange-rate/current` gave it.
-pub fn rate_number(rate: MntPerYuan) -> Value {
-    let text = rate.get().normalize().to_string();
-    serde_json::from_str(&text).unwrap_or(Value::Null)
-}
-
-/// Lookups cost a Unitel call each (unless cached): products and bills share one limit,
-/// per user and per address.
-async fn limit_lookups(
-    ctx: &ApiContext,
-    user: &CurrentUser,
-    address: std::net::IpAddr,
-) -> Result<(), ApiError> {
-    let limits = &ctx.config.limits;
-    ctx.limiter
-        .check(
-            "Unitel lookups",
-            &[
-                (Caller::Openid(&user.openid), limits.lookups_per_minute),
-                (Caller::Address(address), limits.per_address_per_minute),
-            ],
-        )
-        .await
 }

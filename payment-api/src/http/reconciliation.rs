@@ -8,11 +8,11 @@ use chrono::{Days, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
+use super::admin_input::{person, required_text};
 use super::envelope::Envelope;
 use super::error::ApiError;
 use super::extractor::Admin;
 use super::json::ApiJson;
-use super::types::{person, required_text};
 use crate::context::ApiContext;
 use crate::reconciliation::{self, china_today};
 use crate::store::reconciliation::{self as store, DayReport, DaySummary};

@@ -10,20 +10,20 @@ use axum::routing::post;
 use axum::Router;
 use bytes::Bytes;
 use serde::Deserialize;
-use shared::history::{Actor, AnomalyKind};
-use shared::lifecycle;
-use shared::order::{OrderNumber, RefundStatus};
+use shared::history::Actor;
+use shared::order::OrderNumber;
 use utoipa::ToSchema;
 
-use super::callback::keep_rejection;
+use super::admin_input::{person, required_text};
 use super::envelope::Envelope;
 use super::error::ApiError;
 use super::extractor::{Admin, ClientAddress};
 use super::json::ApiJson;
 use super::notification::{Notification, Reply};
-use super::types::{parse_order_number, person, required_text, OrderNumberParam};
+use super::params::{parse_order_number, OrderNumberParam};
 use crate::context::ApiContext;
-use crate::refunds::{self, Refund, RequestError};
+use crate::payments::refund_result::{handle_refund_result, RefundNotice, RefundResult};
+use crate::payments::refunds::{self, Refund};
 
 pub fn router() -> Router<ApiContext> {
     Router::new()
@@ -77,20 +77,8 @@ async fn request_refund(
     let actor = Actor::Admin(person(request.requested_by.as_deref(), "requestedBy")?);
     let refund = ctx
         .refunds
-        .request(&order_number, reason, &actor, request.include_credited)
-        .await
-        .map_err(|e| match e {
-            RequestError::NotFound => ApiError::NotFound("Order not found".into()),
-            RequestError::Database(e) => ApiError::from(e),
-            other => ApiError::Conflict(other.to_string()),
-        })?;
-    tracing::info!(order_number = %order_number, by = %actor, "refund requested");
-    if let Err(error) = ctx.refunds.push(&order_number).await {
-        tracing::warn!(%error, "sending the refund now failed; the sweep will");
-    }
-    let refund = refunds::find(&ctx.db, &order_number)
-        .await?
-        .unwrap_or(refund);
+        .ask(&order_number, reason, &actor, request.include_credited)
+        .await?;
     Ok(Envelope(refund))
 }
 
@@ -127,18 +115,9 @@ async fn retry_refund(
     let order_number = parse_order_number(&order_number)?;
     let note = required_text(&request.note, "note", 200)?;
     let actor = Actor::Admin(person(request.retried_by.as_deref(), "retriedBy")?);
-    let retried = lifecycle::retry_refund(&ctx.db, &order_number, &actor, note).await?;
-    let refund = refunds::find(&ctx.db, &order_number)
-        .await?
-        .ok_or_else(|| ApiError::NotFound("No refund for this order".into()))?;
-    if !retried {
-        return Err(ApiError::Conflict(format!(
-            "Only a failed refund can be retried; this one is {}",
-            refund.status
-        )));
-    }
-    tracing::info!(order_number = %order_number, by = %actor, "failed refund sent again by a person");
-    Ok(Envelope(refund))
+    Ok(Envelope(
+        refunds::retry(&ctx.db, &order_number, &actor, note).await?,
+    ))
 }
 
 /// WeChat's refund result. Answered `{"errcode":0,"errmsg":""}` once handled; the outcome
@@ -165,63 +144,21 @@ async fn refund_callback(
             return Reply::Unreadable("unreadable body");
         }
     };
-    match handle_refund_result(&ctx, &order_number, source, &notification).await {
-        Ok(true) => Reply::Handled,
-        Ok(false) => Reply::RetryLater("temporarily unable to handle the refund result"),
+    let notice = RefundNotice {
+        sub_mch_id: notification.text("subMchId"),
+        out_trade_no: notification.text("outTradeNo"),
+        out_refund_no: notification.text("outRefundNo"),
+        source_trusted: notification.source_trusted(ctx.config.app_env),
+        body: notification.body(),
+    };
+    match handle_refund_result(&ctx, &order_number, source.0, &notice).await {
+        Ok(RefundResult::Handled) => Reply::Handled,
+        Ok(RefundResult::Later) => {
+            Reply::RetryLater("temporarily unable to handle the refund result")
+        }
         Err(error) => {
             tracing::error!(%error, order_number = %order_number, "refund callback not handled; asking for a retry");
             Reply::RetryLater("temporarily unable to handle the refund result")
-        }
-    }
-}
-
-/// True once the notification is dealt with; false when it must come again later.
-async fn handle_refund_result(
-    ctx: &ApiContext,
-    order_number: &OrderNumber,
-    source: ClientAddress,
-    notification: &Notification,
-) -> Result<bool, sqlx::Error> {
-    let mismatch = if !notification.for_merchant(ctx.wechat.merchant_id()) {
-        Some(AnomalyKind::RefundMerchantMismatch)
-    } else if notification.text("outTradeNo") != Some(order_number.as_str())
-        || notification.text("outRefundNo") != Some(lifecycle::out_refund_no(order_number).as_str())
-    {
-        Some(AnomalyKind::RefundOrderMismatch)
-    } else if !notification.source_trusted(ctx.config.app_env) {
-        Some(AnomalyKind::RefundMissingSource)
-    } else {
-        None
-    };
-    let record = |kind| async move {
-        if !keep_rejection(ctx, source, kind).await? {
-            return Ok(());
-        }
-        lifecycle::record_anomaly(
-            &ctx.db,
-            Some(order_number.as_str()),
-            kind,
-            &Actor::WechatRefundCallback,
-            notification.body(),
-        )
-        .await
-    };
-    if let Some(kind) = mismatch {
-        record(kind).await?;
-        return Ok(true);
-    }
-    match refunds::find(&ctx.db, order_number).await? {
-        // Money returned that this system never asked for: a person must know.
-        None => {
-            record(AnomalyKind::RefundUnknown).await?;
-            Ok(true)
-        }
-        // Accepted at WeChat before we recorded it: send it again later.
-        Some(refund) if refund.status == RefundStatus::Requested => Ok(false),
-        Some(_) => {
-            let status = ctx.refunds.check(order_number).await?;
-            tracing::info!(order_number = %order_number, ?status, "refund callback checked");
-            Ok(status.is_some())
         }
     }
 }

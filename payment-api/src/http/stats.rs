@@ -7,10 +7,10 @@ use chrono::{Days, NaiveDate};
 use serde::Deserialize;
 use utoipa::IntoParams;
 
+use super::days::{first_day, last_day, parse_day as day_within_years, BadDay};
 use super::envelope::Envelope;
 use super::error::ApiError;
 use super::extractor::Admin;
-use super::types::{first_day, last_day, parse_day as day_within_years, BadDay};
 use crate::context::ApiContext;
 use crate::stats::{self, Stats};
 

@@ -22,6 +22,21 @@ pub async fn current(db: &PgPool) -> Result<Option<CurrentRate>, sqlx::Error> {
     .await
 }
 
+/// Why there is no rate to price with.
+#[derive(Debug, thiserror::Error)]
+pub enum RateError {
+    /// Every rate row was deleted.
+    #[error("no exchange rate is set")]
+    Missing,
+    #[error(transparent)]
+    Storage(#[from] sqlx::Error),
+}
+
+/// The current rate, which pricing cannot do without.
+pub async fn required(db: &PgPool) -> Result<CurrentRate, RateError> {
+    current(db).await?.ok_or(RateError::Missing)
+}
+
 /// Makes `rate` the current rate; returns when it was set.
 pub async fn set(
     db: &PgPool,

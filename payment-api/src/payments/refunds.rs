@@ -102,6 +102,34 @@ pub enum RequestError {
     Database(#[from] sqlx::Error),
 }
 
+/// Why a failed refund was not sent again.
+#[derive(Debug, thiserror::Error)]
+pub enum RetryError {
+    #[error("No refund for this order")]
+    NoRefund,
+    #[error("Only a failed refund can be retried; this one is {0}")]
+    NotFailed(RefundStatus),
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+}
+
+/// Sends a failed refund to WeChat again, under the same refund number (so it can never
+/// be paid twice); the refund sweep takes it from there.
+pub async fn retry(
+    db: &PgPool,
+    order_number: &OrderNumber,
+    retried_by: &Actor,
+    note: &str,
+) -> Result<Refund, RetryError> {
+    let retried = lifecycle::retry_refund(db, order_number, retried_by, note).await?;
+    let refund = find(db, order_number).await?.ok_or(RetryError::NoRefund)?;
+    if !retried {
+        return Err(RetryError::NotFailed(refund.status));
+    }
+    tracing::info!(order_number = %order_number, by = %retried_by, "failed refund sent again by a person");
+    Ok(refund)
+}
+
 /// What the refund desk needs, and nothing else.
 pub struct Refunds {
     pub db: PgPool,
@@ -174,6 +202,25 @@ impl Refunds {
                 order.recharge_status
             )),
         })
+    }
+
+    /// A person's request: recorded, then sent to WeChat at once (the sweep sends it
+    /// otherwise); the refund as it stands after that.
+    pub async fn ask(
+        &self,
+        order_number: &OrderNumber,
+        reason: &str,
+        requested_by: &Actor,
+        include_credited: bool,
+    ) -> Result<Refund, RequestError> {
+        let refund = self
+            .request(order_number, reason, requested_by, include_credited)
+            .await?;
+        tracing::info!(order_number = %order_number, by = %requested_by, "refund requested");
+        if let Err(error) = self.push(order_number).await {
+            tracing::warn!(%error, "sending the refund now failed; the sweep will");
+        }
+        Ok(find(&self.db, order_number).await?.unwrap_or(refund))
     }
 
     /// Requests refunds for failed top-ups that may be refunded without a person.
