@@ -215,7 +215,12 @@ async fn the_webhook_key_and_the_smtp_password_reach_neither_the_alert_nor_the_l
     const PASSWORD: &str = "smtp-password-7d793037a076";
     let log = CapturedLog::default();
     let _guard = log.install();
-    let mut system = System::start(alerting(100)).await;
+    // In this process, where its log is captured.
+    let mut system = System::start(SystemOptions {
+        api_process: false,
+        ..alerting(100)
+    })
+    .await;
     // Nothing listens there any more.
     let closed = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -332,7 +337,12 @@ async fn the_table_takes_only_the_kinds_and_delivery_states_the_code_knows() {
 async fn every_line_an_alert_round_logs_names_its_job() {
     let log = CapturedLog::default();
     let _guard = log.install();
-    let mut system = System::start(alerting(100)).await;
+    // In this process, where its log is captured.
+    let mut system = System::start(SystemOptions {
+        api_process: false,
+        ..alerting(100)
+    })
+    .await;
     system.sandbox.set_faults(sandbox::Faults {
         wecom: sandbox::WecomFaults { down: true },
         ..Default::default()
