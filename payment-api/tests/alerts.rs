@@ -224,7 +224,7 @@ async fn the_webhook_key_and_the_smtp_password_reach_neither_the_alert_nor_the_l
     const PASSWORD: &str = "smtp-password-7d793037a076";
     let log = CapturedLog::default();
     let _guard = log.install();
-    // In this process, where its log is captured.
+    // payment-api in this process, so that what it logs is captured here.
     let mut system = System::start(SystemOptions {
         api_process: false,
         ..alerting(100)
