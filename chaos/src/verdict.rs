@@ -66,8 +66,7 @@ pub async fn forge(client: &Client) -> anyhow::Result<Forged> {
 }
 
 async fn queue_sizes(prefix: &str) -> anyhow::Result<(u32, u32)> {
-    let connection =
-        shared::amqp::connect("amqp://guest:guest@127.0.0.1:5672/%2f", "fault run").await?;
+    let connection = shared::amqp::connect(&testkit::amqp_url(), "fault run").await?;
     let channel = connection.create_channel().await?;
     let passive = QueueDeclareOptions {
         passive: true,

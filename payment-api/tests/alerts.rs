@@ -3,8 +3,9 @@
 
 use std::time::Duration;
 
+use payment_api::alerts::{AlertKind, Delivery};
 use serde_json::json;
-use testkit::{SmtpSink, System, SystemOptions};
+use testkit::{CapturedLog, SmtpSink, System, SystemOptions, TestDb};
 
 /// payment-api runs as a process: its alert rounds are counted for this test alone.
 fn alerting(max_per_minute: u32) -> SystemOptions {
@@ -117,6 +118,15 @@ async fn unknown_and_failed_top_ups_and_forgeries_reach_wecom_and_email() {
         .iter()
         .all(|m| m.key == "ops-group"));
 
+    // The two forgeries may be read in different rounds (a round reads only below the
+    // oldest transaction still running): the second is counted after the alert went out.
+    system
+        .wait_for_count(
+            "SELECT count(*) FROM alerts WHERE kind = 'callback_anomaly' AND occurrences = 2",
+            1,
+            Duration::from_secs(20),
+        )
+        .await;
     let anomaly_alerts: Vec<(i32,)> =
         sqlx::query_as("SELECT occurrences FROM alerts WHERE kind = 'callback_anomaly'")
             .fetch_all(&system.db.pool)
@@ -206,45 +216,6 @@ async fn a_dead_channel_delays_alerts_never_top_ups_and_the_rate_is_limited() {
             .any(|m| m.content.contains(order.as_str())));
     }
     system.shutdown().await;
-}
-
-/// Everything logged on this test's thread (a `#[tokio::test]` runs payment-api's tasks
-/// on it), at the shipped level (`RUST_LOG=info`).
-#[derive(Clone, Default)]
-struct CapturedLog(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl CapturedLog {
-    fn install(&self) -> tracing::subscriber::DefaultGuard {
-        let subscriber = tracing_subscriber::fmt()
-            .with_env_filter("info")
-            .with_ansi(false)
-            .with_writer(self.clone())
-            .finish();
-        tracing::subscriber::set_default(subscriber)
-    }
-
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
-    }
-}
-
-impl std::io::Write for CapturedLog {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for CapturedLog {
-    type Writer = CapturedLog;
-
-    fn make_writer(&'a self) -> CapturedLog {
-        self.clone()
-    }
 }
 
 #[tokio::test]
@@ -339,5 +310,80 @@ async fn the_webhook_key_and_the_smtp_password_reach_neither_the_alert_nor_the_l
         }
     }
     assert!(leaks.is_empty(), "{leaks:#?}");
+    system.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_table_takes_only_the_kinds_and_delivery_states_the_code_knows() {
+    let db = TestDb::create().await;
+    let insert = |kind: &str, status: &str| {
+        sqlx::query(
+            "INSERT INTO alerts (kind, dedupe_key, message, wecom_status) VALUES ($1, $2, 'm', $3)",
+        )
+        .bind(kind.to_owned())
+        .bind(format!("{kind}:{status}"))
+        .bind(status.to_owned())
+        .execute(&db.pool)
+    };
+    for kind in AlertKind::ALL {
+        for status in Delivery::ALL {
+            insert(kind.as_str(), status.as_str())
+                .await
+                .unwrap_or_else(|e| panic!("{kind} {status}: {e}"));
+        }
+    }
+    assert!(
+        insert("recharge_lost", "pending").await.is_err(),
+        "an unknown kind"
+    );
+    assert!(
+        insert("recharge_unknown", "delivered").await.is_err(),
+        "an unknown status"
+    );
+}
+
+#[tokio::test]
+async fn every_line_an_alert_round_logs_names_its_job() {
+    let log = CapturedLog::default();
+    let _guard = log.install();
+    // In this process, where its log is captured.
+    let mut system = System::start(SystemOptions {
+        api_process: false,
+        ..alerting(100)
+    })
+    .await;
+    system.sandbox.set_faults(sandbox::Faults {
+        wecom: sandbox::WecomFaults { down: true },
+        ..Default::default()
+    });
+    let failing = format!(
+        "{}/cgi-bin/webhook/send?key=ops-group",
+        system.sandbox.wechat_url()
+    );
+    system
+        .restart_api(&[("ALERT_WECOM_WEBHOOK_URL", failing.as_str())])
+        .await;
+    let forged = json!({"returnCode": "SUCCESS", "resultCode": "SUCCESS", "subMchId": "9999999999",
+                        "totalFee": 1136, "transactionId": "4200000000000000000000000011",
+                        "outTradeNo": "ORDNOSUCHORDER0011"});
+    system
+        .anonymous()
+        .post_raw(
+            "/payment/callback/ORDNOSUCHORDER0011",
+            &[("content-type", "application/json")],
+            forged.to_string(),
+        )
+        .await;
+    eventually("a failed delivery is logged", || {
+        log.text().contains("alert not delivered yet")
+    })
+    .await;
+    let text = log.text();
+    let unnamed: Vec<_> = text
+        .lines()
+        .filter(|line| line.contains("alert not delivered yet"))
+        .filter(|line| !line.contains("round{job=\"alerts\"}"))
+        .collect();
+    assert!(unnamed.is_empty(), "{unnamed:#?}");
     system.shutdown().await;
 }

@@ -2,32 +2,11 @@
 
 use std::time::Duration;
 
-use lapin::options::{BasicGetOptions, BasicPublishOptions};
-use lapin::BasicProperties;
+use lapin::options::BasicGetOptions;
 use shared::message::OrderPaid;
 use shared::money::Fen;
 use shared::order::OrderNumber;
 use testkit::{System, SystemOptions};
-
-async fn publish(system: &System, payload: &[u8]) {
-    let connection = shared::amqp::connect(&testkit::amqp_url(), "test")
-        .await
-        .unwrap();
-    let channel = connection.create_channel().await.unwrap();
-    channel
-        .basic_publish(
-            system.topology.exchange.as_str().into(),
-            shared::amqp::ORDER_PAID_ROUTING_KEY.into(),
-            BasicPublishOptions::default(),
-            payload,
-            BasicProperties::default().with_delivery_mode(2),
-        )
-        .await
-        .unwrap()
-        .await
-        .unwrap();
-    let _ = connection.close(200, "".into()).await;
-}
 
 async fn dead_letters(system: &System, within: Duration) -> Vec<Vec<u8>> {
     let connection = shared::amqp::connect(&testkit::amqp_url(), "test")
@@ -56,14 +35,16 @@ async fn dead_letters(system: &System, within: Duration) -> Vec<Vec<u8>> {
 #[tokio::test]
 async fn unreadable_messages_and_unknown_orders_are_dead_lettered() {
     let system = System::start(SystemOptions::default()).await;
-    publish(&system, b"{\"not\": \"an OrderPaid\"}").await;
+    system
+        .publish_order_paid(b"{\"not\": \"an OrderPaid\"}")
+        .await;
     let unknown = OrderPaid::new(
         OrderNumber::parse("ORD1700000000000NOSUCH01").unwrap(),
         Fen::new(1136).unwrap(),
         "4200000000000000000000000000".into(),
         chrono::Utc::now(),
     );
-    publish(&system, &unknown.encode()).await;
+    system.publish_order_paid(&unknown.encode()).await;
 
     let dead = dead_letters(&system, Duration::from_secs(10)).await;
     assert_eq!(dead.len(), 2, "both dead-lettered");

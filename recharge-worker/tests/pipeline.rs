@@ -13,14 +13,8 @@ const OUTCOME_WITHIN: Duration = Duration::from_secs(20);
 async fn a_voice_card_is_credited_once_with_its_receipt() {
     let system = System::start(SystemOptions::default()).await;
     // Last digit 0: the sandbox gives this number the Smart-data tariff (SD5000 = 5000 MNT).
-    let order = system
-        .order_and_pay("o-voice-user", "88616600", "voice", "SD5000")
-        .await;
-
-    assert_eq!(
-        system.wait_for_outcome(&order, OUTCOME_WITHIN).await,
-        "success"
-    );
+    let (order, outcome) = system.top_up("o-voice-user").await;
+    assert_eq!(outcome, "success");
     let credits: Vec<_> = system
         .sandbox
         .ledger()
@@ -126,14 +120,8 @@ async fn unitel_refusing_a_top_up_fails_the_order_with_its_reason() {
         },
         ..Default::default()
     });
-    let order = system
-        .order_and_pay("o-fail-user", "88616600", "voice", "SD5000")
-        .await;
-
-    assert_eq!(
-        system.wait_for_outcome(&order, OUTCOME_WITHIN).await,
-        "failed"
-    );
+    let (order, outcome) = system.top_up("o-fail-user").await;
+    assert_eq!(outcome, "failed");
     assert!(system
         .sandbox
         .ledger()

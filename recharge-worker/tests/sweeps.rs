@@ -249,15 +249,8 @@ async fn an_unknown_top_up_settles_to_one_result_whether_unitel_or_a_person_deci
     let system = System::start(sweeping(1)).await;
     let mut orders = Vec::new();
     for _ in 0..4 {
-        let order = system
-            .order_and_pay("o-settle", "88616600", "voice", "SD5000")
-            .await;
-        assert_eq!(
-            system
-                .wait_for_outcome(&order, Duration::from_secs(20))
-                .await,
-            "success"
-        );
+        let (order, outcome) = system.top_up("o-settle").await;
+        assert_eq!(outcome, "success");
         orders.push(order);
     }
     // As a worker leaves an unknown top-up: the time and the reason it was recorded. The
@@ -446,17 +439,10 @@ async fn a_database_failure_before_sending_gives_the_order_back_instead_of_stran
     .await
     .unwrap();
     system.start_worker().await;
-    let order = system
-        .order_and_pay("o-db-blip", "88616600", "voice", "SD5000")
-        .await;
+    let (order, outcome) = system.top_up("o-db-blip").await;
     // Before, the claim stayed under the worker's live lease with nobody working on it,
     // until the process ended.
-    assert_eq!(
-        system
-            .wait_for_outcome(&order, Duration::from_secs(20))
-            .await,
-        "success"
-    );
+    assert_eq!(outcome, "success");
     assert_eq!(system.credits_for(&order), 1);
     let history = system.events(&order).await;
     assert!(history.contains(&"released".to_owned()), "{history:?}");

@@ -3,8 +3,6 @@
 
 use std::time::{Duration, Instant};
 
-use lapin::options::BasicPublishOptions;
-use lapin::BasicProperties;
 use sandbox::{Faults, UnitelFaults};
 use testkit::{System, SystemOptions};
 
@@ -13,33 +11,6 @@ fn unitel(faults: UnitelFaults) -> Faults {
         unitel: faults,
         ..Default::default()
     }
-}
-
-/// Publishes the order's OrderPaid message again, as a redelivery or a sweep would.
-async fn publish_again(system: &System, order: &str) {
-    let payload: serde_json::Value =
-        sqlx::query_scalar("SELECT payload FROM outbox WHERE order_number = $1")
-            .bind(order)
-            .fetch_one(&system.db.pool)
-            .await
-            .unwrap();
-    let connection = shared::amqp::connect(&testkit::amqp_url(), "test")
-        .await
-        .unwrap();
-    let channel = connection.create_channel().await.unwrap();
-    channel
-        .basic_publish(
-            system.topology.exchange.as_str().into(),
-            shared::amqp::ORDER_PAID_ROUTING_KEY.into(),
-            BasicPublishOptions::default(),
-            payload.to_string().as_bytes(),
-            BasicProperties::default().with_delivery_mode(2),
-        )
-        .await
-        .unwrap()
-        .await
-        .unwrap();
-    let _ = connection.close(200, "".into()).await;
 }
 
 #[tokio::test]
@@ -56,20 +27,12 @@ async fn a_timeout_after_crediting_leaves_the_order_unknown_and_never_credits_tw
         timeout_after_credit: 1,
         ..Default::default()
     }));
-    let order = system
-        .order_and_pay("o-timeout", "88616600", "voice", "SD5000")
-        .await;
-
-    assert_eq!(
-        system
-            .wait_for_outcome(&order, Duration::from_secs(20))
-            .await,
-        "unknown"
-    );
+    let (order, outcome) = system.top_up("o-timeout").await;
+    assert_eq!(outcome, "unknown");
     assert_eq!(system.credits_for(&order), 1, "the sandbox did credit");
 
     // The message comes again (a redelivery, a sweep): nothing is re-sent.
-    publish_again(&system, &order).await;
+    system.redeliver(&order).await;
     // Both messages acked: the first once the outcome was recorded, this one unsent.
     worker.metrics().wait_for_settled("ack", 2).await;
     assert_eq!(system.credits_for(&order), 1, "no second credit");
@@ -87,15 +50,8 @@ async fn a_connection_dropped_after_crediting_is_unknown_too() {
         drop_after_credit: 1,
         ..Default::default()
     }));
-    let order = system
-        .order_and_pay("o-drop", "88616600", "voice", "SD5000")
-        .await;
-    assert_eq!(
-        system
-            .wait_for_outcome(&order, Duration::from_secs(20))
-            .await,
-        "unknown"
-    );
+    let (order, outcome) = system.top_up("o-drop").await;
+    assert_eq!(outcome, "unknown");
     assert_eq!(system.credits_for(&order), 1);
     system.shutdown().await;
 }
@@ -107,16 +63,9 @@ async fn a_server_error_is_not_taken_for_a_refusal() {
         http_error_next: 1,
         ..Default::default()
     }));
-    let order = system
-        .order_and_pay("o-500", "88616600", "voice", "SD5000")
-        .await;
+    let (_, outcome) = system.top_up("o-500").await;
     // An HTTP 500 may come after processing: unknown, not failed, and not re-sent.
-    assert_eq!(
-        system
-            .wait_for_outcome(&order, Duration::from_secs(20))
-            .await,
-        "unknown"
-    );
+    assert_eq!(outcome, "unknown");
     system.shutdown().await;
 }
 
@@ -125,15 +74,8 @@ async fn a_refused_connection_is_retried_and_succeeds() {
     let system = System::start(SystemOptions::default()).await;
     // A first top-up leaves the worker with a token, so that the refusal below hits the
     // top-up request itself rather than /auth.
-    let warm_up = system
-        .order_and_pay("o-refused", "88616600", "voice", "SD5000")
-        .await;
-    assert_eq!(
-        system
-            .wait_for_outcome(&warm_up, Duration::from_secs(20))
-            .await,
-        "success"
-    );
+    let (_, outcome) = system.top_up("o-refused").await;
+    assert_eq!(outcome, "success");
     let order = system
         .order_awaiting_payment("o-refused", "88616600", "voice", "SD5000")
         .await;
@@ -189,15 +131,8 @@ async fn a_refused_authentication_is_retried_without_losing_the_top_up() {
 #[tokio::test]
 async fn a_token_refused_by_unitel_is_renewed_before_the_order_is_marked_sent_again() {
     let system = System::start(SystemOptions::default()).await;
-    let first = system
-        .order_and_pay("o-token", "88616600", "voice", "SD5000")
-        .await;
-    assert_eq!(
-        system
-            .wait_for_outcome(&first, Duration::from_secs(20))
-            .await,
-        "success"
-    );
+    let (_, outcome) = system.top_up("o-token").await;
+    assert_eq!(outcome, "success");
 
     // The worker's cached token is now refused (401): the top-up was not processed, so it
     // is sent again — with a fresh token fetched before the order is marked sent again, so

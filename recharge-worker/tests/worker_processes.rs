@@ -139,7 +139,7 @@ fn the_binary_refuses_to_start_without_its_configuration() {
             "DATABASE_URL",
             "postgres://postgres@127.0.0.1:5432/postgres",
         )
-        .env("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2f")
+        .env("AMQP_URL", testkit::amqp_url())
         .env("UNITEL_USERNAME", "u")
         .env("UNITEL_PASSWORD", "p")
         .env("RECHARGE_CONCURRENCY", "0")
@@ -156,7 +156,7 @@ fn the_binary_refuses_to_start_without_its_configuration() {
             "DATABASE_URL",
             "postgres://postgres@127.0.0.1:5432/postgres",
         )
-        .env("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2f")
+        .env("AMQP_URL", testkit::amqp_url())
         .output()
         .expect("recharge-worker runs");
     assert!(!output.status.success());

@@ -13,6 +13,7 @@ use std::time::Duration;
 use sqlx::{PgPool, Postgres, Transaction};
 use tokio::time::{timeout, Instant};
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 /// Every exclusive job, each with its own lock. The keys only have to differ from each
 /// other and from anything else taking advisory locks in the same database.
@@ -225,6 +226,8 @@ pub async fn run_every<J: Rounds>(
             _ = stop.cancelled() => return,
             _ = tick.tick() => {}
         }
+        // Every line a round logs, down to its SQL errors, names its job.
+        let span = tracing::info_span!("round", job = job.name());
         let outcome: Result<Option<J::Report>, J::Error> = async {
             let Some(mut lock) = job.try_lock(&db).await? else {
                 return Ok(None);
@@ -242,8 +245,9 @@ pub async fn run_every<J: Rounds>(
             lock.release().await?;
             Ok(Some(report))
         }
+        .instrument(span.clone())
         .await;
-        let counted = match outcome {
+        let counted = span.in_scope(|| match outcome {
             Ok(Some(report)) => {
                 if !report.is_quiet() {
                     tracing::info!(?job, ?report, "round done");
@@ -255,7 +259,7 @@ pub async fn run_every<J: Rounds>(
                 tracing::warn!(?job, %error, "round failed");
                 "failed"
             }
-        };
+        });
         metrics::counter!("job_rounds_total", "job" => job.name(), "outcome" => counted)
             .increment(1);
     }

@@ -3,6 +3,7 @@
 //! workers started in-process (or as processes) against them. Nothing of ours is mocked.
 
 mod browser;
+mod captured_log;
 mod db;
 mod metrics;
 mod seed;
@@ -14,14 +15,16 @@ pub mod processes;
 pub mod proxy;
 
 pub use browser::Browser;
+pub use captured_log::CapturedLog;
 pub use db::TestDb;
 pub use metrics::Metrics;
 pub use seed::{seed_orders, Seed};
 pub use smtp_sink::{ReceivedMail, SmtpSink};
 pub use stats_oracle::{expected_stats, first_difference};
-pub use system::{ApiClient, System, SystemOptions, ADMIN_TOKEN};
+pub use system::{ApiClient, System, SystemOptions, ADMIN_TOKEN, OUTCOME_WITHIN};
 
-/// The broker tests use: `TEST_AMQP_URL`, else the machine's local RabbitMQ.
+/// The broker tests use: `TEST_AMQP_URL`, else the machine's local RabbitMQ. The one
+/// place the harness, the fault run and the benchmark read it from.
 pub fn amqp_url() -> String {
     std::env::var("TEST_AMQP_URL")
         .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())

@@ -11,7 +11,6 @@ use anyhow::Context;
 use lapin::options::QueueDeleteOptions;
 
 pub const MERCHANT: &str = "1712734762";
-pub const AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 
 pub fn free_port() -> anyhow::Result<u16> {
     let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
@@ -94,7 +93,7 @@ pub fn base_env(ports: &Ports, database_url: &str, prefix: &str) -> HashMap<Stri
             "payments-can-be-forged".into(),
         ),
         ("DATABASE_URL", database_url.to_owned()),
-        ("AMQP_URL", AMQP_URL.into()),
+        ("AMQP_URL", crate::amqp_url()),
         ("AMQP_PREFIX", prefix.to_owned()),
         ("AMQP_QUEUE_EXPIRES_MS", "3600000".into()),
         (
@@ -342,7 +341,7 @@ pub fn peak_rss(pid: u32) -> anyhow::Result<u64> {
 
 /// The queues a run under `prefix` declared (they also expire by themselves).
 pub async fn delete_queues(prefix: &str) {
-    if let Ok(connection) = shared::amqp::connect(AMQP_URL, "cleanup").await {
+    if let Ok(connection) = shared::amqp::connect(&crate::amqp_url(), "cleanup").await {
         if let Ok(channel) = connection.create_channel().await {
             for queue in [
                 format!("{prefix}.recharge"),

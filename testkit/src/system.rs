@@ -3,7 +3,8 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use lapin::options::{ExchangeDeleteOptions, QueueDeleteOptions};
+use lapin::options::{BasicPublishOptions, ExchangeDeleteOptions, QueueDeleteOptions};
+use lapin::BasicProperties;
 use reqwest::StatusCode;
 use sandbox::{Sandbox, SandboxConfig};
 use serde_json::{json, Value};
@@ -13,6 +14,9 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::{amqp_url, TestDb};
+
+/// How long a paid top-up may take to reach its final status in a test.
+pub const OUTCOME_WITHIN: Duration = Duration::from_secs(20);
 
 /// The admin token every test system is started with.
 pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789-abcdefghij";
@@ -338,6 +342,16 @@ impl System {
         order_number
     }
 
+    /// A voice top-up (SD5000 on a Smart-data number) ordered, paid and carried to its
+    /// end. Returns the order and its final recharge status.
+    pub async fn top_up(&self, openid: &str) -> (String, String) {
+        let order = self
+            .order_and_pay(openid, "88616600", "voice", "SD5000")
+            .await;
+        let outcome = self.wait_for_outcome(&order, OUTCOME_WITHIN).await;
+        (order, outcome)
+    }
+
     /// A voice top-up (SD5000 on a Smart-data number) paid while Unitel misbehaves as
     /// `faults` says. The faults are set only after the order is priced, so they hit the
     /// top-up and not the product lookup. Returns the order and its final recharge status.
@@ -354,7 +368,7 @@ impl System {
             ..Default::default()
         });
         self.sandbox.pay(&order).await.expect("sandbox pays");
-        let outcome = self.wait_for_outcome(&order, Duration::from_secs(20)).await;
+        let outcome = self.wait_for_outcome(&order, OUTCOME_WITHIN).await;
         (order, outcome)
     }
 
@@ -482,6 +496,41 @@ impl System {
             );
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
+    }
+
+    /// Publishes `payload` to the system's exchange as an OrderPaid message, persistent,
+    /// and returns once the broker confirmed it.
+    pub async fn publish_order_paid(&self, payload: &[u8]) {
+        let connection = shared::amqp::connect(&amqp_url(), "test")
+            .await
+            .expect("broker");
+        let channel = connection.create_channel().await.expect("channel");
+        channel
+            .basic_publish(
+                self.topology.exchange.as_str().into(),
+                shared::amqp::ORDER_PAID_ROUTING_KEY.into(),
+                BasicPublishOptions::default(),
+                payload,
+                BasicProperties::default().with_delivery_mode(2),
+            )
+            .await
+            .expect("published")
+            .await
+            .expect("confirmed");
+        let _ = connection.close(200, "".into()).await;
+    }
+
+    /// Publishes the order's OrderPaid message again, as the outbox wrote it: what a
+    /// redelivery or a sweep's requeue hands a worker.
+    pub async fn redeliver(&self, order_number: &str) {
+        let payload: Value =
+            sqlx::query_scalar("SELECT payload FROM outbox WHERE order_number = $1")
+                .bind(order_number)
+                .fetch_one(&self.db.pool)
+                .await
+                .expect("the order's outbox row");
+        self.publish_order_paid(payload.to_string().as_bytes())
+            .await;
     }
 
     /// Messages waiting in the recharge queue (declares nothing).

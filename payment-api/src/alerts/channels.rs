@@ -7,6 +7,7 @@ use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use serde_json::{json, Value};
 use sqlx::PgPool;
 
+use super::{AlertKind, Delivery};
 use crate::config::AlertConfig;
 
 pub struct Channels {
@@ -27,12 +28,12 @@ struct Email {
 
 struct Due {
     id: i64,
-    kind: String,
+    kind: AlertKind,
     order_number: Option<String>,
     message: String,
     occurrences: i32,
-    wecom_status: String,
-    email_status: String,
+    wecom_status: Delivery,
+    email_status: Delivery,
 }
 
 impl Channels {
@@ -94,17 +95,18 @@ impl Channels {
         if budget == 0 {
             return Ok(0);
         }
+        let money: Vec<&str> = AlertKind::MONEY.iter().map(|k| k.as_str()).collect();
         let due = sqlx::query_as!(
             Due,
-            "SELECT id, kind, order_number, message, occurrences, wecom_status, email_status
+            r#"SELECT id, kind AS "kind: AlertKind", order_number, message, occurrences,
+                      wecom_status AS "wecom_status: Delivery", email_status AS "email_status: Delivery"
                FROM alerts
               WHERE (wecom_status = 'pending' OR email_status = 'pending') AND next_attempt_at <= now()
               -- money first: a flood of other alerts cannot hold these back
-              ORDER BY kind NOT IN ('recharge_unknown', 'money_taken_unfulfilled', 'refund_failed',
-                                    'refund_stuck', 'recharge_failed', 'recharge_stuck',
-                                    'late_top_up_outcome'), id
-              LIMIT $1",
+              ORDER BY kind <> ALL($2::text[]), id
+              LIMIT $1"#,
             budget,
+            &money as &[&str],
         )
         .fetch_all(db)
         .await?;
@@ -125,22 +127,22 @@ impl Channels {
                     String::new()
                 }
             );
-            let mut wecom = alert.wecom_status.clone();
-            let mut email = alert.email_status.clone();
+            let mut wecom = alert.wecom_status;
+            let mut email = alert.email_status;
             let mut errors = Vec::new();
-            if wecom == "pending" {
+            if wecom == Delivery::Pending {
                 match self.send_wecom(&text).await {
-                    Ok(()) => wecom = "sent".into(),
+                    Ok(()) => wecom = Delivery::Sent,
                     Err(e) => errors.push(self.redact(format!("wecom: {e:#}"))),
                 }
             }
-            if email == "pending" {
-                match self.send_email(&alert.kind, &text).await {
-                    Ok(()) => email = "sent".into(),
+            if email == Delivery::Pending {
+                match self.send_email(alert.kind, &text).await {
+                    Ok(()) => email = Delivery::Sent,
                     Err(e) => errors.push(self.redact(format!("email: {e}"))),
                 }
             }
-            let done = wecom != "pending" && email != "pending";
+            let done = wecom != Delivery::Pending && email != Delivery::Pending;
             let delivered_now = wecom != alert.wecom_status || email != alert.email_status;
             sqlx::query!(
                 "UPDATE alerts SET wecom_status = $2, email_status = $3, last_error = $4,
@@ -150,8 +152,8 @@ impl Channels {
                         next_attempt_at = now() + make_interval(secs => LEAST(600, 5 * power(2, LEAST(attempts, 7))))
                   WHERE id = $1",
                 alert.id,
-                wecom,
-                email,
+                wecom.as_str(),
+                email.as_str(),
                 (!errors.is_empty()).then(|| errors.join("; ")),
                 done,
                 delivered_now,
@@ -188,7 +190,7 @@ impl Channels {
         Ok(())
     }
 
-    async fn send_email(&self, kind: &str, text: &str) -> anyhow::Result<()> {
+    async fn send_email(&self, kind: AlertKind, text: &str) -> anyhow::Result<()> {
         let Some(email) = &self.email else {
             return Ok(());
         };

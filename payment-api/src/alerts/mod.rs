@@ -7,6 +7,7 @@
 //! e-mail, rate-limited and retried. A channel that is down delays alerts, nothing else.
 
 mod channels;
+mod kind;
 mod produce;
 
 use shared::jobs::{Hold, RoundReport, Rounds};
@@ -14,6 +15,7 @@ use shared::outbox::OutboxSignal;
 use sqlx::PgPool;
 
 pub use channels::Channels;
+pub use kind::{AlertKind, Delivery};
 
 use crate::config::AlertConfig;
 

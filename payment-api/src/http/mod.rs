@@ -28,8 +28,12 @@ mod stats;
 use std::time::Duration;
 
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
+use axum::http::HeaderName;
 use axum::Router;
 use tower_http::cors::CorsLayer;
+use tower_http::request_id::{
+    MakeRequestUuid, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
+};
 use tower_http::trace::TraceLayer;
 
 use crate::context::ApiContext;
@@ -78,9 +82,15 @@ pub fn router(ctx: ApiContext, operations: bool) -> Router {
                     .get::<MatchedPath>()
                     .map(|p| p.as_str().to_owned())
                     .unwrap_or_default();
+                let request_id = request
+                    .extensions()
+                    .get::<RequestId>()
+                    .and_then(|id| id.header_value().to_str().ok())
+                    .unwrap_or_default();
                 // order_number is filled in by the handlers that know it.
                 tracing::info_span!(
                     "request",
+                    request_id,
                     method = %request.method(),
                     route,
                     path = %request.uri().path(),
@@ -88,7 +98,14 @@ pub fn router(ctx: ApiContext, operations: bool) -> Router {
                 )
             }),
         )
+        // Outermost: the id is set (or the caller's kept) before the span that logs it
+        // opens, and it goes back on every response, errors included.
+        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
 }
+
+/// The header that names a request in the logs and in its response.
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// The replaced system's (Express's) words for a route it does not have.
 async fn no_such_route(request: Request) -> ApiError {
