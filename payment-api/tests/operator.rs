@@ -8,15 +8,8 @@ use serde_json::{json, Value};
 use testkit::{Browser, System, SystemOptions, ADMIN_TOKEN};
 
 async fn credited(system: &System, openid: &str) -> String {
-    let order = system
-        .order_and_pay(openid, "88616600", "voice", "SD5000")
-        .await;
-    assert_eq!(
-        system
-            .wait_for_outcome(&order, Duration::from_secs(20))
-            .await,
-        "success"
-    );
+    let (order, outcome) = system.top_up(openid).await;
+    assert_eq!(outcome, "success");
     order
 }
 
