@@ -43,7 +43,7 @@ pub struct ApiConfig {
     /// (`CLIENT_ADDRESS_FROM`, `TRUSTED_PROXY_HOPS`).
     pub client_address: AddressSource,
     pub alerts: AlertConfig,
-    pub reconciliation: crate::reconciliation::ReconciliationConfig,
+    pub reconciliation: ReconciliationConfig,
     /// How long a number's product list or postpaid bill is reused before Unitel is asked
     /// again (`UNITEL_LOOKUP_CACHE_MS`).
     pub lookup_cache_for: Duration,
@@ -80,6 +80,19 @@ pub struct Limits {
     pub callback_rejects_per_minute: u32,
     /// Wrong admin tokens per client address before 429 (`ADMIN_FAILURES_PER_MINUTE`).
     pub admin_failures_per_minute: u32,
+}
+
+/// When and from which day our books are matched against WeChat Pay's daily bill.
+#[derive(Debug, Clone)]
+pub struct ReconciliationConfig {
+    /// How often due days are looked for (`RECONCILIATION_INTERVAL_MS`).
+    pub every: Duration,
+    /// How long before a day that could not be fetched, or did not add up, is tried again
+    /// (`RECONCILIATION_RETRY_MS`).
+    pub retry_after: Duration,
+    /// The first day to reconcile (`RECONCILIATION_SINCE`); by default the day of the
+    /// oldest order, within the three months WeChat serves.
+    pub since: Option<chrono::NaiveDate>,
 }
 
 /// Where alerts go and when health figures become alerts.
@@ -216,9 +229,7 @@ impl ApiConfig {
     }
 }
 
-fn reconciliation_config(
-    s: &Settings,
-) -> Result<crate::reconciliation::ReconciliationConfig, ConfigError> {
+fn reconciliation_config(s: &Settings) -> Result<ReconciliationConfig, ConfigError> {
     let since = match s.optional("RECONCILIATION_SINCE") {
         None => None,
         Some(text) => Some(
@@ -243,7 +254,7 @@ fn reconciliation_config(
             });
         }
     }
-    Ok(crate::reconciliation::ReconciliationConfig {
+    Ok(ReconciliationConfig {
         every,
         retry_after,
         since,

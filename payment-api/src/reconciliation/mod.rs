@@ -23,6 +23,7 @@ use sqlx::PgPool;
 pub use matching::{DayTotals, DifferenceKind};
 pub use record::{resolve_difference, DayStatus};
 
+use crate::config::ReconciliationConfig;
 use crate::payment_watch::{PaymentWatch, QueryResult, WatchError};
 use crate::wechat::{BillDownload, TradeBill, WechatError, WechatPay};
 use matching::{Books, OurPayment, OurRefund};
@@ -38,18 +39,6 @@ const DAYS_SERVED: u64 = 89;
 /// Days one round reconciles at most, so that a first run over months of history is
 /// worked off in bounded steps.
 const DAYS_PER_ROUND: usize = 7;
-
-#[derive(Debug, Clone)]
-pub struct ReconciliationConfig {
-    /// How often due days are looked for (`RECONCILIATION_INTERVAL_MS`).
-    pub every: Duration,
-    /// How long before a day that could not be fetched, or did not add up, is tried again
-    /// (`RECONCILIATION_RETRY_MS`).
-    pub retry_after: Duration,
-    /// The first day to reconcile (`RECONCILIATION_SINCE`); by default the day of the
-    /// oldest order, within the three months WeChat serves.
-    pub since: Option<NaiveDate>,
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReconcileError {
