@@ -12,7 +12,6 @@ mod record;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::time::Duration;
 
 use chrono::{DateTime, Days, FixedOffset, NaiveDate, NaiveTime, TimeZone, Utc};
 use shared::jobs::{ExclusiveJob, Hold, RoundReport, Rounds};
