@@ -180,12 +180,13 @@ async fn the_day_asks_for_an_admin_token_and_a_date_within_three_months() {
     system.shutdown().await;
 }
 
-/// A paid and credited order of yesterday (China time), written straight into the books:
-/// WeChat's simulator has never seen it.
-async fn paid_yesterday_here_only(system: &System, order_number: &str) -> String {
+/// A paid and credited order of two days ago (China time), written straight into the
+/// books: WeChat's simulator has never seen it. Two days, not one: yesterday's bill is
+/// ready only from 10:00 China time today.
+async fn paid_two_days_ago_here_only(system: &System, order_number: &str) -> String {
     let china = FixedOffset::east_opt(8 * 3600).unwrap();
-    let yesterday = Utc::now().with_timezone(&china).date_naive() - chrono::Days::new(1);
-    let noon = yesterday
+    let day = Utc::now().with_timezone(&china).date_naive() - chrono::Days::new(2);
+    let noon = day
         .and_hms_opt(12, 0, 0)
         .unwrap()
         .and_local_timezone(china)
@@ -210,11 +211,11 @@ async fn paid_yesterday_here_only(system: &System, order_number: &str) -> String
     .execute(&system.db.pool)
     .await
     .unwrap();
-    yesterday.to_string()
+    day.to_string()
 }
 
 #[tokio::test]
-async fn the_job_reconciles_yesterday_by_itself_and_a_payment_absent_at_wechat_is_an_alerted_anomaly_never_refunded(
+async fn the_job_reconciles_a_past_day_by_itself_and_a_payment_absent_at_wechat_is_an_alerted_anomaly_never_refunded(
 ) {
     // The job's first round runs at start: with nothing to reconcile yet.
     let mut system = System::start(SystemOptions {
@@ -223,10 +224,10 @@ async fn the_job_reconciles_yesterday_by_itself_and_a_payment_absent_at_wechat_i
     })
     .await;
     let order = "ORD1795000000000GHOST1";
-    let yesterday = paid_yesterday_here_only(&system, order).await;
+    let day = paid_two_days_ago_here_only(&system, order).await;
     // Restarted on the shipped settings, it reconciles every day since the oldest order.
     system
-        .restart_api(&[("RECONCILIATION_SINCE", yesterday.as_str())])
+        .restart_api(&[("RECONCILIATION_SINCE", day.as_str())])
         .await;
     system
         .wait_for_count(
@@ -236,7 +237,7 @@ async fn the_job_reconciles_yesterday_by_itself_and_a_payment_absent_at_wechat_i
         )
         .await;
     let (_, view) = system
-        .admin_get(&format!("/admin/reconciliation?date={yesterday}"))
+        .admin_get(&format!("/admin/reconciliation?date={day}"))
         .await;
     let day = &view["data"]["day"];
     assert_eq!(
@@ -294,7 +295,7 @@ async fn the_job_reconciles_yesterday_by_itself_and_a_payment_absent_at_wechat_i
         resolved["data"]["differences"][0]["resolvedBy"],
         "admin:ops li"
     );
-    let again = reconcile(&system, &yesterday).await;
+    let again = reconcile(&system, &day).await;
     assert_eq!(
         differences(&again),
         vec![(
