@@ -185,8 +185,8 @@ async fn the_day_asks_for_an_admin_token_and_a_date_within_three_months() {
 /// ready only from 10:00 China time today.
 async fn paid_two_days_ago_here_only(system: &System, order_number: &str) -> String {
     let china = FixedOffset::east_opt(8 * 3600).unwrap();
-    let day = Utc::now().with_timezone(&china).date_naive() - chrono::Days::new(2);
-    let noon = day
+    let bill_day = Utc::now().with_timezone(&china).date_naive() - chrono::Days::new(2);
+    let noon = bill_day
         .and_hms_opt(12, 0, 0)
         .unwrap()
         .and_local_timezone(china)
@@ -211,7 +211,7 @@ async fn paid_two_days_ago_here_only(system: &System, order_number: &str) -> Str
     .execute(&system.db.pool)
     .await
     .unwrap();
-    day.to_string()
+    bill_day.to_string()
 }
 
 #[tokio::test]
@@ -224,10 +224,10 @@ async fn the_job_reconciles_a_past_day_by_itself_and_a_payment_absent_at_wechat_
     })
     .await;
     let order = "ORD1795000000000GHOST1";
-    let day = paid_two_days_ago_here_only(&system, order).await;
+    let bill_day = paid_two_days_ago_here_only(&system, order).await;
     // Restarted on the shipped settings, it reconciles every day since the oldest order.
     system
-        .restart_api(&[("RECONCILIATION_SINCE", day.as_str())])
+        .restart_api(&[("RECONCILIATION_SINCE", bill_day.as_str())])
         .await;
     system
         .wait_for_count(
@@ -237,7 +237,7 @@ async fn the_job_reconciles_a_past_day_by_itself_and_a_payment_absent_at_wechat_
         )
         .await;
     let (_, view) = system
-        .admin_get(&format!("/admin/reconciliation?date={day}"))
+        .admin_get(&format!("/admin/reconciliation?date={bill_day}"))
         .await;
     let day = &view["data"]["day"];
     assert_eq!(
@@ -295,7 +295,7 @@ async fn the_job_reconciles_a_past_day_by_itself_and_a_payment_absent_at_wechat_
         resolved["data"]["differences"][0]["resolvedBy"],
         "admin:ops li"
     );
-    let again = reconcile(&system, &day).await;
+    let again = reconcile(&system, &bill_day).await;
     assert_eq!(
         differences(&again),
         vec![(
