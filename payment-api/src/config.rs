@@ -22,9 +22,37 @@ pub const PLACEHOLDER_ADMIN_TOKENS: &[&str] = &[
 ];
 const MIN_ADMIN_TOKEN_CHARS: usize = 32;
 
+/// How this deployment reaches WeChat Pay and knows who its customers are
+/// (`WECHAT_PAY_MODE`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PayMode {
+    /// Inside WeChat Cloud Hosting: pay calls go through its open interface service
+    /// (unsigned; the platform vouches for us) and the gateway names the caller in
+    /// `X-WX-OPENID`.
+    Cloud,
+    /// Anywhere else: WeChat Pay APIv3 with our own merchant keys, every answer and
+    /// notification verified, and our own sessions from `wx.login`. The gateway's `X-WX-*`
+    /// headers mean nothing here: anyone could send them.
+    Direct,
+}
+
+impl PayMode {
+    fn from_settings(s: &Settings) -> Result<Self, ConfigError> {
+        match s.or("WECHAT_PAY_MODE", "cloud").trim() {
+            "cloud" => Ok(PayMode::Cloud),
+            "direct" => Ok(PayMode::Direct),
+            _ => Err(ConfigError::Invalid {
+                name: "WECHAT_PAY_MODE",
+                reason: "must be cloud (WeChat Cloud Hosting) or direct (WeChat Pay APIv3)".into(),
+            }),
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct ApiConfig {
     pub app_env: AppEnv,
+    pub pay_mode: PayMode,
     pub host: std::net::IpAddr,
     pub port: u16,
     /// Where `/metrics`, `/api` and `/api-json` are served, apart from the public port
@@ -200,6 +228,7 @@ impl ApiConfig {
         };
         Ok(ApiConfig {
             app_env,
+            pay_mode: PayMode::from_settings(s)?,
             operations_addr,
             warnings,
             host: s.parsed("HOST", std::net::IpAddr::from([0, 0, 0, 0]))?,

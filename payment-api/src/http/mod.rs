@@ -4,22 +4,22 @@ mod admin;
 mod admin_input;
 mod admin_page;
 mod attention;
-mod callback;
 mod days;
 mod envelope;
 mod error;
 mod exchange_rate;
 mod extractor;
+mod gateway_call;
 mod health;
 mod json;
 mod legacy_input;
 mod legacy_stats;
-mod notification;
 mod openapi;
 mod order_view;
 mod orders;
 mod params;
 mod payment;
+mod payment_callback;
 mod products;
 mod reconciliation;
 mod refund;
@@ -52,7 +52,7 @@ pub fn router(ctx: ApiContext, operations: bool) -> Router {
         .merge(products::router())
         .merge(orders::router())
         .merge(payment::router())
-        .merge(callback::router())
+        .merge(payment_callback::router())
         .merge(admin::router())
         .merge(refund::router())
         .merge(stats::router())

@@ -2,7 +2,7 @@
 //! recorded, refunds asked for, sent and checked. The routes (`http/`) read the
 //! request, call one function here and turn its result into a response.
 
-pub mod callback;
+pub mod payment_result;
 pub mod refund_result;
 pub mod refunds;
 pub mod rejections;

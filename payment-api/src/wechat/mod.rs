@@ -7,11 +7,11 @@
 //! [`RefundStatus`], its `time_end` a UTC time, in this module and nowhere else.
 
 mod bill;
-mod callback;
+mod payment_notice;
 mod states;
 
 pub use bill::{BillDownload, BillLine, BillLineKind, BillSummary, MalformedLine, TradeBill};
-pub use callback::{Attach, PaymentNotification};
+pub use payment_notice::{Attach, PaymentNotification};
 pub use states::china_time;
 
 use chrono::{DateTime, NaiveDate, Utc};
@@ -123,7 +123,7 @@ pub struct QueriedOrder {
 struct QueryAnswer {
     trade_state: String,
     /// A number in the documented answer; a string of digits is read too.
-    #[serde(default, deserialize_with = "callback::fen_amount")]
+    #[serde(default, deserialize_with = "payment_notice::fen_amount")]
     total_fee: Option<i64>,
     #[serde(default)]
     transaction_id: Option<String>,

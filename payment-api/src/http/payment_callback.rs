@@ -2,7 +2,7 @@
 //!
 //! Answered `{"errcode":0,"errmsg":""}` once the outcome is durably recorded, whatever it
 //! was; a non-zero errcode means "we could not record it, send it again". The notification
-//! is read here and decided in [`crate::payments::callback`].
+//! is read here and decided in [`crate::payments::payment_result`].
 
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
@@ -12,10 +12,10 @@ use bytes::Bytes;
 use shared::order::OrderNumber;
 
 use super::extractor::ClientAddress;
-use super::notification::{Notification, Reply};
+use super::gateway_call::{Notification, Reply};
 use super::params::OrderNumberParam;
 use crate::context::ApiContext;
-use crate::payments::callback;
+use crate::payments::payment_result;
 use crate::wechat::PaymentNotification;
 
 pub fn router() -> Router<ApiContext> {
@@ -88,7 +88,9 @@ async fn handle(
     tracing::Span::current().record("order_number", order_text.as_str());
     let ClientAddress(source) = source;
     let trusted = notification.source_trusted(ctx.config.app_env);
-    match callback::verify_and_record(&ctx, path_order.as_deref(), source, trusted, &fields).await {
+    match payment_result::verify_and_record(&ctx, path_order.as_deref(), source, trusted, &fields)
+        .await
+    {
         Ok(()) => Reply::Handled,
         Err(error) => {
             tracing::error!(%error, order_number = %order_text, "payment callback not recorded; asking for a retry");
