@@ -10,7 +10,7 @@ use shared::lifecycle::{Settler, Verdict};
 use shared::order::OrderNumber;
 use utoipa::ToSchema;
 
-use super::admin_input::{person, required_text};
+use super::admin_input::PersonsNote;
 use super::envelope::Envelope;
 use super::error::ApiError;
 use super::extractor::Admin;
@@ -98,17 +98,8 @@ pub struct ResolveRequest {
     /// What Unitel confirmed: `success` (the number was credited) or `failed` (it was not).
     #[schema(example = "success", pattern = r"^(success|failed)$")]
     outcome: String,
-    /// Why: what was checked, with whom. Kept in the order's history.
-    #[schema(
-        example = "Unitel support confirmed seq 1760754386127 on 2026-11-24",
-        pattern = r"\S",
-        max_length = 1000
-    )]
-    note: String,
-    /// Who decided (default `admin`).
-    #[serde(default)]
-    #[schema(max_length = 100)]
-    resolved_by: Option<String>,
+    #[serde(flatten)]
+    decision: PersonsNote,
 }
 
 /// Settles an `unknown` top-up as credited or failed, with a note. `failed` is refused
@@ -125,7 +116,7 @@ async fn resolve(
     ApiJson(request): ApiJson<ResolveRequest>,
 ) -> Result<Envelope<OrderHistory>, ApiError> {
     let order_number = parse_order_number(&order_number)?;
-    let note = required_text(&request.note, "note", 1000)?;
+    let (note, name) = request.decision.read()?;
     let verdict = match request.outcome.as_str() {
         "success" => Verdict::Credited,
         "failed" => Verdict::NotCredited {
@@ -137,7 +128,6 @@ async fn resolve(
             ))
         }
     };
-    let name = person(request.resolved_by.as_deref(), "resolvedBy")?;
     let settler = Settler::Person {
         name: name.clone(),
         note: note.to_owned(),

@@ -8,7 +8,7 @@ use chrono::{Days, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::admin_input::{person, required_text};
+use super::admin_input::PersonsNote;
 use super::envelope::Envelope;
 use super::error::ApiError;
 use super::extractor::Admin;
@@ -111,25 +111,9 @@ async fn run(
     Ok(Envelope(report))
 }
 
-#[derive(Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct ResolveDifference {
-    /// What was found and done (e.g. "refunded by hand in the merchant platform").
-    #[schema(
-        example = "Refunded by hand on 2026-12-04, WeChat refund 5030...",
-        pattern = r"\S",
-        max_length = 1000
-    )]
-    note: String,
-    /// Who decided (default `admin`).
-    #[serde(default)]
-    #[schema(max_length = 100)]
-    resolved_by: Option<String>,
-}
-
 /// A person settles an open difference, with a note; the day shows who and why.
 #[utoipa::path(post, path = "/admin/reconciliation/differences/{id}/resolve", tag = "admin",
-    params(("id" = i64, Path, description = "The difference's id")), request_body = ResolveDifference,
+    params(("id" = i64, Path, description = "The difference's id")), request_body = PersonsNote,
     security(("admin_token" = [])),
     responses((status = 200, body = DayReport), (status = 400, description = "Invalid note"),
               (status = 401, description = "Missing or wrong admin token"),
@@ -138,10 +122,9 @@ async fn resolve(
     State(ctx): State<ApiContext>,
     _admin: Admin,
     Path(id): Path<i64>,
-    ApiJson(request): ApiJson<ResolveDifference>,
+    ApiJson(request): ApiJson<PersonsNote>,
 ) -> Result<Envelope<DayReport>, ApiError> {
-    let note = required_text(&request.note, "note", 1000)?;
-    let name = person(request.resolved_by.as_deref(), "resolvedBy")?;
+    let (note, name) = request.read()?;
     let day = reconciliation::resolve_difference(&ctx.db, id, &format!("admin:{name}"), note)
         .await?
         .ok_or_else(|| ApiError::NotFound("No such open difference".into()))?;
