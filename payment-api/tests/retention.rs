@@ -10,15 +10,8 @@ use testkit::{System, SystemOptions};
 async fn settled_anomalies_past_the_retention_are_summarised_and_removed() {
     let mut system = System::start(SystemOptions::default()).await;
     let db = &system.db.pool;
-    let credited = system
-        .order_and_pay("o-retention", "88616600", "voice", "SD5000")
-        .await;
-    assert_eq!(
-        system
-            .wait_for_outcome(&credited, Duration::from_secs(20))
-            .await,
-        "success"
-    );
+    let (credited, outcome) = system.top_up("o-retention").await;
+    assert_eq!(outcome, "success");
     let unpaid = system
         .order_awaiting_payment("o-retention", "88616600", "voice", "SD5000")
         .await;
