@@ -1,5 +1,6 @@
 //! The state every handler shares. Background jobs do not take it: each gets only what it
-//! uses ([`PaymentWatch`], [`Refunds`], [`crate::alerts::Alerting`]).
+//! uses ([`PaymentWatch`], [`crate::payments::refunds::Refunds`],
+//! [`crate::alerts::Alerting`]); nor do the payment decisions ([`Payments`]).
 
 use std::sync::Arc;
 
@@ -10,7 +11,7 @@ use sqlx::PgPool;
 use crate::config::ApiConfig;
 use crate::lookups::Lookups;
 use crate::payment_watch::PaymentWatch;
-use crate::payments::refunds::Refunds;
+use crate::payments::Payments;
 use crate::rate_limit::RateLimiter;
 use crate::reconciliation::Reconciliation;
 use crate::wechat::WechatPay;
@@ -26,8 +27,9 @@ pub struct ApiContext {
     /// Unitel's answers to product and bill lookups, kept a while per number.
     pub lookups: Arc<Lookups>,
     /// Asks WeChat about unpaid orders (on read and on cancel).
-    pub payments: Arc<PaymentWatch>,
-    pub refunds: Arc<Refunds>,
+    pub watch: Arc<PaymentWatch>,
+    /// Payments started, results recorded, refunds asked for.
+    pub payments: Arc<Payments>,
     /// Matches WeChat's daily bills against our books (an operator can re-run a day).
     pub reconciliation: Arc<Reconciliation>,
 }

@@ -74,6 +74,80 @@ mod layout {
         assert!(importers.is_empty(), "{importers:?} import http");
     }
 
+    /// The top-level module a source file belongs to (`payments/start.rs` → `payments`).
+    fn owner(path: &Path) -> String {
+        let first = path
+            .components()
+            .next()
+            .unwrap()
+            .as_os_str()
+            .to_string_lossy();
+        first.trim_end_matches(".rs").to_owned()
+    }
+
+    /// Which top-level modules each module names (`crate::<module>`), outside comments.
+    fn module_imports() -> std::collections::BTreeMap<String, std::collections::BTreeSet<String>> {
+        let mut graph = std::collections::BTreeMap::<_, std::collections::BTreeSet<_>>::new();
+        for (path, text) in all_sources() {
+            if path == Path::new("lib.rs") {
+                continue;
+            }
+            let from = owner(&path);
+            let named = graph.entry(from.clone()).or_default();
+            for line in text.lines().filter(|l| !l.trim_start().starts_with("//")) {
+                for (at, _) in line.match_indices("crate::") {
+                    let rest = &line[at + "crate::".len()..];
+                    let module: String = rest
+                        .chars()
+                        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                        .collect();
+                    // `shared::...` paths spelled `$crate` or `::crate` are not ours.
+                    let ours = at == 0 || !line[..at].ends_with(['$', ':']);
+                    if ours && !module.is_empty() && module != from {
+                        named.insert(module);
+                    }
+                }
+            }
+        }
+        graph
+    }
+
+    #[test]
+    fn modules_import_one_way() {
+        let graph = module_imports();
+        // A depth-first walk that reports the first cycle it meets.
+        fn walk(
+            module: &str,
+            graph: &std::collections::BTreeMap<String, std::collections::BTreeSet<String>>,
+            path: &mut Vec<String>,
+            done: &mut std::collections::BTreeSet<String>,
+        ) -> Option<Vec<String>> {
+            if let Some(at) = path.iter().position(|m| m == module) {
+                let mut cycle = path[at..].to_vec();
+                cycle.push(module.to_owned());
+                return Some(cycle);
+            }
+            if !done.insert(module.to_owned()) {
+                return None;
+            }
+            path.push(module.to_owned());
+            for next in graph.get(module).into_iter().flatten() {
+                if let Some(cycle) = walk(next, graph, path, done) {
+                    return Some(cycle);
+                }
+            }
+            path.pop();
+            None
+        }
+        let mut done = std::collections::BTreeSet::new();
+        for module in graph.keys() {
+            let cycle = walk(module, &graph, &mut Vec::new(), &mut done);
+            assert!(cycle.is_none(), "modules import each other: {cycle:?}");
+        }
+        // The check sees real imports: http names the domain, the domain does not name http.
+        assert!(graph["http"].contains("payments") && graph["startup"].contains("http"));
+    }
+
     #[test]
     fn route_handlers_are_short() {
         let mut long = Vec::new();

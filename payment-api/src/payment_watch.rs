@@ -12,12 +12,12 @@ use shared::history::{Actor, AnomalyKind};
 use shared::jobs::{Hold, RoundReport, Rounds};
 use shared::lifecycle::{self, PaymentOutcome, ReportedPayment};
 use shared::money::Fen;
-use shared::order::{OrderNumber, PaymentStatus};
+use shared::order::{OrderNumber, PayChannel, PaymentStatus};
 use shared::outbox::OutboxSignal;
 use sqlx::PgPool;
 
 use crate::config::PaymentPolicy;
-use crate::store::orders;
+use crate::store::orders::{self, UnpaidOrder};
 use crate::wechat::{CloseOutcome, WechatError, WechatPay};
 
 const BATCH: i64 = 200;
@@ -63,10 +63,11 @@ impl PaymentWatch {
     /// Asks WeChat whether the order was paid, and records the payment if it was.
     pub async fn settle_by_query(
         &self,
+        channel: PayChannel,
         order_number: &OrderNumber,
         amount: Fen,
     ) -> Result<QueryResult, WatchError> {
-        let queried = self.wechat.query_order(order_number).await?;
+        let queried = self.wechat.query_order(channel, order_number).await?;
         if !queried.confirms(amount) {
             if queried.status == PaymentStatus::Paid {
                 lifecycle::record_anomaly(
@@ -158,7 +159,7 @@ impl PaymentWatch {
             }
             report.queried += 1;
             match self
-                .settle_by_query(&order.order_number, order.amount)
+                .settle_by_query(order.channel, &order.order_number, order.amount)
                 .await
             {
                 Ok(QueryResult::Paid(PaymentOutcome::Recorded)) => report.found_paid += 1,
@@ -173,10 +174,7 @@ impl PaymentWatch {
             if hold.is_lost() {
                 break;
             }
-            match self
-                .close_expired(&order.order_number, order.amount, order.has_prepay)
-                .await
-            {
+            match self.close_expired(&order).await {
                 Ok(true) => report.closed += 1,
                 Ok(false) => {}
                 Err(error) => {
@@ -189,17 +187,15 @@ impl PaymentWatch {
 
     /// Closes at WeChat first (an order never sent to WeChat has nothing to close there),
     /// then here. `ORDERPAID` means the user paid after all: the order becomes paid instead.
-    async fn close_expired(
-        &self,
-        order_number: &OrderNumber,
-        amount: Fen,
-        has_prepay: bool,
-    ) -> Result<bool, WatchError> {
+    async fn close_expired(&self, order: &UnpaidOrder) -> Result<bool, WatchError> {
+        let (order_number, amount, has_prepay) =
+            (&order.order_number, order.amount, order.has_prepay);
         if has_prepay {
-            match self.wechat.close_order(order_number).await? {
+            match self.wechat.close_order(order.channel, order_number).await? {
                 CloseOutcome::Closed => {}
                 CloseOutcome::AlreadyPaid => {
-                    self.settle_by_query(order_number, amount).await?;
+                    self.settle_by_query(order.channel, order_number, amount)
+                        .await?;
                     return Ok(false);
                 }
             }

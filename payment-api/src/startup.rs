@@ -22,6 +22,7 @@ use crate::context::ApiContext;
 use crate::lookups::Lookups;
 use crate::payment_watch::PaymentWatch;
 use crate::payments::refunds::Refunds;
+use crate::payments::Payments;
 use crate::rate_limit::{Expiry, RateLimiter};
 use crate::reconciliation::Reconciliation;
 use crate::retention::{self, AnomalyRetention};
@@ -84,8 +85,8 @@ impl Application {
             signal: signal.clone(),
             config: config.alerts.clone(),
         });
-        let wechat = Arc::new(WechatPay::new(config.wechat.clone())?);
-        let payments = Arc::new(PaymentWatch {
+        let wechat = Arc::new(WechatPay::from_config(&config)?);
+        let watch = Arc::new(PaymentWatch {
             db: db.clone(),
             wechat: wechat.clone(),
             outbox: signal.clone(),
@@ -100,10 +101,20 @@ impl Application {
         let reconciliation = Arc::new(Reconciliation {
             db: db.clone(),
             wechat: wechat.clone(),
-            payments: payments.clone(),
+            payments: watch.clone(),
             config: config.reconciliation.clone(),
         });
         let unitel = Arc::new(UnitelClient::new(&config.unitel)?);
+        let limiter = RateLimiter::new(db.clone());
+        let payments = Arc::new(Payments {
+            db: db.clone(),
+            wechat: wechat.clone(),
+            outbox: signal.clone(),
+            limiter: limiter.clone(),
+            refunds,
+            policy: config.payments.clone(),
+            rejects_per_minute: config.limits.callback_rejects_per_minute,
+        });
         let ctx = ApiContext {
             lookups: Arc::new(Lookups::new(unitel.clone(), config.lookup_cache_for)),
             unitel,
@@ -111,9 +122,9 @@ impl Application {
             db: db.clone(),
             wechat,
             outbox: signal,
-            limiter: RateLimiter::new(db.clone()),
+            limiter,
+            watch,
             payments,
-            refunds,
             reconciliation,
         };
         Ok(Application {
@@ -168,14 +179,14 @@ impl Application {
                 ExclusiveJob::PaymentWatch,
                 policy.sweep_every,
                 &stop,
-                self.ctx.payments.clone(),
+                self.ctx.watch.clone(),
             ),
             every(
                 db,
                 ExclusiveJob::RefundSweep,
                 policy.refund_sweep_every,
                 &stop,
-                self.ctx.refunds.clone(),
+                self.ctx.payments.refunds.clone(),
             ),
             every(
                 db,

@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use payment_api::config::WechatConfig;
-use payment_api::wechat::{BillDownload, BillLineKind, TradeBill, WechatError, WechatPay};
+use payment_api::wechat::{
+    BillDownload, BillLineKind, CloudPay, TradeBill, WechatError, WechatPay,
+};
 use sandbox::{BillsReady, Faults, Sandbox, SandboxConfig, WechatFaults};
 use shared::money::Fen;
 use testkit::{System, SystemOptions};
@@ -26,7 +28,7 @@ fn config(api_base: String) -> WechatConfig {
 }
 
 fn wechat_pay(api_base: String) -> WechatPay {
-    WechatPay::new(config(api_base)).unwrap()
+    WechatPay::cloud(CloudPay::new(config(api_base)).unwrap())
 }
 
 fn china_today() -> NaiveDate {
@@ -87,15 +89,8 @@ async fn todays_bill_shows_what_the_system_took_and_gave_back() {
         ..Default::default()
     })
     .await;
-    let kept = system
-        .order_and_pay("o-bill-kept", "88616600", "voice", "SD5000")
-        .await;
-    assert_eq!(
-        system
-            .wait_for_outcome(&kept, Duration::from_secs(20))
-            .await,
-        "success"
-    );
+    let (kept, outcome) = system.top_up("o-bill-kept").await;
+    assert_eq!(outcome, "success");
     let (refunded, outcome) = system
         .top_up_under(
             "o-bill-refunded",
@@ -223,11 +218,13 @@ async fn refusals_and_platform_failures_are_errors_not_empty_days() {
         Err(WechatError::Platform(_))
     ));
 
-    let other_merchant = WechatPay::new(WechatConfig {
-        mch_id: "1900000109".into(),
-        ..config(sandbox.wechat_url())
-    })
-    .unwrap();
+    let other_merchant = WechatPay::cloud(
+        CloudPay::new(WechatConfig {
+            mch_id: "1900000109".into(),
+            ..config(sandbox.wechat_url())
+        })
+        .unwrap(),
+    );
     assert!(matches!(
         other_merchant.download_bill(china_today()).await,
         Err(WechatError::Business { .. })

@@ -17,7 +17,9 @@ use shared::lifecycle::{
     RechargeOutcome, RefundChange, ReportedPayment, Settlement, Settler, Verdict, WorkerId,
 };
 use shared::money::{Fen, Mnt, MntPerYuan};
-use shared::order::{Msisdn, OpenId, Operator, OrderNumber, RechargeType, RefundStatus};
+use shared::order::{
+    Msisdn, OpenId, Operator, OrderNumber, PayChannel, RechargeType, RefundStatus,
+};
 use shared::unitel::TopUpReceipt;
 use sqlx::PgPool;
 use testkit::TestDb;
@@ -71,6 +73,7 @@ fn new_order(order_number: &OrderNumber, user_id: i64) -> NewOrder<'_> {
         price: Mnt::new(5000).unwrap(),
         rate: MntPerYuan::new(Decimal::new(500, 0)).unwrap(),
         amount: Fen::new(AMOUNT).unwrap(),
+        channel: PayChannel::Cloud,
     }
 }
 

@@ -259,6 +259,19 @@ text_enum!(
     }
 );
 
+text_enum!(
+    /// How WeChat Pay was reached for an order: through WeChat Cloud Hosting's open
+    /// interface (`cloud`), or APIv3 with the merchant's own keys as a direct merchant
+    /// (`direct`) or through a service provider (`partner`). Whether one channel can query
+    /// or refund what another created is not documented, so every call about an order goes
+    /// through the channel that created it.
+    PayChannel, "pay channel" {
+        Cloud => "cloud",
+        Direct => "direct",
+        Partner => "partner",
+    }
+);
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -365,8 +365,8 @@ async fn one(
         .await?;
     if query_now {
         match ctx
-            .payments
-            .settle_by_query(&order_number, row.amount_fen)
+            .watch
+            .settle_by_query(row.pay_channel, &order_number, row.amount_fen)
             .await
         {
             Ok(QueryResult::Paid(_)) => row = owned_order(&ctx, &order_number, &user).await?,

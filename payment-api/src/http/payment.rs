@@ -75,6 +75,6 @@ async fn create(
         .and_then(|o| OrderNumber::parse(&o).ok())
         .ok_or(StartError::NotFound)?;
     tracing::Span::current().record("order_number", order_number.as_str());
-    let payment = start_payment(&ctx, &user.openid, &order_number).await?;
+    let payment = start_payment(&ctx.payments, &user.openid, &order_number).await?;
     Ok(Created(payment))
 }

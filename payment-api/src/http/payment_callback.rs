@@ -88,8 +88,14 @@ async fn handle(
     tracing::Span::current().record("order_number", order_text.as_str());
     let ClientAddress(source) = source;
     let trusted = notification.source_trusted(ctx.config.app_env);
-    match payment_result::verify_and_record(&ctx, path_order.as_deref(), source, trusted, &fields)
-        .await
+    match payment_result::verify_and_record(
+        &ctx.payments,
+        path_order.as_deref(),
+        source,
+        trusted,
+        &fields.report(),
+    )
+    .await
     {
         Ok(()) => Reply::Handled,
         Err(error) => {

@@ -11,10 +11,10 @@ use axum::Router;
 use bytes::Bytes;
 use serde::Deserialize;
 use shared::history::Actor;
-use shared::order::OrderNumber;
+use shared::order::{OrderNumber, PayChannel};
 use utoipa::ToSchema;
 
-use super::admin_input::{person, required_text};
+use super::admin_input::{person, required_text, PersonsNote};
 use super::envelope::Envelope;
 use super::error::ApiError;
 use super::extractor::{Admin, ClientAddress};
@@ -24,6 +24,7 @@ use super::params::{parse_order_number, OrderNumberParam};
 use crate::context::ApiContext;
 use crate::payments::refund_result::{handle_refund_result, RefundNotice, RefundResult};
 use crate::payments::refunds::{self, Refund};
+use crate::wechat::MerchantIds;
 
 pub fn router() -> Router<ApiContext> {
     Router::new()
@@ -76,32 +77,17 @@ async fn request_refund(
     let reason = required_text(&request.reason, "reason", 200)?;
     let actor = Actor::Admin(person(request.requested_by.as_deref(), "requestedBy")?);
     let refund = ctx
+        .payments
         .refunds
         .ask(&order_number, reason, &actor, request.include_credited)
         .await?;
     Ok(Envelope(refund))
 }
 
-#[derive(Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct RetryRequest {
-    /// Why it is worth sending again (what changed). Kept in the order's history.
-    #[schema(
-        example = "merchant account topped up",
-        pattern = r"\S",
-        max_length = 200
-    )]
-    note: String,
-    /// Who decided (default `admin`).
-    #[serde(default)]
-    #[schema(max_length = 100)]
-    retried_by: Option<String>,
-}
-
 /// Sends a failed refund to WeChat again, under the same refund number (so it can never
 /// be paid twice); the refund sweep takes it from there.
 #[utoipa::path(post, path = "/admin/refunds/{orderNumber}/retry", tag = "admin",
-    params(OrderNumberParam), request_body = RetryRequest, security(("admin_token" = [])),
+    params(OrderNumberParam), request_body = PersonsNote, security(("admin_token" = [])),
     responses((status = 200, body = Refund), (status = 400, description = "Invalid note"),
               (status = 401, description = "Missing or wrong admin token"),
               (status = 404, description = "No refund for this order"),
@@ -110,11 +96,11 @@ async fn retry_refund(
     State(ctx): State<ApiContext>,
     _admin: Admin,
     Path(order_number): Path<String>,
-    ApiJson(request): ApiJson<RetryRequest>,
+    ApiJson(request): ApiJson<PersonsNote>,
 ) -> Result<Envelope<Refund>, ApiError> {
     let order_number = parse_order_number(&order_number)?;
-    let note = required_text(&request.note, "note", 200)?;
-    let actor = Actor::Admin(person(request.retried_by.as_deref(), "retriedBy")?);
+    let (note, name) = request.read()?;
+    let actor = Actor::Admin(name);
     Ok(Envelope(
         refunds::retry(&ctx.db, &order_number, &actor, note).await?,
     ))
@@ -145,13 +131,17 @@ async fn refund_callback(
         }
     };
     let notice = RefundNotice {
-        sub_mch_id: notification.text("subMchId"),
+        channel: PayChannel::Cloud,
+        merchant: MerchantIds {
+            merchant: notification.text("subMchId").map(str::to_owned),
+            ..MerchantIds::default()
+        },
         out_trade_no: notification.text("outTradeNo"),
         out_refund_no: notification.text("outRefundNo"),
         source_trusted: notification.source_trusted(ctx.config.app_env),
         body: notification.body(),
     };
-    match handle_refund_result(&ctx, &order_number, source.0, &notice).await {
+    match handle_refund_result(&ctx.payments, &order_number, source.0, &notice).await {
         Ok(RefundResult::Handled) => Reply::Handled,
         Ok(RefundResult::Later) => {
             Reply::RetryLater("temporarily unable to handle the refund result")

@@ -19,7 +19,7 @@ use serde_json::json;
 use shared::history::Actor;
 use shared::lifecycle::{self, ImportedOrder, ImportedPayment, ImportedRecharge, NewOrder};
 use shared::money::MntPerYuan;
-use shared::order::{OpenId, Operator, OrderNumber};
+use shared::order::{OpenId, Operator, OrderNumber, PayChannel};
 use sqlx::mysql::MySqlConnectOptions;
 use sqlx::PgPool;
 
@@ -120,7 +120,8 @@ impl fmt::Display for Report {
 
 /// What `queryorder` says, in the import's terms; an error when WeChat could not say.
 async fn ask_wechat(wechat: &WechatPay, order_number: &OrderNumber) -> Result<AtWechat, String> {
-    match wechat.query_order(order_number).await {
+    // The replaced system paid through Cloud Hosting: only that channel knows its orders.
+    match wechat.query_order(PayChannel::Cloud, order_number).await {
         Ok(queried) => Ok(match queried.trade_state.as_str() {
             "SUCCESS" => AtWechat::Paid {
                 transaction_id: queried
@@ -321,6 +322,7 @@ async fn import_order(
             price: product.price,
             rate: product.rate,
             amount: product.amount,
+            channel: PayChannel::Cloud,
         },
         created_at: order.created_at,
         payment,
@@ -491,7 +493,7 @@ pub async fn command(args: impl Iterator<Item = String>) -> anyhow::Result<i32> 
         .run(&db)
         .await
         .context("applying migrations")?;
-    let wechat = WechatPay::new(config.wechat.clone())?;
+    let wechat = WechatPay::from_config(&config)?;
     let report = run(&db, &wechat, legacy, dry_run).await?;
     print!("{report}");
     db.close().await;

@@ -78,12 +78,16 @@ async fn owned(
 
 /// Ok once WeChat will take no payment for it.
 async fn close_at_wechat(ctx: &ApiContext, row: &OrderRow) -> Result<(), CancelError> {
-    match ctx.wechat.close_order(&row.order_number).await {
+    match ctx
+        .wechat
+        .close_order(row.pay_channel, &row.order_number)
+        .await
+    {
         Ok(CloseOutcome::Closed) => Ok(()),
         Ok(CloseOutcome::AlreadyPaid) => {
             if let Err(error) = ctx
-                .payments
-                .settle_by_query(&row.order_number, row.amount_fen)
+                .watch
+                .settle_by_query(row.pay_channel, &row.order_number, row.amount_fen)
                 .await
             {
                 tracing::warn!(%error, "recording a payment found while cancelling failed");

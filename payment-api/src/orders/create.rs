@@ -89,6 +89,7 @@ pub async fn create_order(
             price: product.price,
             rate,
             amount,
+            channel: ctx.wechat.creating_channel(),
         },
     )
     .await?;

@@ -10,12 +10,12 @@ use serde_json::json;
 use shared::history::{Actor, AnomalyKind};
 use shared::lifecycle::{self, PaymentOutcome, ReportedPayment};
 use shared::money::Fen;
-use shared::order::{OrderNumber, PaymentStatus};
+use shared::order::{OrderNumber, PayChannel, PaymentStatus};
 
 use super::rejections::keep_rejection;
-use crate::context::ApiContext;
+use super::Payments;
 use crate::store::orders;
-use crate::wechat::{china_time, Attach, PaymentNotification, WechatError};
+use crate::wechat::{Attach, PaymentReport, WechatError};
 
 /// Why a callback could not be settled now: the platform must send it again.
 #[derive(Debug, thiserror::Error)]
@@ -32,37 +32,30 @@ pub enum CallbackError {
 /// `path_order` is the order number of the path it was posted to, if any; `source_trusted`
 /// says it came the way WeChat's calls come (through the gateway, outside development).
 pub async fn verify_and_record(
-    ctx: &ApiContext,
+    payments: &Payments,
     path_order: Option<&str>,
     source: IpAddr,
     source_trusted: bool,
-    n: &PaymentNotification,
+    n: &PaymentReport,
 ) -> Result<(), CallbackError> {
     let body_order = n.out_trade_no.as_deref();
     let claimed = path_order.or(body_order);
-    let detail = json!({
-        "pathOrderNumber": path_order,
-        "outTradeNo": body_order,
-        "subMchId": n.sub_mch_id,
-        "totalFee": n.total_fee,
-        "transactionId": n.transaction_id,
-        "returnCode": n.return_code,
-        "resultCode": n.result_code,
-        "errCode": n.err_code,
-        "errCodeDes": n.err_code_des,
-    });
+    let mut detail = n.detail.clone();
+    if let (Some(fields), Some(path_order)) = (detail.as_object_mut(), path_order) {
+        fields.insert("pathOrderNumber".into(), json!(path_order));
+    }
     let reject = |kind: AnomalyKind| async move {
         metrics::counter!("payment_callbacks_total", "outcome" => kind.as_str()).increment(1);
         if kind.money_taken_unfulfilled() {
             // WeChat took money we will not turn into a top-up: a person must refund it.
             tracing::error!(%kind, order_number = ?claimed, alert = true, "payment cannot be fulfilled");
-        } else if keep_rejection(ctx, source, kind).await? {
+        } else if keep_rejection(payments, source, kind).await? {
             tracing::warn!(%kind, order_number = ?claimed, "payment callback not fulfilled");
         } else {
             return Ok(());
         }
         lifecycle::record_anomaly(
-            &ctx.db,
+            &payments.db,
             claimed,
             kind,
             &Actor::WechatCallback,
@@ -81,23 +74,23 @@ pub async fn verify_and_record(
     if path_order.is_some() && body_order != Some(order_number.as_str()) {
         return reject(AnomalyKind::OrderNumberMismatch).await;
     }
-    if !n.reports_success() {
+    if !n.succeeded {
         return reject(AnomalyKind::NotSuccess).await;
     }
-    if n.sub_mch_id.as_deref() != Some(ctx.wechat.merchant_id()) {
+    if !payments.wechat.is_ours(n.channel, &n.merchant) {
         return reject(AnomalyKind::MerchantMismatch).await;
     }
-    let attached = n.attached();
+    let attached = &n.attach;
     if !attached.names(order_number.as_str()) {
         return reject(AnomalyKind::AttachMismatch).await;
     }
     if let Attach::Legacy {
         phone_number: Some(_),
         ..
-    } = &attached
+    } = attached
     {
         // A payment the replaced system started names the number to top up as well.
-        let order = orders::find(&ctx.db, &order_number, None).await?;
+        let order = orders::find(&payments.db, &order_number, None).await?;
         if order.is_some_and(|o| !attached.names_number(&o.phone_number)) {
             return reject(AnomalyKind::AttachMismatch).await;
         }
@@ -112,18 +105,14 @@ pub async fn verify_and_record(
         order_number: &order_number,
         transaction_id,
         amount,
-        paid_at: n
-            .time_end
-            .as_deref()
-            .and_then(china_time)
-            .unwrap_or_else(Utc::now),
+        paid_at: n.paid_at.unwrap_or_else(Utc::now),
         reported_by: Actor::WechatCallback,
     };
 
-    if ctx.config.payments.confirm_callbacks {
+    if payments.policy.confirm_callbacks {
         // What we know of the order decides first: duplicates and forgeries cost no
         // query at WeChat.
-        let Some(order) = orders::find(&ctx.db, &order_number, None).await? else {
+        let Some(order) = orders::find(&payments.db, &order_number, None).await? else {
             return reject(AnomalyKind::UnknownOrder).await;
         };
         if order.amount_fen != amount {
@@ -139,14 +128,21 @@ pub async fn verify_and_record(
                 return Ok(());
             }
             PaymentStatus::Paid | PaymentStatus::Closed => {
-                return match money_taken(ctx, &payment, order.payment_status).await? {
+                return match money_taken(
+                    payments,
+                    order.pay_channel,
+                    &payment,
+                    order.payment_status,
+                )
+                .await?
+                {
                     Some(kind) => reject(kind).await,
                     None => Ok(()),
                 };
             }
             PaymentStatus::Unpaid => {}
         }
-        if !wechat_confirms(ctx, &payment).await? {
+        if !wechat_confirms(payments, order.pay_channel, &payment).await? {
             return reject(AnomalyKind::NotPaidAtWechat).await;
         }
     }
@@ -154,12 +150,12 @@ pub async fn verify_and_record(
     // statement itself checks the order, its amount and its state, and says why when it
     // changes nothing. One statement for a first payment.
 
-    let outcome = lifecycle::record_payment(&ctx.db, &payment).await?;
+    let outcome = lifecycle::record_payment(&payments.db, &payment).await?;
     match outcome {
         PaymentOutcome::Recorded => {
             metrics::counter!("payment_callbacks_total", "outcome" => "recorded").increment(1);
             tracing::info!(order_number = %order_number, "payment recorded");
-            ctx.outbox.wake();
+            payments.outbox.wake();
         }
         PaymentOutcome::AlreadyRecorded => {
             metrics::counter!("payment_callbacks_total", "outcome" => "duplicate").increment(1);
@@ -169,12 +165,26 @@ pub async fn verify_and_record(
         PaymentOutcome::AmountMismatch { .. } => reject(AnomalyKind::AmountMismatch).await?,
         PaymentOutcome::TransactionReused { .. } => reject(AnomalyKind::TransactionReused).await?,
         PaymentOutcome::PaidWithAnotherTransaction { .. } => {
-            if let Some(kind) = money_taken(ctx, &payment, PaymentStatus::Paid).await? {
+            if let Some(kind) = money_taken(
+                payments,
+                recorded_channel(payments, &order_number, n.channel).await?,
+                &payment,
+                PaymentStatus::Paid,
+            )
+            .await?
+            {
                 reject(kind).await?
             }
         }
         PaymentOutcome::Closed => {
-            if let Some(kind) = money_taken(ctx, &payment, PaymentStatus::Closed).await? {
+            if let Some(kind) = money_taken(
+                payments,
+                recorded_channel(payments, &order_number, n.channel).await?,
+                &payment,
+                PaymentStatus::Closed,
+            )
+            .await?
+            {
                 reject(kind).await?
             }
         }
@@ -184,10 +194,15 @@ pub async fn verify_and_record(
 
 /// `queryorder` says this order was paid with this transaction, for this amount.
 async fn wechat_confirms(
-    ctx: &ApiContext,
+    payments: &Payments,
+    channel: PayChannel,
     payment: &ReportedPayment<'_>,
 ) -> Result<bool, CallbackError> {
-    match ctx.wechat.query_order(payment.order_number).await {
+    match payments
+        .wechat
+        .query_order(channel, payment.order_number)
+        .await
+    {
         Ok(queried) => Ok(queried.confirms(payment.amount)
             && queried.transaction_id.as_deref() == Some(payment.transaction_id)),
         // WeChat has no such order: nobody paid it.
@@ -202,19 +217,20 @@ async fn wechat_confirms(
 /// that the refund can go through the system); otherwise it is a report WeChat does not
 /// stand behind. `None`: a copy of a late payment already recorded, nothing to report.
 async fn money_taken(
-    ctx: &ApiContext,
+    payments: &Payments,
+    channel: PayChannel,
     payment: &ReportedPayment<'_>,
     status: PaymentStatus,
 ) -> Result<Option<AnomalyKind>, CallbackError> {
-    if !wechat_confirms(ctx, payment).await? {
+    if !wechat_confirms(payments, channel, payment).await? {
         return Ok(Some(AnomalyKind::NotPaidAtWechat));
     }
     if status == PaymentStatus::Closed
-        && !lifecycle::record_payment_after_close(&ctx.db, payment).await?
+        && !lifecycle::record_payment_after_close(&payments.db, payment).await?
     {
         // Not recorded now: a copy of this callback arriving at the same time recorded it
         // (and alerted), or the closed order holds another payment (alert this one too).
-        let recorded = orders::find(&ctx.db, payment.order_number, None).await?;
+        let recorded = orders::find(&payments.db, payment.order_number, None).await?;
         if recorded.and_then(|o| o.transaction_id).as_deref() == Some(payment.transaction_id) {
             metrics::counter!("payment_callbacks_total", "outcome" => "duplicate").increment(1);
             return Ok(None);
@@ -224,4 +240,16 @@ async fn money_taken(
         PaymentStatus::Closed => AnomalyKind::PaidAfterClose,
         _ => AnomalyKind::SecondTransaction,
     }))
+}
+
+/// The channel the order was created with: every question about it goes there. An order
+/// we do not have is asked about where the report came from.
+async fn recorded_channel(
+    payments: &Payments,
+    order_number: &OrderNumber,
+    reported_through: PayChannel,
+) -> Result<PayChannel, CallbackError> {
+    Ok(orders::channel(&payments.db, order_number)
+        .await?
+        .unwrap_or(reported_through))
 }

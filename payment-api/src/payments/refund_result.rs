@@ -6,15 +6,18 @@ use std::net::IpAddr;
 use serde_json::Value;
 use shared::history::{Actor, AnomalyKind};
 use shared::lifecycle;
-use shared::order::{OrderNumber, RefundStatus};
+use shared::order::{OrderNumber, PayChannel, RefundStatus};
 
 use super::refunds;
 use super::rejections::keep_rejection;
-use crate::context::ApiContext;
+use super::Payments;
+use crate::wechat::MerchantIds;
 
 /// What the notification said, read but not believed.
 pub struct RefundNotice<'a> {
-    pub sub_mch_id: Option<&'a str>,
+    /// The channel it came through, and whose refund it says it is.
+    pub channel: PayChannel,
+    pub merchant: MerchantIds,
     pub out_trade_no: Option<&'a str>,
     pub out_refund_no: Option<&'a str>,
     /// It came the way WeChat's calls come (through the gateway, outside development).
@@ -33,12 +36,12 @@ pub enum RefundResult {
 }
 
 pub async fn handle_refund_result(
-    ctx: &ApiContext,
+    payments: &Payments,
     order_number: &OrderNumber,
     source: IpAddr,
     notice: &RefundNotice<'_>,
 ) -> Result<RefundResult, sqlx::Error> {
-    let mismatch = if notice.sub_mch_id != Some(ctx.wechat.merchant_id()) {
+    let mismatch = if !payments.wechat.is_ours(notice.channel, &notice.merchant) {
         Some(AnomalyKind::RefundMerchantMismatch)
     } else if notice.out_trade_no != Some(order_number.as_str())
         || notice.out_refund_no != Some(lifecycle::out_refund_no(order_number).as_str())
@@ -50,11 +53,11 @@ pub async fn handle_refund_result(
         None
     };
     let record = |kind| async move {
-        if !keep_rejection(ctx, source, kind).await? {
+        if !keep_rejection(payments, source, kind).await? {
             return Ok(());
         }
         lifecycle::record_anomaly(
-            &ctx.db,
+            &payments.db,
             Some(order_number.as_str()),
             kind,
             &Actor::WechatRefundCallback,
@@ -66,7 +69,7 @@ pub async fn handle_refund_result(
         record(kind).await?;
         return Ok(RefundResult::Handled);
     }
-    match refunds::find(&ctx.db, order_number).await? {
+    match refunds::find(&payments.db, order_number).await? {
         // Money returned that this system never asked for: a person must know.
         None => {
             record(AnomalyKind::RefundUnknown).await?;
@@ -75,7 +78,7 @@ pub async fn handle_refund_result(
         // Accepted at WeChat before we recorded it: send it again later.
         Some(refund) if refund.status == RefundStatus::Requested => Ok(RefundResult::Later),
         Some(_) => {
-            let status = ctx.refunds.check(order_number).await?;
+            let status = payments.refunds.check(order_number).await?;
             tracing::info!(order_number = %order_number, ?status, "refund callback checked");
             Ok(match status {
                 Some(_) => RefundResult::Handled,

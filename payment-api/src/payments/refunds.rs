@@ -16,7 +16,7 @@ use shared::history::Actor;
 use shared::jobs::{ExclusiveJob, Hold, RoundReport, Rounds};
 use shared::lifecycle::{self, RefundChange};
 use shared::money::Fen;
-use shared::order::{OrderNumber, PaymentStatus, RechargeStatus, RefundStatus};
+use shared::order::{OrderNumber, PayChannel, PaymentStatus, RechargeStatus, RefundStatus};
 use sqlx::PgPool;
 
 use crate::wechat::{WechatError, WechatPay};
@@ -54,15 +54,20 @@ pub struct Refund {
     pub last_error: Option<String>,
     pub created_at: DateTime<Utc>,
     pub completed_at: Option<DateTime<Utc>>,
+    /// The channel of the order: the refund goes through the one that took the money.
+    #[serde(skip)]
+    pub channel: PayChannel,
 }
 
 pub async fn find(db: &PgPool, order_number: &OrderNumber) -> Result<Option<Refund>, sqlx::Error> {
     sqlx::query_as!(
         Refund,
-        r#"SELECT order_number AS "order_number: _", out_refund_no, amount_fen AS "amount_fen: _",
-                  reason, requested_by AS "requested_by: _", status AS "status: _", refund_id,
-                  attempts, last_error, created_at, completed_at
-             FROM refunds WHERE order_number = $1"#,
+        r#"SELECT r.order_number AS "order_number: _", r.out_refund_no,
+                  r.amount_fen AS "amount_fen: _", r.reason, r.requested_by AS "requested_by: _",
+                  r.status AS "status: _", r.refund_id, r.attempts, r.last_error, r.created_at,
+                  r.completed_at, o.pay_channel AS "channel: _"
+             FROM refunds r JOIN orders o ON o.order_number = r.order_number
+            WHERE r.order_number = $1"#,
         order_number.as_str(),
     )
     .fetch_optional(db)
@@ -76,10 +81,12 @@ pub async fn find_many(
 ) -> Result<HashMap<OrderNumber, Refund>, sqlx::Error> {
     let refunds = sqlx::query_as!(
         Refund,
-        r#"SELECT order_number AS "order_number: _", out_refund_no, amount_fen AS "amount_fen: _",
-                  reason, requested_by AS "requested_by: _", status AS "status: _", refund_id,
-                  attempts, last_error, created_at, completed_at
-             FROM refunds WHERE order_number = ANY($1)"#,
+        r#"SELECT r.order_number AS "order_number: _", r.out_refund_no,
+                  r.amount_fen AS "amount_fen: _", r.reason, r.requested_by AS "requested_by: _",
+                  r.status AS "status: _", r.refund_id, r.attempts, r.last_error, r.created_at,
+                  r.completed_at, o.pay_channel AS "channel: _"
+             FROM refunds r JOIN orders o ON o.order_number = r.order_number
+            WHERE r.order_number = ANY($1)"#,
         order_numbers as &[OrderNumber],
     )
     .fetch_all(db)
@@ -253,6 +260,7 @@ impl Refunds {
         let sent = self
             .wechat
             .refund(
+                refund.channel,
                 order_number,
                 &refund.out_refund_no,
                 refund.amount_fen,
@@ -278,13 +286,14 @@ impl Refunds {
             {
                 // `ERROR` is also what a concurrent or earlier request for the same refund can
                 // earn: if WeChat knows our refund number, it was accepted after all.
-                let Ok(states) = self.wechat.query_refunds(order_number).await else {
+                let Ok(known) = self
+                    .wechat
+                    .query_refund(refund.channel, order_number, &refund.out_refund_no)
+                    .await
+                else {
                     return Ok(()); // cannot tell now: the next round tries again
                 };
-                if let Some(ours) = states
-                    .iter()
-                    .find(|s| s.out_refund_no == refund.out_refund_no)
-                {
+                if let Some(ours) = known {
                     lifecycle::change_refund(
                         &self.db,
                         order_number,
@@ -343,16 +352,18 @@ impl Refunds {
         if refund.status != RefundStatus::Accepted {
             return Ok(Some(refund.status));
         }
-        let states = match self.wechat.query_refunds(order_number).await {
-            Ok(states) => states,
+        let known = self
+            .wechat
+            .query_refund(refund.channel, order_number, &refund.out_refund_no)
+            .await;
+        let ours = match known {
+            Ok(ours) => ours,
             Err(error) => {
                 tracing::warn!(order_number = %order_number, %error, "queryrefund failed");
                 return Ok(None);
             }
         };
-        let ours = states
-            .iter()
-            .find(|s| s.out_refund_no == refund.out_refund_no);
+        let ours = ours.as_ref();
         let status = ours.map_or(RefundStatus::Accepted, |s| s.status);
         match (status, ours) {
             (RefundStatus::Success, Some(ours)) => {

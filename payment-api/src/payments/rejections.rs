@@ -5,8 +5,8 @@ use std::net::IpAddr;
 
 use shared::history::AnomalyKind;
 
+use super::Payments;
 use crate::client_address::bucket;
-use crate::context::ApiContext;
 
 /// Whether a rejected callback from this source is recorded: at most
 /// `CALLBACK_REJECTS_PER_MINUTE` a minute per source address, so that requests nobody
@@ -15,14 +15,14 @@ use crate::context::ApiContext;
 /// checked and answered, only further rejections go unrecorded, and money taken for an
 /// order that will not be fulfilled is recorded whatever the count.
 pub async fn keep_rejection(
-    ctx: &ApiContext,
+    payments: &Payments,
     source: IpAddr,
     kind: AnomalyKind,
 ) -> Result<bool, sqlx::Error> {
     let key = format!("callback-rejects:address:{}", bucket(source));
-    if ctx
+    if payments
         .limiter
-        .allow(&key, ctx.config.limits.callback_rejects_per_minute)
+        .allow(&key, payments.rejects_per_minute)
         .await?
     {
         return Ok(true);

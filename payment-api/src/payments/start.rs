@@ -5,9 +5,9 @@ use serde_json::Value;
 use shared::lifecycle;
 use shared::order::{OpenId, OrderNumber, PaymentStatus};
 
-use crate::context::ApiContext;
+use super::Payments;
 use crate::store::orders;
-use crate::wechat::WechatError;
+use crate::wechat::{PaymentToPrepare, WechatError};
 
 /// Why no payment was started.
 #[derive(Debug, thiserror::Error)]
@@ -32,11 +32,11 @@ pub enum StartError {
 /// Prepares WeChat Pay for `order_number`, an unpaid order of `openid`'s within its
 /// payment window: the argument of `wx.requestPayment`, as WeChat returned it.
 pub async fn start_payment(
-    ctx: &ApiContext,
+    payments: &Payments,
     openid: &OpenId,
     order_number: &OrderNumber,
 ) -> Result<Value, StartError> {
-    let order = orders::find(&ctx.db, order_number, Some(openid))
+    let order = orders::find(&payments.db, order_number, Some(openid))
         .await?
         .ok_or(StartError::NotFound)?;
     match order.payment_status {
@@ -44,9 +44,9 @@ pub async fn start_payment(
         PaymentStatus::Paid => return Err(StartError::AlreadyPaid),
         PaymentStatus::Closed => return Err(StartError::Closed),
     }
-    let window =
-        chrono::Duration::from_std(ctx.config.payments.window).map_err(anyhow::Error::from)?;
-    if order.created_at + window <= chrono::Utc::now() {
+    let window = chrono::Duration::from_std(payments.policy.window).map_err(anyhow::Error::from)?;
+    let expires_at = order.created_at + window;
+    if expires_at <= chrono::Utc::now() {
         return Err(StartError::WindowOver);
     }
     let amount = order.amount_fen;
@@ -66,15 +66,27 @@ pub async fn start_payment(
             order_number.as_str().to_owned(),
         ),
     };
-    let prepaid = ctx
+    let prepare = PaymentToPrepare {
+        order_number,
+        openid,
+        amount,
+        description: &description,
+        attach: &attach,
+        expires_at,
+    };
+    let prepaid = payments
         .wechat
-        .unified_order(order_number, openid, amount, &description, &attach)
+        .prepare_payment(order.pay_channel, &prepare)
         .await
         .map_err(StartError::Wechat)?;
-    if !lifecycle::record_prepay(&ctx.db, order_number, &prepaid.prepay_id).await? {
+    if !lifecycle::record_prepay(&payments.db, order_number, &prepaid.prepay_id).await? {
         // Closed (or paid) while WeChat was preparing the payment: the sheet must not reach
         // the user. Close it at WeChat too, best effort; the sweep retries otherwise.
-        if let Err(error) = ctx.wechat.close_order(order_number).await {
+        if let Err(error) = payments
+            .wechat
+            .close_order(order.pay_channel, order_number)
+            .await
+        {
             tracing::warn!(%error, "closing a just-prepared payment failed");
         }
         return Err(StartError::Closed);

@@ -24,6 +24,7 @@ pub use record::{resolve_difference, DayStatus};
 
 use crate::config::ReconciliationConfig;
 use crate::payment_watch::{PaymentWatch, QueryResult, WatchError};
+use crate::store::orders;
 use crate::wechat::{BillDownload, TradeBill, WechatError, WechatPay};
 use matching::{Books, OurPayment, OurRefund};
 
@@ -189,7 +190,7 @@ impl Reconciliation {
                 return Ok(DayStatus::Failed);
             }
         };
-        let merchant = self.wechat.merchant_id().to_owned();
+        let merchant = self.wechat.merchant_id().unwrap_or_default();
         let mut books = self.books(day, &bill).await?;
         // Payments WeChat took and we never recorded: confirmed and recorded first, so
         // that they are fulfilled once and match below.
@@ -201,7 +202,14 @@ impl Reconciliation {
             let Ok(order_number) = OrderNumber::parse(&line.out_trade_no) else {
                 continue;
             };
-            match self.payments.settle_by_query(&order_number, amount).await {
+            let channel = orders::channel(&self.db, &order_number)
+                .await?
+                .unwrap_or(self.wechat.creating_channel());
+            match self
+                .payments
+                .settle_by_query(channel, &order_number, amount)
+                .await
+            {
                 Ok(QueryResult::Paid(
                     PaymentOutcome::Recorded | PaymentOutcome::AlreadyRecorded,
                 )) => {
@@ -298,12 +306,20 @@ impl Reconciliation {
             let Ok(order_number) = OrderNumber::parse(&ours.order_number) else {
                 continue;
             };
-            match self.wechat.query_refunds(&order_number).await {
-                Ok(states) => {
-                    let known = states.iter().any(|s| {
-                        s.out_refund_no == *out_refund_no && s.status != RefundStatus::Failed
-                    });
-                    if known {
+            let channel = match orders::channel(&self.db, &order_number).await {
+                Ok(channel) => channel.unwrap_or(self.wechat.creating_channel()),
+                Err(error) => {
+                    tracing::warn!(%error, "the order's channel could not be read");
+                    continue;
+                }
+            };
+            let known = self
+                .wechat
+                .query_refund(channel, &order_number, out_refund_no)
+                .await;
+            match known {
+                Ok(state) => {
+                    if state.is_some_and(|s| s.status != RefundStatus::Failed) {
                         books.refunds_on_other_days.insert(out_refund_no.clone());
                     }
                 }

@@ -4,7 +4,9 @@
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use shared::money::{Fen, Mnt};
-use shared::order::{Msisdn, OpenId, OrderNumber, PaymentStatus, RechargeStatus, RechargeType};
+use shared::order::{
+    Msisdn, OpenId, OrderNumber, PayChannel, PaymentStatus, RechargeStatus, RechargeType,
+};
 use sqlx::PgPool;
 
 /// An order as stored, decoded into its types.
@@ -42,6 +44,8 @@ pub struct OrderRow {
     pub updated_at: DateTime<Utc>,
     /// Brought over from the replaced system (`import-legacy`).
     pub imported_at: Option<DateTime<Utc>>,
+    /// The WeChat Pay channel every call about this order goes through.
+    pub pay_channel: PayChannel,
 }
 
 /// The order, whoever it belongs to (`owner: None`), or only if it is this user's: someone
@@ -61,7 +65,8 @@ pub async fn find(
                   prepay_id, transaction_id, paid_at, closed_at,
                   recharge_status AS "recharge_status: _", recharge_at,
                   recharged_at, seq_id, vat_receipt, recharge_error_code,
-                  recharge_error_message, anomaly, created_at, updated_at, imported_at
+                  recharge_error_message, anomaly, created_at, updated_at, imported_at,
+                  pay_channel AS "pay_channel: _"
              FROM orders
             WHERE order_number = $1 AND ($2::text IS NULL OR openid = $2)"#,
         order_number.as_str(),
@@ -115,7 +120,8 @@ pub async fn list_for_user(
                   prepay_id, transaction_id, paid_at, closed_at,
                   recharge_status AS "recharge_status: _", recharge_at,
                   recharged_at, seq_id, vat_receipt, recharge_error_code,
-                  recharge_error_message, anomaly, created_at, updated_at, imported_at
+                  recharge_error_message, anomaly, created_at, updated_at, imported_at,
+                  pay_channel AS "pay_channel: _"
              FROM orders
             WHERE openid = $1 AND ($2::text[] IS NULL OR payment_status = ANY($2))
               AND ($3::text[] IS NULL OR recharge_status = ANY($3))
@@ -138,6 +144,7 @@ pub async fn list_for_user(
 /// An unpaid order the payment watch looks at.
 pub struct UnpaidOrder {
     pub order_number: OrderNumber,
+    pub channel: PayChannel,
     pub amount: Fen,
     pub has_prepay: bool,
 }
@@ -151,7 +158,7 @@ pub async fn unpaid_to_query(
     sqlx::query_as!(
         UnpaidOrder,
         r#"SELECT order_number AS "order_number: _", amount_fen AS "amount: _",
-                  true AS "has_prepay!"
+                  pay_channel AS "channel: _", true AS "has_prepay!"
              FROM orders
             WHERE payment_status = 'unpaid' AND prepay_id IS NOT NULL
               AND prepay_at < now() - make_interval(secs => $1)
@@ -174,7 +181,7 @@ pub async fn unpaid_older_than(
     sqlx::query_as!(
         UnpaidOrder,
         r#"SELECT order_number AS "order_number: _", amount_fen AS "amount: _",
-                  prepay_id IS NOT NULL AS "has_prepay!"
+                  pay_channel AS "channel: _", prepay_id IS NOT NULL AS "has_prepay!"
              FROM orders
             WHERE payment_status = 'unpaid' AND created_at < now() - make_interval(secs => $1)
             ORDER BY created_at LIMIT $2"#,
@@ -182,6 +189,19 @@ pub async fn unpaid_older_than(
         limit,
     )
     .fetch_all(db)
+    .await
+}
+
+/// The channel an order was created with (`None`: no such order).
+pub async fn channel(
+    db: &PgPool,
+    order_number: &OrderNumber,
+) -> Result<Option<PayChannel>, sqlx::Error> {
+    sqlx::query_scalar!(
+        r#"SELECT pay_channel AS "channel: PayChannel" FROM orders WHERE order_number = $1"#,
+        order_number.as_str()
+    )
+    .fetch_optional(db)
     .await
 }
 

@@ -1,12 +1,13 @@
-//! WeChat Pay through the cloud-hosting open interface service: plain JSON over HTTP, no
-//! token or signature (the platform adds identity), v2 field names, and a two-level
-//! answer: `errcode` says whether the platform relayed the call, `respdata` holds WeChat
-//! Pay's own verdict.
+//! WeChat Pay, reached through the channel each order was created with: the Cloud Hosting
+//! open interface ([`cloud`]) or, outside Cloud Hosting, APIv3 with the merchant's own
+//! keys. [`WechatPay`] holds the configured channels and only talks: every decision about
+//! what an answer means for the books is in `crate::payments`.
 //!
 //! WeChat's words stop here: its trade and refund states become our [`PaymentStatus`] and
 //! [`RefundStatus`], its `time_end` a UTC time, in this module and nowhere else.
 
 mod bill;
+mod cloud;
 mod payment_notice;
 mod states;
 
@@ -14,14 +15,205 @@ pub use bill::{BillDownload, BillLine, BillLineKind, BillSummary, MalformedLine,
 pub use payment_notice::{Attach, PaymentNotification};
 pub use states::china_time;
 
-use chrono::{DateTime, NaiveDate, Utc};
-use serde::de::DeserializeOwned;
-use serde::Deserialize;
-use serde_json::{json, Value};
-use shared::money::Fen;
-use shared::order::{OpenId, OrderNumber, PaymentStatus, RefundStatus};
+pub use cloud::CloudPay;
 
-use crate::config::WechatConfig;
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::Deserialize;
+use serde_json::Value;
+use shared::money::Fen;
+use shared::order::{OpenId, OrderNumber, PayChannel, PaymentStatus, RefundStatus};
+
+/// A payment result as a channel reported it, in one shape whichever channel carried it:
+/// read, not yet believed. `crate::payments::payment_result` checks it against the books.
+#[derive(Debug, Clone)]
+pub struct PaymentReport {
+    /// The channel it came through.
+    pub channel: PayChannel,
+    pub out_trade_no: Option<String>,
+    /// WeChat says the customer paid (`SUCCESS`).
+    pub succeeded: bool,
+    /// Whose payment it says it is.
+    pub merchant: MerchantIds,
+    pub attach: Attach,
+    pub transaction_id: Option<String>,
+    /// In fen, as WeChat reported it.
+    pub total_fee: Option<i64>,
+    pub paid_at: Option<DateTime<Utc>>,
+    /// The fields as received, for the anomaly record.
+    pub detail: Value,
+}
+
+/// The ids a payment names: the merchant it was paid to (Cloud Hosting's `sub_mch_id`,
+/// APIv3's `mchid`, or `sub_mchid` through a service provider), the service provider
+/// (`sp_mchid`) and the app (`appid` / `sub_appid`) where the channel names them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MerchantIds {
+    pub merchant: Option<String>,
+    pub service_provider: Option<String>,
+    pub app: Option<String>,
+}
+
+/// The channels this deployment can reach WeChat Pay through, and the one new orders use
+/// (`WECHAT_PAY_MODE`).
+pub struct WechatPay {
+    creating: PayChannel,
+    cloud: Option<CloudPay>,
+}
+
+/// A payment being prepared, as the channel needs it described.
+pub struct PaymentToPrepare<'a> {
+    pub order_number: &'a OrderNumber,
+    pub openid: &'a OpenId,
+    pub amount: Fen,
+    pub description: &'a str,
+    /// Echoed back with the result: one more thing a forger has to get right.
+    pub attach: &'a str,
+    /// When WeChat stops accepting the payment.
+    pub expires_at: DateTime<Utc>,
+}
+
+impl WechatPay {
+    /// Cloud Hosting only, as every deployment before APIv3.
+    pub fn cloud(client: CloudPay) -> Self {
+        WechatPay {
+            creating: PayChannel::Cloud,
+            cloud: Some(client),
+        }
+    }
+
+    /// The channels `config` sets up.
+    pub fn from_config(config: &crate::config::ApiConfig) -> Result<Self, reqwest::Error> {
+        Ok(WechatPay::cloud(CloudPay::new(config.wechat.clone())?))
+    }
+
+    /// The channel new orders are created with.
+    pub fn creating_channel(&self) -> PayChannel {
+        self.creating
+    }
+
+    fn cloud_channel(&self) -> Result<&CloudPay, WechatError> {
+        self.cloud.as_ref().ok_or_else(|| {
+            WechatError::Platform("the Cloud Hosting channel is not configured here".into())
+        })
+    }
+
+    /// The ids a payment through `channel` must name: anything else is not ours.
+    pub fn our_ids(&self, channel: PayChannel) -> Option<MerchantIds> {
+        match channel {
+            PayChannel::Cloud => self.cloud.as_ref().map(|cloud| MerchantIds {
+                merchant: Some(cloud.merchant_id().to_owned()),
+                // The platform vouches for the rest.
+                service_provider: None,
+                app: None,
+            }),
+            PayChannel::Direct | PayChannel::Partner => None,
+        }
+    }
+
+    /// A result through `channel` names exactly our ids.
+    pub fn is_ours(&self, channel: PayChannel, named: &MerchantIds) -> bool {
+        let Some(ours) = self.our_ids(channel) else {
+            return false;
+        };
+        let same = |expected: &Option<String>, given: &Option<String>| {
+            expected.is_none() || expected == given
+        };
+        ours.merchant.is_some()
+            && same(&ours.merchant, &named.merchant)
+            && same(&ours.service_provider, &named.service_provider)
+            && same(&ours.app, &named.app)
+    }
+
+    /// The merchant id the channel new orders use answers for (the bill's merchant).
+    pub fn merchant_id(&self) -> Option<String> {
+        self.our_ids(self.creating).and_then(|ids| ids.merchant)
+    }
+
+    pub async fn prepare_payment(
+        &self,
+        channel: PayChannel,
+        payment: &PaymentToPrepare<'_>,
+    ) -> Result<PrepaidOrder, WechatError> {
+        match channel {
+            PayChannel::Cloud => self.cloud_channel()?.unified_order(payment).await,
+            other => Err(unavailable(other)),
+        }
+    }
+
+    pub async fn query_order(
+        &self,
+        channel: PayChannel,
+        order_number: &OrderNumber,
+    ) -> Result<QueriedOrder, WechatError> {
+        match channel {
+            PayChannel::Cloud => self.cloud_channel()?.query_order(order_number).await,
+            other => Err(unavailable(other)),
+        }
+    }
+
+    /// Closes an unpaid order at WeChat so that it can no longer be paid.
+    pub async fn close_order(
+        &self,
+        channel: PayChannel,
+        order_number: &OrderNumber,
+    ) -> Result<CloseOutcome, WechatError> {
+        match channel {
+            PayChannel::Cloud => self.cloud_channel()?.close_order(order_number).await,
+            other => Err(unavailable(other)),
+        }
+    }
+
+    /// Asks WeChat to return `refund` of the order's `total`. Idempotent per
+    /// `out_refund_no`: sending it again never refunds twice. Success means *accepted*.
+    pub async fn refund(
+        &self,
+        channel: PayChannel,
+        order_number: &OrderNumber,
+        out_refund_no: &str,
+        total: Fen,
+        refund: Fen,
+        reason: &str,
+    ) -> Result<AcceptedRefund, WechatError> {
+        match channel {
+            PayChannel::Cloud => {
+                self.cloud_channel()?
+                    .refund(order_number, out_refund_no, total, refund, reason)
+                    .await
+            }
+            other => Err(unavailable(other)),
+        }
+    }
+
+    /// The refund `out_refund_no` of an order, as WeChat knows it (`None`: it does not).
+    pub async fn query_refund(
+        &self,
+        channel: PayChannel,
+        order_number: &OrderNumber,
+        out_refund_no: &str,
+    ) -> Result<Option<RefundState>, WechatError> {
+        match channel {
+            PayChannel::Cloud => Ok(self
+                .cloud_channel()?
+                .query_refunds(order_number)
+                .await?
+                .into_iter()
+                .find(|s| s.out_refund_no == out_refund_no)),
+            other => Err(unavailable(other)),
+        }
+    }
+
+    /// The trade bill of `date` (a China date) of the channel new orders use.
+    pub async fn download_bill(&self, date: NaiveDate) -> Result<BillDownload, WechatError> {
+        match self.creating {
+            PayChannel::Cloud => self.cloud_channel()?.download_bill(date).await,
+            other => Err(unavailable(other)),
+        }
+    }
+}
+
+fn unavailable(channel: PayChannel) -> WechatError {
+    WechatError::Platform(format!("the {channel} channel is not configured here"))
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum WechatError {
@@ -32,11 +224,6 @@ pub enum WechatError {
     /// WeChat Pay answered with a business error code (`ORDERPAID`, `PARAM_ERROR`...).
     #[error("WeChat Pay refused ({code}): {description}")]
     Business { code: String, description: String },
-}
-
-pub struct WechatPay {
-    http: reqwest::Client,
-    config: WechatConfig,
 }
 
 pub struct PrepaidOrder {
@@ -147,310 +334,5 @@ impl QueriedOrder {
     /// Paid, for this amount: what fulfilment requires of a query.
     pub fn confirms(&self, amount: Fen) -> bool {
         self.status == PaymentStatus::Paid && self.total_fee == Some(amount.get())
-    }
-}
-
-impl WechatPay {
-    pub fn new(config: WechatConfig) -> Result<Self, reqwest::Error> {
-        let http = reqwest::Client::builder().timeout(config.timeout).build()?;
-        Ok(WechatPay { http, config })
-    }
-
-    pub fn merchant_id(&self) -> &str {
-        &self.config.mch_id
-    }
-
-    pub async fn unified_order(
-        &self,
-        order_number: &OrderNumber,
-        openid: &OpenId,
-        amount: Fen,
-        description: &str,
-        attach: &str,
-    ) -> Result<PrepaidOrder, WechatError> {
-        let body = json!({
-            "body": description,
-            "openid": openid.as_str(),
-            "out_trade_no": order_number.as_str(),
-            "spbill_create_ip": self.config.server_ip,
-            "env_id": self.config.env_id,
-            "sub_mch_id": self.config.mch_id,
-            "total_fee": amount.get(),
-            "callback_type": 2,
-            "trade_type": "JSAPI",
-            // Echoed back in the callback: one more thing a forger has to get right.
-            "attach": attach,
-            "container": {
-                "service": self.config.callback_service,
-                // The full path with the order number: nothing documents the platform
-                // appending it, so we never rely on it.
-                "path": format!("{}/{}", self.config.callback_path, order_number),
-            },
-        });
-        #[derive(Deserialize)]
-        struct Answer {
-            prepay_id: Option<String>,
-            payment: Option<Value>,
-        }
-        let answer: Answer = self.call("unifiedOrder", &body).await?;
-        match (answer.prepay_id, answer.payment) {
-            (Some(prepay_id), Some(payment)) if payment.is_object() => {
-                Ok(PrepaidOrder { prepay_id, payment })
-            }
-            _ => Err(WechatError::Platform(
-                "unifiedOrder succeeded without a payment to start".into(),
-            )),
-        }
-    }
-
-    pub async fn query_order(
-        &self,
-        order_number: &OrderNumber,
-    ) -> Result<QueriedOrder, WechatError> {
-        let answer: QueryAnswer = self
-            .call(
-                "queryorder",
-                &json!({"out_trade_no": order_number.as_str(), "sub_mch_id": self.config.mch_id}),
-            )
-            .await?;
-        Ok(answer.into())
-    }
-
-    /// Closes an unpaid order at WeChat so that it can no longer be paid.
-    pub async fn close_order(
-        &self,
-        order_number: &OrderNumber,
-    ) -> Result<CloseOutcome, WechatError> {
-        let closed: Result<Value, WechatError> = self
-            .call(
-                "closeorder",
-                &json!({"out_trade_no": order_number.as_str(), "sub_mch_id": self.config.mch_id}),
-            )
-            .await;
-        match closed {
-            Ok(_) => Ok(CloseOutcome::Closed),
-            Err(WechatError::Business { code, .. }) if code == "ORDERCLOSED" => {
-                Ok(CloseOutcome::Closed)
-            }
-            Err(WechatError::Business { code, .. }) if code == "ORDERPAID" => {
-                Ok(CloseOutcome::AlreadyPaid)
-            }
-            Err(other) => Err(other),
-        }
-    }
-
-    /// Asks WeChat to return `refund_fee` of the order's `total_fee`. Idempotent per
-    /// `out_refund_no`: sending it again never refunds twice. Success means *accepted*.
-    pub async fn refund(
-        &self,
-        order_number: &OrderNumber,
-        out_refund_no: &str,
-        total_fee: Fen,
-        refund_fee: Fen,
-        reason: &str,
-    ) -> Result<AcceptedRefund, WechatError> {
-        let reason: String = reason.chars().take(80).collect();
-        self.call(
-            "refund",
-            &json!({
-                "body": "境外话费充值退款",
-                "out_trade_no": order_number.as_str(),
-                "out_refund_no": out_refund_no,
-                "env_id": self.config.env_id,
-                "sub_mch_id": self.config.mch_id,
-                "total_fee": total_fee.get(),
-                "refund_fee": refund_fee.get(),
-                "refund_desc": reason,
-                "callback_type": 2,
-                "container": {
-                    "service": self.config.callback_service,
-                    "path": format!("{}/{}", self.config.refund_callback_path, order_number),
-                },
-            }),
-        )
-        .await
-    }
-
-    /// The refunds of an order and their states.
-    pub async fn query_refunds(
-        &self,
-        order_number: &OrderNumber,
-    ) -> Result<Vec<RefundState>, WechatError> {
-        let respdata: Value = self
-            .call(
-                "queryrefund",
-                &json!({"out_trade_no": order_number.as_str(), "sub_mch_id": self.config.mch_id}),
-            )
-            .await?;
-        Ok(RefundState::from_respdata(&respdata))
-    }
-
-    /// The trade bill of `date` (a China date), every payment and refund of the day.
-    /// WeChat generates it from 09:00 China time the next day (10:00 to be safe) and keeps
-    /// it three months; before it exists the answer is [`BillDownload::NotReady`].
-    pub async fn download_bill(&self, date: NaiveDate) -> Result<BillDownload, WechatError> {
-        let respdata = self
-            .relay(
-                "downloadbill",
-                &json!({
-                    "bill_date": date.format("%Y%m%d").to_string(),
-                    "bill_type": "ALL",
-                    "sub_mch_id": self.config.mch_id,
-                }),
-            )
-            .await?;
-        read_bill(respdata)
-    }
-
-    async fn call<T: DeserializeOwned>(&self, name: &str, body: &Value) -> Result<T, WechatError> {
-        let respdata = self.relay(name, body).await?;
-        let field = |key: &str| respdata.get(key).and_then(Value::as_str).unwrap_or("");
-        if field("return_code") != "SUCCESS" {
-            return Err(WechatError::Platform(format!(
-                "{name}: return_code {:?} {}",
-                field("return_code"),
-                field("return_msg")
-            )));
-        }
-        if field("result_code") != "SUCCESS" {
-            return Err(WechatError::Business {
-                code: field("err_code").to_owned(),
-                description: field("err_code_des").to_owned(),
-            });
-        }
-        serde_json::from_value(respdata)
-            .map_err(|e| WechatError::Platform(format!("{name}: unexpected respdata: {e}")))
-    }
-
-    /// `respdata` of a call the platform relayed (`errcode` 0).
-    async fn relay(&self, name: &str, body: &Value) -> Result<Value, WechatError> {
-        let url = format!("{}/_/pay/{name}", self.config.api_base);
-        let response = self
-            .http
-            .post(&url)
-            .json(body)
-            .send()
-            .await
-            .map_err(|e| WechatError::Platform(format!("{name}: {e}")))?;
-        let seq_id = response
-            .headers()
-            .get("x-openapi-seqid")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_owned();
-        let status = response.status();
-        let envelope: Value = response.json().await.map_err(|e| {
-            WechatError::Platform(format!("{name}: HTTP {status}, unreadable answer: {e}"))
-        })?;
-        tracing::debug!(call = name, openapi_seqid = %seq_id, "WeChat Pay answered");
-        let errcode = envelope.get("errcode").and_then(Value::as_i64);
-        if errcode != Some(0) {
-            return Err(WechatError::Platform(format!(
-                "{name}: errcode {} {}",
-                errcode.map_or("missing".into(), |c| c.to_string()),
-                envelope.get("errmsg").and_then(Value::as_str).unwrap_or("")
-            )));
-        }
-        Ok(envelope.get("respdata").cloned().unwrap_or(Value::Null))
-    }
-}
-
-/// `downloadbill`'s respdata: the bill as text, or a refusal.
-fn read_bill(respdata: Value) -> Result<BillDownload, WechatError> {
-    match respdata {
-        // A refusal relayed as text rather than as an object is still a refusal, never a
-        // bill to read.
-        Value::String(text) => match serde_json::from_str::<Value>(&text) {
-            Ok(refusal @ Value::Object(_)) => bill_refusal(&refusal),
-            _ => Ok(BillDownload::Ready(TradeBill::from_text(text))),
-        },
-        refusal => bill_refusal(&refusal),
-    }
-}
-
-/// A `downloadbill` answer without a bill: `{"return_code": "FAIL", "return_msg",
-/// "error_code"}`. WeChat Pay's documented identifier is `return_msg` (`No Bill Exist`,
-/// `Bill Creating`); `error_code` is not specific enough to tell them apart.
-fn bill_refusal(respdata: &Value) -> Result<BillDownload, WechatError> {
-    let text = |key: &str| match respdata.get(key) {
-        Some(Value::String(s)) => s.clone(),
-        Some(Value::Number(n)) => n.to_string(),
-        _ => String::new(),
-    };
-    if text("return_code") != "FAIL" {
-        return Err(WechatError::Platform(format!(
-            "downloadbill: neither a bill nor a refusal: {respdata}"
-        )));
-    }
-    let message = text("return_msg");
-    match message.trim().to_ascii_lowercase().as_str() {
-        "no bill exist" => Ok(BillDownload::NoBill),
-        "bill creating" => Ok(BillDownload::NotReady),
-        _ => Err(WechatError::Business {
-            code: Some(text("error_code"))
-                .filter(|code| !code.is_empty())
-                .unwrap_or_else(|| message.clone()),
-            description: message,
-        }),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn refusal(return_msg: &str, error_code: &str) -> Value {
-        json!({"return_code": "FAIL", "return_msg": return_msg, "error_code": error_code})
-    }
-
-    #[test]
-    fn bill_refusals_are_told_apart_by_return_msg() {
-        assert_eq!(
-            read_bill(refusal("No Bill Exist", "20002")).unwrap(),
-            BillDownload::NoBill
-        );
-        // As documented, with a capital O.
-        assert_eq!(
-            read_bill(refusal("NO Bill Exist", "20002")).unwrap(),
-            BillDownload::NoBill
-        );
-        assert_eq!(
-            read_bill(refusal("Bill Creating", "20002")).unwrap(),
-            BillDownload::NotReady
-        );
-        match read_bill(refusal("data format error", "20001")) {
-            Err(WechatError::Business { code, description }) => {
-                assert_eq!(
-                    (code.as_str(), description.as_str()),
-                    ("20001", "data format error")
-                );
-            }
-            other => panic!("{other:?}"),
-        }
-        // Relayed as text, a refusal is still one.
-        let as_text = refusal("Bill Creating", "20002").to_string();
-        assert_eq!(
-            read_bill(Value::String(as_text)).unwrap(),
-            BillDownload::NotReady
-        );
-        for nothing in [
-            Value::Null,
-            json!({}),
-            json!({"return_code": "SUCCESS"}),
-            json!(7),
-        ] {
-            assert!(
-                matches!(read_bill(nothing.clone()), Err(WechatError::Platform(_))),
-                "{nothing}"
-            );
-        }
-    }
-
-    #[test]
-    fn bill_text_is_read() {
-        match read_bill(Value::String("not a bill".into())).unwrap() {
-            BillDownload::Ready(bill) => assert!(!bill.balances()),
-            other => panic!("{other:?}"),
-        }
     }
 }

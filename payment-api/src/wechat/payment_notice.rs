@@ -3,7 +3,10 @@
 //! checked against our own records before anything is fulfilled.
 
 use serde::{Deserialize, Deserializer};
-use shared::order::Msisdn;
+use serde_json::json;
+use shared::order::{Msisdn, PayChannel};
+
+use super::{china_time, MerchantIds, PaymentReport};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -38,6 +41,34 @@ impl PaymentNotification {
 
     pub fn attached(&self) -> Attach {
         Attach::read(self.attach.as_deref())
+    }
+
+    /// The result in the shape every channel's results share.
+    pub fn report(&self) -> PaymentReport {
+        PaymentReport {
+            channel: PayChannel::Cloud,
+            out_trade_no: self.out_trade_no.clone(),
+            succeeded: self.reports_success(),
+            merchant: MerchantIds {
+                merchant: self.sub_mch_id.clone(),
+                service_provider: None,
+                app: None,
+            },
+            attach: self.attached(),
+            transaction_id: self.transaction_id.clone(),
+            total_fee: self.total_fee,
+            paid_at: self.time_end.as_deref().and_then(china_time),
+            detail: json!({
+                "outTradeNo": self.out_trade_no,
+                "subMchId": self.sub_mch_id,
+                "totalFee": self.total_fee,
+                "transactionId": self.transaction_id,
+                "returnCode": self.return_code,
+                "resultCode": self.result_code,
+                "errCode": self.err_code,
+                "errCodeDes": self.err_code_des,
+            }),
+        }
     }
 }
 

@@ -11,7 +11,9 @@ use sqlx::PgPool;
 use crate::history::{Actor, OrderEvent};
 use crate::message::OrderPaid;
 use crate::money::{Fen, Mnt, MntPerYuan};
-use crate::order::{Msisdn, OpenId, Operator, OrderNumber, PaymentStatus, RechargeType};
+use crate::order::{
+    Msisdn, OpenId, Operator, OrderNumber, PayChannel, PaymentStatus, RechargeType,
+};
 use crate::storable;
 
 pub struct NewOrder<'a> {
@@ -31,6 +33,8 @@ pub struct NewOrder<'a> {
     pub price: Mnt,
     pub rate: MntPerYuan,
     pub amount: Fen,
+    /// The WeChat Pay channel every call about this order will go through.
+    pub channel: PayChannel,
 }
 
 /// A new order, `unpaid`, priced as given.
@@ -43,8 +47,8 @@ pub async fn create_order(db: &PgPool, order: &NewOrder<'_>) -> Result<(), sqlx:
         "WITH created AS (
             INSERT INTO orders (order_number, user_id, openid, phone_number, product_operator,
                 recharge_type, product_code, product_name, product_eng_name, price_mnt,
-                exchange_rate, amount_fen, product_unit, product_data, product_days)
-            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $15, $16, $17)
+                exchange_rate, amount_fen, product_unit, product_data, product_days, pay_channel)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $15, $16, $17, $18)
             RETURNING order_number, amount_fen, price_mnt, exchange_rate
          )
          INSERT INTO order_events (order_number, event, actor, detail)
@@ -69,6 +73,7 @@ pub async fn create_order(db: &PgPool, order: &NewOrder<'_>) -> Result<(), sqlx:
         order.product_unit,
         product_data.as_deref(),
         order.product_days,
+        order.channel.as_str(),
     )
     .execute(db)
     .await?;
