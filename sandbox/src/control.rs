@@ -35,7 +35,8 @@ pub(crate) fn router(state: AppState) -> Router {
             "/sandbox/callback-base",
             get(callback_base).put(set_callback_base),
         )
-        .with_state(state)
+        .with_state(state.clone())
+        .merge(wechat::v3::control::router(state))
 }
 
 /// 100,000 seeded orders are about 13 MB of JSON.

@@ -43,6 +43,72 @@ pub struct WechatFaults {
     pub bill_drop_orders: Vec<String>,
     /// These orders' lines differ in every bill while set; the summary adds up what is shown.
     pub bill_alter_orders: Vec<BillAlteration>,
+    /// WeChat Pay APIv3 only (`/v3/*` answers and notifications).
+    pub v3: WechatV3Faults,
+}
+
+/// APIv3 misbehaviour. Counters apply to the next N notification attempts (or answers)
+/// and read back as used up. The latency, `unifiedOrderErrors` (prepay) and bill faults
+/// above apply to APIv3 as well.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct WechatV3Faults {
+    /// The signature is a `WECHATPAY/SIGNTEST/…` probe that verifies with no key.
+    pub notification_bad_signature: u32,
+    /// Signed correctly, with a `Wechatpay-Timestamp` 6 min 40 s old.
+    pub notification_old_timestamp: u32,
+    /// After the attempt, the very same request (headers, nonce, body) is sent again.
+    pub notification_replay: u32,
+    /// Signed by a new key, under its own `PUB_KEY_ID_…` serial the merchant was never given.
+    pub notification_rotated_key: u32,
+    /// Signed by the configured key, with the other key's serial in `Wechatpay-Serial`.
+    pub notification_wrong_serial: u32,
+    /// The signature covers the whole body; only its first half is sent.
+    pub notification_truncated_body: u32,
+    /// Extra copies of each payment notification, delivered concurrently (a setting).
+    pub notification_duplicates: u32,
+    /// The next N answers carry no `Wechatpay-*` headers.
+    pub unsigned_answer: u32,
+    /// The next N answers carry a signature by the right key over other bytes.
+    pub wrong_answer_signature: u32,
+    /// The next N refunds end CLOSED (`REFUND.CLOSED`) instead of SUCCESS.
+    pub refund_close: u32,
+}
+
+/// What one notification attempt carries.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct NotificationFaults {
+    pub bad_signature: bool,
+    pub old_timestamp: bool,
+    pub replay: bool,
+    pub rotated_key: bool,
+    pub wrong_serial: bool,
+    pub truncated_body: bool,
+}
+
+impl WechatV3Faults {
+    pub(crate) fn take_notification_faults(&mut self) -> NotificationFaults {
+        NotificationFaults {
+            bad_signature: take_one(&mut self.notification_bad_signature),
+            old_timestamp: take_one(&mut self.notification_old_timestamp),
+            replay: take_one(&mut self.notification_replay),
+            rotated_key: take_one(&mut self.notification_rotated_key),
+            wrong_serial: take_one(&mut self.notification_wrong_serial),
+            truncated_body: take_one(&mut self.notification_truncated_body),
+        }
+    }
+
+    pub(crate) fn take_unsigned_answer(&mut self) -> bool {
+        take_one(&mut self.unsigned_answer)
+    }
+
+    pub(crate) fn take_wrong_answer_signature(&mut self) -> bool {
+        take_one(&mut self.wrong_answer_signature)
+    }
+
+    pub(crate) fn take_refund_close(&mut self) -> bool {
+        take_one(&mut self.refund_close)
+    }
 }
 
 /// How an order's lines differ from what the simulator holds. `totalFee` (fen) changes the

@@ -4,6 +4,9 @@
 //!   the WeChat port), including the payment and refund callbacks the platform POSTs to
 //!   the service, retried until the service answers `{"errcode": 0}`, and the daily trade
 //!   bill (`downloadbill`) built from the payments and refunds it holds.
+//! - **WeChat Pay APIv3** (`/v3/*` on the WeChat port), as a merchant reaches it directly:
+//!   signed requests and answers, encrypted notifications to `notify_url` (see
+//!   [`Sandbox::register_v3_merchant`]).
 //! - **A WeCom group robot webhook** (`/cgi-bin/webhook/send` on the WeChat port), where
 //!   the service's alerts arrive.
 //! - **Unitel's partner API** (`/api/v1/auth`, `/api/v1/service/*` on the Unitel port),
@@ -32,13 +35,17 @@ pub use calls::ApiCall;
 pub use config::{BillsReady, SandboxConfig};
 pub use error::SandboxError;
 pub use faults::{
-    BillAlteration, Faults, UnifiedOrderError, UnitelFaults, WechatFaults, WecomFaults,
+    BillAlteration, Faults, UnifiedOrderError, UnitelFaults, WechatFaults, WechatV3Faults,
+    WecomFaults,
 };
 pub use sandbox::Sandbox;
 pub use unitel::ledger::{Credit, CreditAnswer, CreditKind};
 pub use unitel::products::Tariff;
 pub use wechat::callbacks::{CallbackDelivery, CallbackKind};
-pub use wechat::orders::{PaidOrder, RefundStatus, TradeState, WechatOrder, WechatRefund};
+pub use wechat::orders::{
+    PaidOrder, Protocol, RefundStatus, TradeState, V3Order, WechatOrder, WechatRefund,
+};
+pub use wechat::v3::{V3Merchant, V3Signer};
 pub use wecom::WecomMessage;
 
 /// The code the sandbox refuses a top-up with (`failNext`, `failRate`) before crediting

@@ -22,7 +22,14 @@ SANDBOX_TOKEN_TTL_SECS (120), SANDBOX_CLOSE_MIN_AGE_SECS (300),
 SANDBOX_REFUND_DELAY_MS (100), SANDBOX_CALLBACK_RETRY_MS (comma-separated waits; default
 WeChat Pay's 15s/15s/30s/3m/... schedule), SANDBOX_BILLS_READY (platform: day D's
 bill from 10:00 China time on D+1; immediately: any day up to today at once). Logs
-follow RUST_LOG (default info).";
+follow RUST_LOG (default info).
+
+APIv3 (direct WeChat Pay): WECHAT_MERCHANT_SERIAL registers the merchant, with
+WECHAT_APP_ID, WECHAT_MCH_ID, WECHAT_SP_MCH_ID + WECHAT_SP_APP_ID (partner form),
+WECHAT_API_V3_KEY(_FILE), and SANDBOX_MERCHANT_PUBLIC_KEY_FILE (or the public half of
+WECHAT_MERCHANT_PRIVATE_KEY(_FILE)). SANDBOX_V3_KEYS_DIR receives the simulator's
+wechatpay_public_key.pem, wechatpay_public_key_id and platform_certificate.pem;
+SANDBOX_V3_SIGNER (publicKey | certificate) chooses the signing key.";
 
 #[derive(Debug, PartialEq)]
 enum Command {
@@ -169,10 +176,12 @@ fn serve_config(
 
 async fn serve(config: SandboxConfig) -> anyhow::Result<()> {
     let sandbox = Sandbox::start(config).await?;
+    sandbox.configure_v3_from_env(|name| std::env::var(name).ok())?;
     tracing::info!(
         wechat_api_base = %sandbox.wechat_url(),
         unitel_api_url = %sandbox.unitel_url(),
         control = %sandbox.control_url(),
+        wechat_pay_public_key_id = %sandbox.wechat_pay_public_key_id(),
         "sandbox ready"
     );
     wait_for_stop_signal().await?;

@@ -173,6 +173,10 @@ impl Sandbox {
         self.state.callbacks.all()
     }
 
+    pub(crate) fn state(&self) -> &AppState {
+        &self.state
+    }
+
     /// Stops accepting, drops open connections and background deliveries, and waits
     /// (briefly) for the servers to finish.
     pub async fn shutdown(mut self) {

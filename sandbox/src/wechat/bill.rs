@@ -15,7 +15,7 @@ use crate::config::BillsReady;
 use crate::faults::BillAlteration;
 use crate::ids;
 use crate::state::AppState;
-use crate::wechat::envelope::{self, Fields, PlatformError, PROVIDER_APPID, PROVIDER_MCH_ID};
+use crate::wechat::envelope::{self, Fields, PlatformError};
 use crate::wechat::orders::BillEntry;
 
 pub(crate) const HEADER: &str = "交易时间,公众账号ID,商户号,特约商户号,设备号,微信订单号,商户订单号,用户标识,交易类型,交易状态,付款银行,货币种类,应结订单金额,代金券金额,微信退款单号,商户退款单号,退款金额,充值券退款金额,退款类型,退款状态,商品名称,商户数据包,手续费,费率,订单金额,申请退款金额,费率备注";
@@ -101,6 +101,7 @@ pub(crate) async fn download_bill(
     }
     let started = std::time::Instant::now();
     let mut entries = state.orders.bill_entries(date);
+    entries.retain(|entry| entry.protocol == crate::wechat::orders::Protocol::Cloud);
     entries.retain(|entry| match bill_type {
         BillType::All => true,
         BillType::Success => entry.refund.is_none(),
@@ -179,7 +180,7 @@ fn validate(
 }
 
 /// 10:00 China time on the day after `date`.
-fn generated_at(date: NaiveDate) -> chrono::DateTime<Utc> {
+pub(crate) fn generated_at(date: NaiveDate) -> chrono::DateTime<Utc> {
     let next_day = date.checked_add_days(Days::new(1)).unwrap_or(date);
     let ten = NaiveTime::from_hms_opt(10, 0, 0).unwrap_or_default();
     let china = chrono::FixedOffset::east_opt(8 * 3600).unwrap_or_else(|| unreachable!());
@@ -200,7 +201,7 @@ fn refused(refusal: Refusal) -> Response {
     }))
 }
 
-fn alter(entry: &mut BillEntry, alteration: &BillAlteration) {
+pub(crate) fn alter(entry: &mut BillEntry, alteration: &BillAlteration) {
     if let Some(total_fee) = alteration.total_fee {
         entry.total_fee = total_fee;
     }
@@ -308,11 +309,13 @@ impl Line {
         let garbled = if garble { "x" } else { "" };
         let _ = write!(
             text,
-            "`{time},`{PROVIDER_APPID},`{PROVIDER_MCH_ID},`{sub_mch_id},`,`{transaction_id},\
+            "`{time},`{appid},`{mch_id},`{sub_mch_id},`,`{transaction_id},\
              `{out_trade_no},`{openid},`JSAPI,`{state},`OTHERS,`CNY,`{settlement}{garbled},`0.00,\
              `{refund_id},`{out_refund_no},`{refund},`0.00,`{refund_type},`{refund_status},\
              `{body},`{attach},`{fee},`{FEE_RATE},`{order},`{refund},`\r\n",
             time = entry.time,
+            appid = entry.appid,
+            mch_id = entry.mch_id,
             sub_mch_id = entry.sub_mch_id,
             transaction_id = entry.transaction_id,
             out_trade_no = entry.out_trade_no,
@@ -381,6 +384,9 @@ mod tests {
                 refund_fee,
                 status: RefundStatus::Success,
             }),
+            protocol: crate::wechat::orders::Protocol::Cloud,
+            appid: crate::wechat::envelope::PROVIDER_APPID.into(),
+            mch_id: crate::wechat::envelope::PROVIDER_MCH_ID.into(),
         }
     }
 

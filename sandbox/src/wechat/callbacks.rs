@@ -68,6 +68,9 @@ pub struct CallbackDelivery {
     pub error: Option<String>,
     pub accepted: bool,
     pub at: DateTime<Utc>,
+    /// APIv3 notifications: the fault this attempt carried (`replay`, `badSignature`, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fault: Option<String>,
 }
 
 #[derive(Default)]
@@ -82,7 +85,7 @@ impl CallbackLog {
         lock(&self.0).clear();
     }
 
-    fn record(&self, delivery: CallbackDelivery) {
+    pub(crate) fn record(&self, delivery: CallbackDelivery) {
         lock(&self.0).push(delivery);
     }
 }
@@ -229,6 +232,7 @@ async fn attempt_once(state: &AppState, job: &Job, attempt: u32) -> CallbackDeli
         error,
         accepted,
         at: Utc::now(),
+        fault: None,
     }
 }
 
@@ -243,7 +247,7 @@ pub(crate) fn is_acceptance(body: &str) -> bool {
     })
 }
 
-fn cut(mut text: String, max: usize) -> String {
+pub(crate) fn cut(mut text: String, max: usize) -> String {
     if text.len() > max {
         let mut end = max;
         while !text.is_char_boundary(end) {

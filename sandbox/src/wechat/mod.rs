@@ -9,6 +9,7 @@ mod payer;
 mod query;
 pub(crate) mod refund;
 mod unified_order;
+pub(crate) mod v3;
 
 use std::time::Duration;
 
@@ -36,10 +37,15 @@ pub(crate) fn router(state: AppState) -> Router {
             state.clone(),
             crate::calls::record_wechat,
         ))
-        .with_state(state)
+        .with_state(state.clone())
+        .merge(v3::router(state))
 }
 
-async fn add_latency(State(state): State<AppState>, request: Request, next: Next) -> Response {
+pub(crate) async fn add_latency(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
     let latency = state.faults().wechat.latency_ms;
     if latency > 0 {
         tokio::time::sleep(Duration::from_millis(latency)).await;
@@ -56,7 +62,9 @@ pub(crate) fn pay(
     let order = state.orders.pay(out_trade_no)?;
     let transaction_id = order.transaction_id.as_deref().unwrap_or_default();
     tracing::info!(%out_trade_no, %transaction_id, total_fee = order.total_fee, notify, "paid");
-    if notify {
+    if notify && order.v3.is_some() {
+        v3::notify::deliver_payment(state, &order);
+    } else if notify {
         callbacks::deliver_payment(state, &order);
     }
     Ok(order)

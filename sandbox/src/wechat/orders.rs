@@ -11,7 +11,8 @@ use serde::{Deserialize, Serialize};
 use crate::error::SandboxError;
 use crate::ids;
 use crate::sync::lock;
-use crate::wechat::envelope::WxPayFailure;
+use crate::wechat::envelope::{WxPayFailure, PROVIDER_APPID, PROVIDER_MCH_ID};
+pub use crate::wechat::v3::order::V3Order;
 
 /// WeChat Pay's trade states, of which the sandbox reaches these four.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -70,6 +71,9 @@ pub enum RefundStatus {
     Processing,
     #[serde(rename = "SUCCESS")]
     Success,
+    /// Failed for good (APIv3 `REFUND.CLOSED`); only the `refundCloseNext` fault leads here.
+    #[serde(rename = "CLOSED")]
+    Closed,
 }
 
 impl RefundStatus {
@@ -77,6 +81,7 @@ impl RefundStatus {
         match self {
             RefundStatus::Processing => "PROCESSING",
             RefundStatus::Success => "SUCCESS",
+            RefundStatus::Closed => "CLOSED",
         }
     }
 }
@@ -111,6 +116,23 @@ pub struct WechatOrder {
     pub paid_at: Option<DateTime<Utc>>,
     pub closed_at: Option<DateTime<Utc>>,
     pub refunds: Vec<WechatRefund>,
+    /// Which interface placed the order; every later call must come the same way.
+    #[serde(default)]
+    pub protocol: Protocol,
+    /// What an APIv3 prepay adds (merchant ids, notify_url).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub v3: Option<V3Order>,
+}
+
+/// How an order reached the simulated WeChat Pay.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Protocol {
+    /// Cloud Hosting's open interface (`/_/pay/*`), callbacks to the container path.
+    #[default]
+    Cloud,
+    /// WeChat Pay APIv3 (`/v3/*`), signed, notifications to `notify_url`.
+    ApiV3,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -127,6 +149,9 @@ pub struct WechatRefund {
     pub requested_at: DateTime<Utc>,
     /// `yyyy-MM-dd HH:mm:ss`, UTC+8, once the refund succeeded.
     pub success_time: Option<String>,
+    /// APIv3 only: where the refund's result is notified (none given: nobody is).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notify_url: Option<String>,
 }
 
 /// An order already paid at WeChat, seeded in bulk (`POST /sandbox/wechat/orders/bulk`):
@@ -158,6 +183,11 @@ pub(crate) struct BillEntry {
     pub body: String,
     pub attach: String,
     pub refund: Option<BillRefund>,
+    pub protocol: Protocol,
+    /// 公众账号ID and 商户号: the provider's for cloud orders, the merchant's (or the
+    /// service provider's) for APIv3 ones.
+    pub appid: String,
+    pub mch_id: String,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -182,6 +212,7 @@ pub(crate) struct NewOrder {
     pub spbill_create_ip: String,
     pub container_service: String,
     pub container_path: String,
+    pub v3: Option<V3Order>,
 }
 
 /// What refund asks for, already validated.
@@ -194,6 +225,7 @@ pub(crate) struct NewRefund {
     pub refund_desc: Option<String>,
     pub container_service: String,
     pub container_path: String,
+    pub notify_url: Option<String>,
 }
 
 /// WeChat Pay v2 allows at most this many partial refunds per order.
@@ -245,7 +277,9 @@ impl OrderBook {
                 }
                 TradeState::Closed => Err(WxPayFailure::new("ORDERCLOSED", "该订单已关闭")),
                 TradeState::NotPay
-                    if existing.total_fee != new.total_fee || existing.openid != new.openid =>
+                    if existing.total_fee != new.total_fee
+                        || existing.openid != new.openid
+                        || existing.v3.is_some() != new.v3.is_some() =>
                 {
                     Err(WxPayFailure::new(
                         "OUT_TRADE_NO_USED",
@@ -256,6 +290,10 @@ impl OrderBook {
             };
         }
         let now = Utc::now();
+        let protocol = match new.v3 {
+            Some(_) => Protocol::ApiV3,
+            None => Protocol::Cloud,
+        };
         let order = WechatOrder {
             out_trade_no: new.out_trade_no,
             total_fee: new.total_fee,
@@ -275,6 +313,8 @@ impl OrderBook {
             paid_at: None,
             closed_at: None,
             refunds: Vec::new(),
+            protocol,
+            v3: new.v3,
         };
         orders.insert(order.out_trade_no.clone(), order.clone());
         Ok(order)
@@ -367,7 +407,12 @@ impl OrderBook {
                 "订单金额total_fee与实际不符",
             ));
         }
-        let refunded: i64 = order.refunds.iter().map(|refund| refund.refund_fee).sum();
+        let refunded: i64 = order
+            .refunds
+            .iter()
+            .filter(|refund| refund.status != RefundStatus::Closed)
+            .map(|refund| refund.refund_fee)
+            .sum();
         if refunded + new.refund_fee > order.total_fee {
             return Err(WxPayFailure::new("ERROR", "累计退款金额大于支付金额"));
         }
@@ -384,6 +429,7 @@ impl OrderBook {
             status: RefundStatus::Processing,
             requested_at: Utc::now(),
             success_time: None,
+            notify_url: new.notify_url,
         };
         order.refunds.push(refund.clone());
         order.trade_state = TradeState::Refund;
@@ -448,6 +494,8 @@ impl OrderBook {
                 paid_at: Some(paid_at),
                 closed_at: None,
                 refunds: Vec::new(),
+                protocol: Protocol::Cloud,
+                v3: None,
             };
             orders.insert(paid.out_trade_no, order);
         }
@@ -492,6 +540,7 @@ impl OrderBook {
             status: RefundStatus::Processing,
             requested_at: Utc::now(),
             success_time: None,
+            notify_url: None,
         };
         order.refunds.push(refund.clone());
         order.trade_state = TradeState::Refund;
@@ -512,16 +561,27 @@ impl OrderBook {
             if !order.trade_state.is_paid() {
                 continue;
             }
+            let (appid, mch_id, sub_mch_id) = match &order.v3 {
+                None => (
+                    PROVIDER_APPID.to_owned(),
+                    PROVIDER_MCH_ID.to_owned(),
+                    order.sub_mch_id.clone(),
+                ),
+                Some(v3) => v3.bill_ids(),
+            };
             let entry = |time: String, refund: Option<BillRefund>| BillEntry {
                 time,
                 out_trade_no: order.out_trade_no.clone(),
                 transaction_id: transaction_id.clone(),
                 openid: order.openid.clone(),
-                sub_mch_id: order.sub_mch_id.clone(),
+                sub_mch_id: sub_mch_id.clone(),
                 total_fee: order.total_fee,
                 body: order.body.clone(),
                 attach: order.attach.clone().unwrap_or_default(),
                 refund,
+                protocol: order.protocol,
+                appid: appid.clone(),
+                mch_id: mch_id.clone(),
             };
             if time_end.get(..8) == Some(compact_date.as_str()) {
                 if let Some(time) = readable_compact_time(time_end) {
@@ -562,6 +622,27 @@ impl OrderBook {
         }
         refund.status = RefundStatus::Success;
         refund.success_time = Some(ids::readable_time(Utc::now()));
+        let refund = refund.clone();
+        Some((order.clone(), refund))
+    }
+
+    /// PROCESSING becomes CLOSED (the money stays with the merchant); `None` when there was
+    /// nothing to close.
+    pub(crate) fn close_refund(
+        &self,
+        out_trade_no: &str,
+        out_refund_no: &str,
+    ) -> Option<(WechatOrder, WechatRefund)> {
+        let mut orders = lock(&self.orders);
+        let order = orders.get_mut(out_trade_no)?;
+        let refund = order
+            .refunds
+            .iter_mut()
+            .find(|refund| refund.out_refund_no == out_refund_no)?;
+        if refund.status != RefundStatus::Processing {
+            return None;
+        }
+        refund.status = RefundStatus::Closed;
         let refund = refund.clone();
         Some((order.clone(), refund))
     }
@@ -620,6 +701,7 @@ mod tests {
             spbill_create_ip: "127.0.0.1".into(),
             container_service: "svc".into(),
             container_path: "/cb".into(),
+            v3: None,
         }
     }
 
@@ -632,6 +714,7 @@ mod tests {
             refund_desc: None,
             container_service: "svc".into(),
             container_path: "/refund".into(),
+            notify_url: None,
         }
     }
 

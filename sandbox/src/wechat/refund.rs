@@ -64,6 +64,7 @@ fn validate(request: &Map<String, Value>) -> Result<NewRefund, WxPayFailure> {
         refund_desc: refund_desc.map(str::to_owned),
         container_service,
         container_path,
+        notify_url: None,
     })
 }
 
@@ -85,9 +86,21 @@ pub(crate) fn complete_later(
             _ = tokio::time::sleep(state.config.refund_delay) => {}
             _ = stopped(&mut shutdown) => return,
         }
-        if let Some((order, refund)) = state.orders.complete_refund(&out_trade_no, &out_refund_no) {
-            tracing::info!(%out_trade_no, %out_refund_no, "refund succeeded");
-            if notify {
+        let v3 = state
+            .orders
+            .get(&out_trade_no)
+            .is_some_and(|o| o.v3.is_some());
+        let close = v3 && state.with_faults(|faults| faults.wechat.v3.take_refund_close());
+        let done = if close {
+            state.orders.close_refund(&out_trade_no, &out_refund_no)
+        } else {
+            state.orders.complete_refund(&out_trade_no, &out_refund_no)
+        };
+        if let Some((order, refund)) = done {
+            tracing::info!(%out_trade_no, %out_refund_no, status = refund.status.as_str(), "refund done");
+            if notify && v3 {
+                crate::wechat::v3::notify::deliver_refund(&state, &order, &refund);
+            } else if notify {
                 callbacks::deliver_refund(&state, &order, &refund);
             }
         }

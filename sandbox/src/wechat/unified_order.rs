@@ -113,6 +113,7 @@ fn validate(request: &Map<String, Value>, merchant: &str) -> Result<NewOrder, Wx
         spbill_create_ip: spbill_create_ip.to_owned(),
         container_service,
         container_path,
+        v3: None,
     })
 }
 
