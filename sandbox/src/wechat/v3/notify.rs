@@ -237,7 +237,7 @@ async fn send(
 ) -> CallbackDelivery {
     let mut request = state
         .http
-        .post(&job.url)
+        .post(delivery_address(&state.callback_base(), &job.url))
         .header("content-type", "application/json")
         .header("user-agent", "Mozilla/4.0")
         .body(body.to_vec());
@@ -287,5 +287,35 @@ impl NotificationFaults {
         .filter_map(|(on, name)| on.then_some(name))
         .collect();
         (!names.is_empty()).then(|| names.join(","))
+    }
+}
+
+/// Where a notification for `url` is posted. The merchant's public HTTPS name is not
+/// reachable from here: like the TLS-terminating ingress in front of the service, the
+/// sandbox sends the URL's path to the service's own address, its callback base. A plain
+/// HTTP URL (allowed only under that base) is posted as it is.
+fn delivery_address(callback_base: &str, url: &str) -> String {
+    match url.strip_prefix("https://") {
+        Some(rest) => {
+            let path = rest.find('/').map_or("/", |at| &rest[at..]);
+            format!("{}{path}", callback_base.trim_end_matches('/'))
+        }
+        None => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod delivery_tests {
+    #[test]
+    fn https_names_reach_the_service_through_its_ingress() {
+        let base = "http://127.0.0.1:3000/";
+        assert_eq!(
+            super::delivery_address(base, "https://pay.example.com/payment/notify"),
+            "http://127.0.0.1:3000/payment/notify"
+        );
+        assert_eq!(
+            super::delivery_address(base, "http://127.0.0.1:3000/payment/notify"),
+            "http://127.0.0.1:3000/payment/notify"
+        );
     }
 }
