@@ -13,6 +13,7 @@ use crate::payment_watch::PaymentWatch;
 use crate::payments::refunds::Refunds;
 use crate::rate_limit::RateLimiter;
 use crate::reconciliation::Reconciliation;
+use crate::sessions::Sessions;
 use crate::wechat::WechatPay;
 
 #[derive(Clone)]
@@ -30,4 +31,6 @@ pub struct ApiContext {
     pub refunds: Arc<Refunds>,
     /// Matches WeChat's daily bills against our books (an operator can re-run a day).
     pub reconciliation: Arc<Reconciliation>,
+    /// Direct mode's logins; `None` in cloud mode, where the gateway names the caller.
+    pub sessions: Option<Arc<Sessions>>,
 }

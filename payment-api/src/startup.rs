@@ -25,7 +25,9 @@ use crate::payments::refunds::Refunds;
 use crate::rate_limit::{Expiry, RateLimiter};
 use crate::reconciliation::Reconciliation;
 use crate::retention::{self, AnomalyRetention};
+use crate::sessions::Sessions;
 use crate::stats::{self, Refresher};
+use crate::wechat::login::WechatLogin;
 use crate::wechat::WechatPay;
 
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
@@ -104,6 +106,14 @@ impl Application {
             config: config.reconciliation.clone(),
         });
         let unitel = Arc::new(UnitelClient::new(&config.unitel)?);
+        let sessions = match &config.login {
+            Some(login) => Some(Arc::new(Sessions {
+                db: db.clone(),
+                ttl: login.session_ttl,
+                wechat: WechatLogin::new(login.clone())?,
+            })),
+            None => None,
+        };
         let ctx = ApiContext {
             lookups: Arc::new(Lookups::new(unitel.clone(), config.lookup_cache_for)),
             unitel,
@@ -115,6 +125,7 @@ impl Application {
             payments,
             refunds,
             reconciliation,
+            sessions,
         };
         Ok(Application {
             listener,

@@ -43,6 +43,9 @@ pub struct WechatFaults {
     pub bill_drop_orders: Vec<String>,
     /// These orders' lines differ in every bill while set; the summary adds up what is shown.
     pub bill_alter_orders: Vec<BillAlteration>,
+    /// The next `jscode2session` calls with the right appid and secret answer these
+    /// errcodes, one per call (40029, 45011, 40226, -1...).
+    pub login_errors: Vec<i64>,
 }
 
 /// How an order's lines differ from what the simulator holds. `totalFee` (fen) changes the

@@ -4,6 +4,8 @@
 //!   the WeChat port), including the payment and refund callbacks the platform POSTs to
 //!   the service, retried until the service answers `{"errcode": 0}`, and the daily trade
 //!   bill (`downloadbill`) built from the payments and refunds it holds.
+//! - **Mini-program login** (`GET /sns/jscode2session` on the WeChat port), exchanging
+//!   the codes a test mints ([`Sandbox::login_code`]) for the openid they were minted for.
 //! - **A WeCom group robot webhook** (`/cgi-bin/webhook/send` on the WeChat port), where
 //!   the service's alerts arrive.
 //! - **Unitel's partner API** (`/api/v1/auth`, `/api/v1/service/*` on the Unitel port),
@@ -38,6 +40,7 @@ pub use sandbox::Sandbox;
 pub use unitel::ledger::{Credit, CreditAnswer, CreditKind};
 pub use unitel::products::Tariff;
 pub use wechat::callbacks::{CallbackDelivery, CallbackKind};
+pub use wechat::login::{LOGIN_APP_ID, LOGIN_APP_SECRET};
 pub use wechat::orders::{PaidOrder, RefundStatus, TradeState, WechatOrder, WechatRefund};
 pub use wecom::WecomMessage;
 

@@ -28,6 +28,7 @@ pub(crate) struct Inner {
     pub tokens: Tokens,
     pub calls: crate::calls::CallLog,
     pub wecom: crate::wecom::WecomInbox,
+    pub logins: crate::wechat::login::Logins,
     /// Delivers the platform's callbacks to the service under test.
     pub http: reqwest::Client,
     pub unitel_listener: Arc<ClosableListener>,
@@ -63,6 +64,7 @@ impl AppState {
             tokens: Tokens::default(),
             calls: Default::default(),
             wecom: Default::default(),
+            logins: Default::default(),
             http,
             unitel_listener,
             shutdown,

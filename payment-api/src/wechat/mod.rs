@@ -7,6 +7,7 @@
 //! [`RefundStatus`], its `time_end` a UTC time, in this module and nowhere else.
 
 mod bill;
+pub mod login;
 mod payment_notice;
 mod states;
 
