@@ -303,7 +303,7 @@ async fn the_app_secret_the_token_and_the_session_key_never_reach_the_log() {
     system
         .restart_api(&[("WECHAT_LOGIN_API_BASE", "http://127.0.0.1:1")])
         .await;
-    let (status, _) = customer.log_in("a-code").await;
+    let (status, _) = system.client("o_private").log_in("a-code").await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     system.shutdown().await;
 
