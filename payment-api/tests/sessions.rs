@@ -267,6 +267,10 @@ async fn direct_mode_ignores_the_gateways_headers_which_cloud_mode_still_trusts(
     let (status, body) = system.client("o_pretender").log_in(&code).await;
     assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
     assert_eq!(body["message"], "Cannot POST /auth/login");
+    let (_, doc) = system.anonymous().get("/api-json").await;
+    for path in ["/auth/login", "/auth/logout"] {
+        assert!(doc["paths"][path]["post"].is_object(), "{path} documented");
+    }
     system.shutdown().await;
 }
 
