@@ -10,6 +10,9 @@ use crate::client_address::AddressSource;
 /// WeChat's open interface service, as seen from inside a cloud-hosting container.
 pub const WECHAT_OPEN_INTERFACE: &str = "http://api.weixin.qq.com";
 
+/// WeChat's public API, where direct mode exchanges `wx.login` codes (`jscode2session`).
+pub const WECHAT_LOGIN_API: &str = "https://api.weixin.qq.com";
+
 /// The setting that lets production start with WeChat settings under which a forged
 /// payment can be fulfilled, and the exact value it must have: nobody sets it by accident.
 pub const UNSAFE_WECHAT_OVERRIDE: &str = "ALLOW_UNSAFE_WECHAT_SETTINGS";
@@ -66,6 +69,9 @@ pub struct ApiConfig {
     /// Bearer token for the admin routes; without it they answer 401 to everyone.
     pub admin_token: Option<Secret>,
     pub payments: PaymentPolicy,
+    /// Direct mode's logins and sessions; `None` in cloud mode, where the gateway names
+    /// the caller and `/auth/login` is not offered.
+    pub login: Option<LoginConfig>,
     pub limits: Limits,
     /// Where a request's client address is read, for the per-address limits
     /// (`CLIENT_ADDRESS_FROM`, `TRUSTED_PROXY_HOPS`).
@@ -176,6 +182,94 @@ pub struct WechatConfig {
     pub timeout: Duration,
 }
 
+/// How direct mode turns a `wx.login` code into our own session.
+#[derive(Debug, Clone)]
+pub struct LoginConfig {
+    /// The mini-program's appid (`WECHAT_APP_ID`), whose users log in.
+    pub app_id: String,
+    /// `WECHAT_APP_SECRET_FILE` or `WECHAT_APP_SECRET`: sent to `jscode2session` only.
+    pub app_secret: Secret,
+    /// `WECHAT_LOGIN_API_BASE`: `https://api.weixin.qq.com`; the sandbox's URL elsewhere.
+    pub api_base: String,
+    pub timeout: Duration,
+    /// How long a session lives from login (`SESSION_TTL_SECS`).
+    pub session_ttl: Duration,
+}
+
+/// A session lives at least five minutes (a payment takes longer than that) and at most a
+/// week: a token that leaked must stop working by itself, logout or not.
+const SESSION_TTL_SECS: std::ops::RangeInclusive<u64> = 300..=7 * 24 * 3600;
+
+impl LoginConfig {
+    fn from_settings(s: &Settings, timeout: Duration) -> Result<Self, ConfigError> {
+        let app_id = s.required("WECHAT_APP_ID")?.trim().to_owned();
+        if app_id.is_empty()
+            || app_id.len() > 32
+            || !app_id.bytes().all(|b| b.is_ascii_alphanumeric())
+        {
+            return Err(ConfigError::Invalid {
+                name: "WECHAT_APP_ID",
+                reason: "an appid is letters and digits (wx followed by 16 characters)".into(),
+            });
+        }
+        let ttl = s.parsed("SESSION_TTL_SECS", 7200u64)?;
+        if !SESSION_TTL_SECS.contains(&ttl) {
+            return Err(ConfigError::Invalid {
+                name: "SESSION_TTL_SECS",
+                reason: format!(
+                    "must be between {} and {} seconds",
+                    SESSION_TTL_SECS.start(),
+                    SESSION_TTL_SECS.end()
+                ),
+            });
+        }
+        Ok(LoginConfig {
+            app_id,
+            app_secret: secret_from_file_or_value(
+                s,
+                "WECHAT_APP_SECRET_FILE",
+                "WECHAT_APP_SECRET",
+            )?,
+            api_base: s.url("WECHAT_LOGIN_API_BASE", Some(WECHAT_LOGIN_API))?,
+            timeout,
+            session_ttl: Duration::from_secs(ttl),
+        })
+    }
+}
+
+/// A secret read from the file `file` names (a mounted secret, kept out of the
+/// environment), or else from `value` itself; never both, so that nobody wonders which won.
+fn secret_from_file_or_value(
+    s: &Settings,
+    file: &'static str,
+    value: &'static str,
+) -> Result<Secret, ConfigError> {
+    let text = match (s.optional(file), s.optional(value)) {
+        (Some(_), Some(_)) => {
+            return Err(ConfigError::Invalid {
+                name: file,
+                reason: format!("set either {file} or {value}, not both"),
+            })
+        }
+        (Some(path), None) => {
+            std::fs::read_to_string(path.trim()).map_err(|error| ConfigError::Invalid {
+                name: file,
+                reason: format!("cannot read {path:?}: {}", error.kind()),
+            })?
+        }
+        (None, Some(text)) => text,
+        (None, None) => return Err(ConfigError::Missing(value)),
+    };
+    let text = text.trim();
+    if text.is_empty() {
+        return Err(ConfigError::Invalid {
+            name: value,
+            reason: "is empty".into(),
+        });
+    }
+    Ok(Secret::new(text))
+}
+
 impl ApiConfig {
     pub fn from_env() -> Result<Self, ConfigError> {
         Self::from_settings(&Settings::from_env())
@@ -217,8 +311,15 @@ impl ApiConfig {
             refund_sweep_every: s.millis("REFUND_SWEEP_INTERVAL_MS", 10_000)?,
         };
         let admin_token = s.optional("ADMIN_TOKEN").map(Secret::new);
+        let pay_mode = PayMode::from_settings(s)?;
+        let login = match pay_mode {
+            PayMode::Cloud => None,
+            PayMode::Direct => Some(LoginConfig::from_settings(s, wechat.timeout)?),
+        };
         let warnings = match app_env {
-            AppEnv::Production => production_checks(s, &wechat, &payments, admin_token.as_ref())?,
+            AppEnv::Production => {
+                production_checks(s, &wechat, &payments, login.as_ref(), admin_token.as_ref())?
+            }
             AppEnv::Development => Vec::new(),
         };
         let operations_addr = match (s.optional("METRICS_ADDR"), app_env) {
@@ -228,7 +329,7 @@ impl ApiConfig {
         };
         Ok(ApiConfig {
             app_env,
-            pay_mode: PayMode::from_settings(s)?,
+            pay_mode,
             operations_addr,
             warnings,
             host: s.parsed("HOST", std::net::IpAddr::from([0, 0, 0, 0]))?,
@@ -241,6 +342,7 @@ impl ApiConfig {
             client_address: AddressSource::from_settings(s)?,
             alerts: AlertConfig::from_settings(s)?,
             payments,
+            login,
             limits: Limits {
                 orders_per_minute: s.parsed("RATE_LIMIT_ORDERS_PER_MINUTE", 10)?,
                 payments_per_minute: s.parsed("RATE_LIMIT_PAYMENTS_PER_MINUTE", 20)?,
@@ -312,6 +414,7 @@ fn production_checks(
     s: &Settings,
     wechat: &WechatConfig,
     payments: &PaymentPolicy,
+    login: Option<&LoginConfig>,
     admin_token: Option<&Secret>,
 ) -> Result<Vec<String>, ConfigError> {
     if let Some(token) = admin_token {
@@ -341,6 +444,13 @@ fn production_checks(
             wechat.api_base
         ));
     }
+    if let Some(login) = login.filter(|login| login.api_base != WECHAT_LOGIN_API) {
+        unsafe_settings.push(format!(
+            "WECHAT_LOGIN_API_BASE is {} rather than WeChat's ({WECHAT_LOGIN_API}): whatever \
+             answers there names our customers",
+            login.api_base
+        ));
+    }
     if !payments.confirm_callbacks {
         unsafe_settings.push(
             "WECHAT_CONFIRM_CALLBACKS=false: a well-formed forged callback is fulfilled without \
@@ -356,7 +466,13 @@ fn production_checks(
             reason: format!("must be exactly {UNSAFE_WECHAT_CONSENT:?} to accept: {}", unsafe_settings.join("; ")),
         }),
         None => Err(ConfigError::Invalid {
-            name: if payments.confirm_callbacks { "WECHAT_API_BASE" } else { "WECHAT_CONFIRM_CALLBACKS" },
+            name: if wechat.api_base != WECHAT_OPEN_INTERFACE {
+                "WECHAT_API_BASE"
+            } else if !payments.confirm_callbacks {
+                "WECHAT_CONFIRM_CALLBACKS"
+            } else {
+                "WECHAT_LOGIN_API_BASE"
+            },
             reason: format!(
                 "unsafe in production ({}); set {UNSAFE_WECHAT_OVERRIDE}={UNSAFE_WECHAT_CONSENT} to start anyway",
                 unsafe_settings.join("; ")
@@ -474,6 +590,57 @@ mod tests {
                 "{token:?} would be accepted in production"
             );
         }
+    }
+
+    #[test]
+    fn direct_mode_needs_its_login_settings_and_refuses_odd_ones_naming_them() {
+        let direct = [
+            ("WECHAT_PAY_MODE", "direct"),
+            ("WECHAT_APP_ID", "wx5e1f0c2b7a9d3e41"),
+            ("WECHAT_APP_SECRET", "app-secret"),
+        ];
+        let config = ApiConfig::from_settings(&settings(&direct)).unwrap();
+        let login = config.login.expect("direct mode has logins");
+        assert_eq!(login.api_base, WECHAT_LOGIN_API);
+        assert_eq!(login.session_ttl, Duration::from_secs(7200));
+        assert!(!format!("{login:?}").contains("app-secret"));
+        assert!(ApiConfig::from_settings(&settings(&[]))
+            .unwrap()
+            .login
+            .is_none());
+
+        let with = |extra: &[(&'static str, &'static str)]| {
+            let mut all = direct.to_vec();
+            all.retain(|(name, _)| !extra.iter().any(|(n, _)| n == name));
+            all.extend_from_slice(extra);
+            all
+        };
+        for wrong in ["0", "299", "604801", "two hours"] {
+            assert!(refused(&with(&[("SESSION_TTL_SECS", wrong)])).contains("SESSION_TTL_SECS"));
+        }
+        assert!(refused(&with(&[("WECHAT_APP_ID", "wx 1")])).contains("WECHAT_APP_ID"));
+        let both = with(&[("WECHAT_APP_SECRET_FILE", "/nonexistent")]);
+        assert!(refused(&both).contains("WECHAT_APP_SECRET_FILE"));
+        let mut none = direct.to_vec();
+        none.retain(|(name, _)| *name != "WECHAT_APP_SECRET");
+        assert!(refused(&none).contains("WECHAT_APP_SECRET"));
+        none.push(("WECHAT_APP_SECRET_FILE", "/nonexistent"));
+        assert!(refused(&none).contains("WECHAT_APP_SECRET_FILE"));
+        let file = std::env::temp_dir().join(format!("app-secret-{}", std::process::id()));
+        std::fs::write(&file, "from-the-file\n").unwrap();
+        none.pop();
+        let path = file.to_str().unwrap().to_owned();
+        let mut from_file: Vec<(&str, &str)> = none.clone();
+        from_file.push(("WECHAT_APP_SECRET_FILE", &path));
+        let login = ApiConfig::from_settings(&settings(&from_file))
+            .unwrap()
+            .login
+            .unwrap();
+        assert_eq!(login.app_secret.expose(), "from-the-file");
+        let _ = std::fs::remove_file(file);
+        // Whatever answers jscode2session names our customers.
+        let elsewhere = with(&[("WECHAT_LOGIN_API_BASE", "http://sandbox:8081")]);
+        assert!(refused(&elsewhere).contains("WECHAT_LOGIN_API_BASE"));
     }
 
     #[test]

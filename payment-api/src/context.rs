@@ -14,6 +14,7 @@ use crate::payment_watch::PaymentWatch;
 use crate::payments::Payments;
 use crate::rate_limit::RateLimiter;
 use crate::reconciliation::Reconciliation;
+use crate::sessions::Sessions;
 use crate::wechat::WechatPay;
 
 #[derive(Clone)]
@@ -32,4 +33,6 @@ pub struct ApiContext {
     pub payments: Arc<Payments>,
     /// Matches WeChat's daily bills against our books (an operator can re-run a day).
     pub reconciliation: Arc<Reconciliation>,
+    /// Direct mode's logins; `None` in cloud mode, where the gateway names the caller.
+    pub sessions: Option<Arc<Sessions>>,
 }

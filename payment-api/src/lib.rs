@@ -15,6 +15,7 @@ pub mod payments;
 pub mod rate_limit;
 pub mod reconciliation;
 pub mod retention;
+pub mod sessions;
 pub mod startup;
 pub mod stats;
 pub mod store;

@@ -31,6 +31,9 @@ pub enum Route {
     CreatePayment,
     /// Product and bill lookups share one limit: each costs a Unitel call unless cached.
     UnitelLookups,
+    /// Direct mode's `POST /auth/login`: counted per client address only (nobody is known
+    /// yet); each costs a call to WeChat.
+    Login,
 }
 
 impl Route {
@@ -41,6 +44,7 @@ impl Route {
             Route::CancelOrder => "POST /orders/{orderNumber}/cancel",
             Route::CreatePayment => "POST /payment/create",
             Route::UnitelLookups => "Unitel lookups",
+            Route::Login => "POST /auth/login",
         }
     }
 
@@ -51,6 +55,8 @@ impl Route {
             Route::CancelOrder => limits.cancels_per_minute,
             Route::CreatePayment => limits.payments_per_minute,
             Route::UnitelLookups => limits.lookups_per_minute,
+            // Never counted per user (see `check_address`).
+            Route::Login => limits.per_address_per_minute,
         }
     }
 }
@@ -140,6 +146,21 @@ impl RateLimiter {
                 (Caller::Openid(openid), route.per_user(limits)),
                 (Caller::Address(address), limits.per_address_per_minute),
             ],
+        )
+        .await
+    }
+
+    /// A request from a caller not known yet, counted against the limit every route shares
+    /// for the client's address.
+    pub async fn check_address(
+        &self,
+        route: Route,
+        limits: &Limits,
+        address: IpAddr,
+    ) -> Result<(), LimitError> {
+        self.check(
+            route,
+            &[(Caller::Address(address), limits.per_address_per_minute)],
         )
         .await
     }

@@ -26,7 +26,9 @@ use crate::payments::Payments;
 use crate::rate_limit::{Expiry, RateLimiter};
 use crate::reconciliation::Reconciliation;
 use crate::retention::{self, AnomalyRetention};
+use crate::sessions::Sessions;
 use crate::stats::{self, Refresher};
+use crate::wechat::login::WechatLogin;
 use crate::wechat::WechatPay;
 
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
@@ -115,6 +117,14 @@ impl Application {
             policy: config.payments.clone(),
             rejects_per_minute: config.limits.callback_rejects_per_minute,
         });
+        let sessions = match &config.login {
+            Some(login) => Some(Arc::new(Sessions {
+                db: db.clone(),
+                ttl: login.session_ttl,
+                wechat: WechatLogin::new(login.clone())?,
+            })),
+            None => None,
+        };
         let ctx = ApiContext {
             lookups: Arc::new(Lookups::new(unitel.clone(), config.lookup_cache_for)),
             unitel,
@@ -126,6 +136,7 @@ impl Application {
             watch,
             payments,
             reconciliation,
+            sessions,
         };
         Ok(Application {
             listener,

@@ -27,6 +27,7 @@ pub(crate) fn router(state: AppState) -> Router {
         )
         .route("/sandbox/wechat/refund-outside", post(refund_outside))
         .route("/sandbox/wechat/callbacks", get(callbacks))
+        .route("/sandbox/wechat/login-code", post(wechat::login::mint))
         .route("/sandbox/unitel/ledger", get(ledger))
         .route("/sandbox/calls", get(calls))
         .route("/sandbox/faults", get(faults).put(set_faults))

@@ -45,6 +45,9 @@ pub struct WechatFaults {
     pub bill_alter_orders: Vec<BillAlteration>,
     /// WeChat Pay APIv3 only (`/v3/*` answers and notifications).
     pub v3: WechatV3Faults,
+    /// The next `jscode2session` calls with the right appid and secret answer these
+    /// errcodes, one per call (40029, 45011, 40226, -1...).
+    pub login_errors: Vec<i64>,
 }
 
 /// APIv3 misbehaviour. Counters apply to the next N notification attempts (or answers)

@@ -7,6 +7,8 @@
 //! - **WeChat Pay APIv3** (`/v3/*` on the WeChat port), as a merchant reaches it directly:
 //!   signed requests and answers, encrypted notifications to `notify_url` (see
 //!   [`Sandbox::register_v3_merchant`]).
+//! - **Mini-program login** (`GET /sns/jscode2session` on the WeChat port), exchanging
+//!   the codes a test mints ([`Sandbox::login_code`]) for the openid they were minted for.
 //! - **A WeCom group robot webhook** (`/cgi-bin/webhook/send` on the WeChat port), where
 //!   the service's alerts arrive.
 //! - **Unitel's partner API** (`/api/v1/auth`, `/api/v1/service/*` on the Unitel port),
@@ -42,6 +44,7 @@ pub use sandbox::Sandbox;
 pub use unitel::ledger::{Credit, CreditAnswer, CreditKind};
 pub use unitel::products::Tariff;
 pub use wechat::callbacks::{CallbackDelivery, CallbackKind};
+pub use wechat::login::{LOGIN_APP_ID, LOGIN_APP_SECRET};
 pub use wechat::orders::{
     PaidOrder, Protocol, RefundStatus, TradeState, V3Order, WechatOrder, WechatRefund,
 };

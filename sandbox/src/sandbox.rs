@@ -149,6 +149,12 @@ impl Sandbox {
         self.state.owed.count()
     }
 
+    /// What `wx.login` gives the user `openid`: a code the registered mini-program can
+    /// exchange once, within five minutes, at `{wechat_url}/sns/jscode2session`.
+    pub fn login_code(&self, openid: &str) -> String {
+        self.state.logins.mint(openid, None)
+    }
+
     /// Every call the service made to WeChat Pay or Unitel, oldest first.
     pub fn api_calls(&self) -> Vec<crate::ApiCall> {
         self.state.calls.all()

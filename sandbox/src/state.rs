@@ -29,6 +29,7 @@ pub(crate) struct Inner {
     pub calls: crate::calls::CallLog,
     pub wecom: crate::wecom::WecomInbox,
     pub v3: crate::wechat::v3::V3State,
+    pub logins: crate::wechat::login::Logins,
     /// Delivers the platform's callbacks to the service under test.
     pub http: reqwest::Client,
     pub unitel_listener: Arc<ClosableListener>,
@@ -65,6 +66,7 @@ impl AppState {
             calls: Default::default(),
             wecom: Default::default(),
             v3: crate::wechat::v3::V3State::new()?,
+            logins: Default::default(),
             http,
             unitel_listener,
             shutdown,

@@ -1,6 +1,7 @@
 //! The whole system for one test: sandbox, payment-api, workers.
 
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use lapin::options::{BasicPublishOptions, ExchangeDeleteOptions, QueueDeleteOptions};
@@ -10,6 +11,7 @@ use sandbox::{Sandbox, SandboxConfig};
 use serde_json::{json, Value};
 use shared::amqp::Topology;
 use shared::config::Settings;
+use tokio::sync::OnceCell;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -117,6 +119,9 @@ pub struct System {
     /// More payment-api instances on the same database and broker.
     more_apis: Vec<Running>,
     workers: Vec<Running>,
+    /// Direct mode: each customer's session, opened on their first request and shared by
+    /// every [`ApiClient`] of theirs.
+    sessions: Arc<Mutex<HashMap<String, Arc<OnceCell<String>>>>>,
 }
 
 impl System {
@@ -151,6 +156,11 @@ impl System {
             ("RECHARGE_CONCURRENCY", options.concurrency.to_string()),
             ("WORKER_SHUTDOWN_GRACE_MS", "5000".into()),
             ("ADMIN_TOKEN", ADMIN_TOKEN.into()),
+            // Read in direct mode only (`WECHAT_PAY_MODE=direct` in the overrides): the
+            // mini-program the sandbox knows, whose users log in there.
+            ("WECHAT_APP_ID", sandbox::LOGIN_APP_ID.into()),
+            ("WECHAT_APP_SECRET", sandbox::LOGIN_APP_SECRET.into()),
+            ("WECHAT_LOGIN_API_BASE", sandbox.wechat_url()),
             // The sandbox stands in for WeChat: production mode accepts it only when told
             // so in these words, as any deployment pointing elsewhere would have to.
             (
@@ -184,6 +194,7 @@ impl System {
             api: Some(api),
             api_process: options.api_process,
             workers: Vec::new(),
+            sessions: Arc::default(),
         };
         system.wait_until_healthy().await;
         for _ in 0..options.workers {
@@ -287,12 +298,17 @@ impl System {
         }
     }
 
+    /// A mini-program user. In cloud mode their requests carry the gateway's headers; in
+    /// direct mode (`WECHAT_PAY_MODE=direct`) the first one logs in through the sandbox
+    /// (a `wx.login` code, then `POST /auth/login`) and every one carries the session
+    /// token as bearer.
     pub fn client(&self, openid: &str) -> ApiClient {
-        ApiClient {
-            base: self.api_url.clone(),
-            http: self.http.clone(),
-            openid: Some(openid.to_owned()),
-        }
+        self.client_at(&self.api_url, openid)
+    }
+
+    /// Whether payment-api runs in direct mode (its own sessions, no gateway).
+    pub fn is_direct(&self) -> bool {
+        self.settings.get("WECHAT_PAY_MODE").map(String::as_str) == Some("direct")
     }
 
     /// A request to an admin route with `token` (see [`ADMIN_TOKEN`]) as bearer.
@@ -324,6 +340,7 @@ impl System {
             base: self.api_url.clone(),
             http: self.http.clone(),
             openid: None,
+            login: None,
         }
     }
 
@@ -593,10 +610,21 @@ impl System {
 
     /// A mini-program user talking to the payment-api at `base`.
     pub fn client_at(&self, base: &str, openid: &str) -> ApiClient {
+        let login = self.is_direct().then(|| DirectLogin {
+            sandbox: self.sandbox.control_url(),
+            token: self
+                .sessions
+                .lock()
+                .unwrap()
+                .entry(openid.to_owned())
+                .or_default()
+                .clone(),
+        });
         ApiClient {
             base: base.to_owned(),
             http: self.http.clone(),
             openid: Some(openid.to_owned()),
+            login,
         }
     }
 
@@ -699,27 +727,82 @@ pub struct ApiClient {
     pub base: String,
     pub http: reqwest::Client,
     pub openid: Option<String>,
+    /// Direct mode: how this user logs in, and the session once they did.
+    login: Option<DirectLogin>,
+}
+
+#[derive(Clone)]
+struct DirectLogin {
+    /// The sandbox's control API, which plays `wx.login`.
+    sandbox: String,
+    token: Arc<OnceCell<String>>,
 }
 
 impl ApiClient {
-    fn with_identity(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
-        match &self.openid {
-            Some(openid) => request
+    async fn with_identity(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        let Some(openid) = &self.openid else {
+            return request;
+        };
+        let request = request.header("X-Original-Forwarded-For", address_of(openid));
+        match &self.login {
+            None => request
                 .header("X-WX-OPENID", openid)
-                .header("X-WX-SOURCE", "wx_client")
-                .header("X-Original-Forwarded-For", address_of(openid)),
-            None => request,
+                .header("X-WX-SOURCE", "wx_client"),
+            Some(_) => request.bearer_auth(self.session_token().await.unwrap_or_default()),
         }
     }
 
+    /// Direct mode: this user's session token, logging in first if they have none yet
+    /// (panics if the login is refused). Cloud mode, or anonymous: `None`.
+    pub async fn session_token(&self) -> Option<String> {
+        let (login, openid) = (self.login.as_ref()?, self.openid.as_ref()?);
+        let token = login
+            .token
+            .get_or_init(|| async {
+                let (status, minted) = read(
+                    self.http
+                        .post(format!("{}/sandbox/wechat/login-code", login.sandbox))
+                        .json(&json!({ "openid": openid }))
+                        .send()
+                        .await
+                        .expect("sandbox reached"),
+                )
+                .await;
+                assert_eq!(status, StatusCode::OK, "sandbox login code: {minted}");
+                let (status, session) = self.log_in(minted["code"].as_str().unwrap()).await;
+                assert_eq!(status, StatusCode::CREATED, "POST /auth/login: {session}");
+                session["data"]["token"]
+                    .as_str()
+                    .expect("a token")
+                    .to_owned()
+            })
+            .await;
+        Some(token.clone())
+    }
+
+    /// `POST /auth/login {"code"}` from this user's address, without a bearer.
+    pub async fn log_in(&self, code: &str) -> (StatusCode, Value) {
+        let mut request = self
+            .http
+            .post(format!("{}/auth/login", self.base))
+            .json(&json!({ "code": code }));
+        if let Some(openid) = &self.openid {
+            request = request.header("X-Original-Forwarded-For", address_of(openid));
+        }
+        read(request.send().await.expect("request sent")).await
+    }
+
     pub async fn get(&self, path: &str) -> (StatusCode, Value) {
-        let request = self.with_identity(self.http.get(format!("{}{path}", self.base)));
+        let request = self
+            .with_identity(self.http.get(format!("{}{path}", self.base)))
+            .await;
         read(request.send().await.expect("request sent")).await
     }
 
     pub async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
-        let request =
-            self.with_identity(self.http.post(format!("{}{path}", self.base)).json(&body));
+        let request = self
+            .with_identity(self.http.post(format!("{}{path}", self.base)).json(&body))
+            .await;
         read(request.send().await.expect("request sent")).await
     }
 

@@ -16,6 +16,7 @@ use crate::orders::resolve::ResolveError;
 use crate::payments::refunds::{RequestError, RetryError};
 use crate::payments::start::StartError;
 use crate::rate_limit::LimitError;
+use crate::sessions::LoginError;
 use crate::store::rates::RateError;
 use crate::wechat::WechatError;
 use shared::unitel::UnitelError;
@@ -27,6 +28,8 @@ pub enum ApiError {
     #[error("{0}")]
     Unauthorized(String),
     #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
     NotFound(String),
     #[error("{0}")]
     Conflict(String),
@@ -35,6 +38,9 @@ pub enum ApiError {
     /// The replaced system's words (NestJS's throttler), which the mini-program knows.
     #[error("ThrottlerException: Too Many Requests")]
     TooManyRequests,
+    /// 429 for a limit someone else keeps (WeChat's), in the customer's words.
+    #[error("{0}")]
+    TooFrequent(String),
     #[error("{0}")]
     Upstream(String),
     #[error("{0}")]
@@ -54,6 +60,24 @@ impl From<LimitError> for ApiError {
         match error {
             LimitError::TooMany => ApiError::TooManyRequests,
             LimitError::Storage(error) => error.into(),
+        }
+    }
+}
+
+impl From<LoginError> for ApiError {
+    fn from(error: LoginError) -> Self {
+        match error {
+            LoginError::InvalidCode => {
+                ApiError::BadRequest("登录凭证无效或已使用，请重新登录".into())
+            }
+            LoginError::TooFrequent => ApiError::TooFrequent("登录过于频繁，请稍后再试".into()),
+            LoginError::Refused => {
+                ApiError::Forbidden("微信判定该账号存在安全风险，暂时无法登录".into())
+            }
+            LoginError::Unavailable => ApiError::Unavailable("微信登录繁忙，请稍后再试".into()),
+            LoginError::Upstream => ApiError::Upstream("微信登录暂时不可用，请稍后再试".into()),
+            LoginError::Storage(error) => error.into(),
+            LoginError::Random => ApiError::Internal(anyhow::anyhow!("no random bytes")),
         }
     }
 }
@@ -188,10 +212,11 @@ impl IntoResponse for ApiError {
         let status = match &self {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::TooManyRequests | ApiError::TooFrequent(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Upstream(_) => StatusCode::BAD_GATEWAY,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,

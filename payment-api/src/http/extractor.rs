@@ -1,9 +1,11 @@
 //! Who is calling, as extractors the routes share.
 //!
-//! [`CurrentUser`]: inside WeChat Cloud Hosting the gateway injects the caller's openid
+//! [`CurrentUser`]: in cloud mode the Cloud Hosting gateway injects the caller's openid
 //! (`X-WX-OPENID`, or `X-WX-FROM-OPENID` when resources are shared between apps) and marks
 //! calls from WeChat with `X-WX-SOURCE`; a call without both carries no identity we can
 //! trust. `X-Mock-Openid` stands in for the gateway only when `APP_ENV=development`.
+//! In direct mode no gateway stands in front, so anyone could send those headers: only
+//! `Authorization: Bearer <session token>` from `/auth/login` names the caller.
 //!
 //! [`Admin`]: a request that carried `Authorization: Bearer <ADMIN_TOKEN>`.
 //!
@@ -21,7 +23,9 @@ use shared::order::OpenId;
 
 use super::error::ApiError;
 use crate::client_address;
+use crate::config::PayMode;
 use crate::context::ApiContext;
+use crate::sessions;
 use crate::store::users;
 
 /// The client's address: the entry our trusted proxies wrote to the forwarding header
@@ -65,12 +69,7 @@ impl FromRequestParts<ApiContext> for Admin {
         let ClientAddress(address) = ClientAddress::from_request_parts(parts, ctx)
             .await
             .unwrap_or(ClientAddress(IpAddr::from([0, 0, 0, 0])));
-        let presented = parts
-            .headers
-            .get(axum::http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::trim);
+        let presented = bearer(&parts.headers);
         let Some(expected) = &ctx.config.admin_token else {
             return Err(ApiError::Unauthorized("Admin token required".into()));
         };
@@ -98,6 +97,15 @@ fn same_secret(expected: &str, given: &str) -> bool {
         == 0
 }
 
+/// The token of `Authorization: Bearer <token>`, if sent.
+pub fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+}
+
 pub struct CurrentUser {
     pub id: i64,
     pub openid: OpenId,
@@ -116,33 +124,54 @@ impl FromRequestParts<ApiContext> for CurrentUser {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, ctx: &ApiContext) -> Result<Self, ApiError> {
-        let headers = &parts.headers;
-        let mock = match ctx.config.app_env {
-            AppEnv::Development => header(headers, &["x-mock-openid"]),
-            AppEnv::Production => None,
-        };
-        let raw_openid = match mock {
-            Some(openid) => openid,
-            None => {
-                if header(headers, &["x-wx-source"]).is_none() {
-                    return Err(ApiError::Unauthorized("非微信环境访问".into()));
-                }
-                // Resource-sharing deployments set the FROM headers: they name the user of
-                // the calling app, as in the system we replace.
-                header(headers, &["x-wx-from-openid", "x-wx-openid"])
-                    .ok_or_else(|| ApiError::Unauthorized("未登录".into()))?
-            }
-        };
-        // The replaced system's words, for an openid no gateway would send as well.
-        let openid =
-            OpenId::parse(raw_openid).map_err(|_| ApiError::Unauthorized("认证失败".into()))?;
-        // Recorded as the gateway sends them; anything that is not a plausible id is dropped.
-        let plausible = |v: &&str| v.len() <= 128 && v.chars().all(|c| c.is_ascii_graphic());
-        let unionid = header(headers, &["x-wx-from-unionid", "x-wx-unionid"]).filter(plausible);
-        let appid = header(headers, &["x-wx-from-appid", "x-wx-appid"]).filter(plausible);
-        let id = users::upsert(&ctx.db, &openid, unionid, appid).await?;
-        Ok(CurrentUser { id, openid })
+        match ctx.config.pay_mode {
+            PayMode::Cloud => gateway_user(&parts.headers, ctx).await,
+            PayMode::Direct => session_user(&parts.headers, ctx).await,
+        }
     }
+}
+
+/// Direct mode: the live session the bearer token names, and nothing else.
+async fn session_user(headers: &HeaderMap, ctx: &ApiContext) -> Result<CurrentUser, ApiError> {
+    let token = bearer(headers)
+        .filter(|token| !token.is_empty())
+        .ok_or_else(|| ApiError::Unauthorized("未登录".into()))?;
+    match sessions::authenticate(&ctx.db, token).await? {
+        Some(user) => Ok(CurrentUser {
+            id: user.id,
+            openid: user.openid,
+        }),
+        None => Err(ApiError::Unauthorized("登录已失效，请重新登录".into())),
+    }
+}
+
+/// Cloud mode: who the gateway says is calling.
+async fn gateway_user(headers: &HeaderMap, ctx: &ApiContext) -> Result<CurrentUser, ApiError> {
+    let mock = match ctx.config.app_env {
+        AppEnv::Development => header(headers, &["x-mock-openid"]),
+        AppEnv::Production => None,
+    };
+    let raw_openid = match mock {
+        Some(openid) => openid,
+        None => {
+            if header(headers, &["x-wx-source"]).is_none() {
+                return Err(ApiError::Unauthorized("非微信环境访问".into()));
+            }
+            // Resource-sharing deployments set the FROM headers: they name the user of
+            // the calling app, as in the system we replace.
+            header(headers, &["x-wx-from-openid", "x-wx-openid"])
+                .ok_or_else(|| ApiError::Unauthorized("未登录".into()))?
+        }
+    };
+    // The replaced system's words, for an openid no gateway would send as well.
+    let openid =
+        OpenId::parse(raw_openid).map_err(|_| ApiError::Unauthorized("认证失败".into()))?;
+    // Recorded as the gateway sends them; anything that is not a plausible id is dropped.
+    let plausible = |v: &&str| v.len() <= 128 && v.chars().all(|c| c.is_ascii_graphic());
+    let unionid = header(headers, &["x-wx-from-unionid", "x-wx-unionid"]).filter(plausible);
+    let appid = header(headers, &["x-wx-from-appid", "x-wx-appid"]).filter(plausible);
+    let id = users::upsert(&ctx.db, &openid, unionid, appid).await?;
+    Ok(CurrentUser { id, openid })
 }
 
 #[cfg(test)]

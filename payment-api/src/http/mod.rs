@@ -4,6 +4,7 @@ mod admin;
 mod admin_input;
 mod admin_page;
 mod attention;
+mod auth;
 mod days;
 mod envelope;
 mod error;
@@ -46,6 +47,11 @@ const MAX_BODY_BYTES: usize = 64 * 1024;
 /// The public router; with `operations`, `/metrics` and `/api` are served on it too
 /// (development: nothing is apart).
 pub fn router(ctx: ApiContext, operations: bool) -> Router {
+    // Direct mode's own sessions; in cloud mode the gateway names the caller.
+    let auth = match ctx.sessions {
+        Some(_) => auth::router(),
+        None => Router::new(),
+    };
     let router = Router::new()
         .merge(health::router())
         .merge(exchange_rate::router())
@@ -60,6 +66,7 @@ pub fn router(ctx: ApiContext, operations: bool) -> Router {
         .merge(attention::router())
         .merge(reconciliation::router())
         .merge(admin_page::router())
+        .merge(auth)
         .with_state(ctx);
     let router = if operations {
         router.merge(operations_documents())

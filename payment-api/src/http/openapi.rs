@@ -3,7 +3,9 @@
 
 use axum::Router;
 use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
-use utoipa::openapi::security::{ApiKey, ApiKeyValue, Http, HttpAuthScheme, SecurityScheme};
+use utoipa::openapi::security::{
+    ApiKey, ApiKeyValue, Http, HttpAuthScheme, HttpBuilder, SecurityScheme,
+};
 use utoipa::openapi::{Content, Ref, RefOr, Response};
 use utoipa::{Modify, OpenApi, PartialSchema, ToSchema};
 use utoipa_swagger_ui::SwaggerUi;
@@ -38,11 +40,14 @@ use utoipa_swagger_ui::SwaggerUi;
         super::reconciliation::read,
         super::reconciliation::run,
         super::reconciliation::resolve,
+        super::auth::login,
+        super::auth::logout,
     ),
     modifiers(&SecuritySchemes, &ResponseEnvelopes),
     tags(
         (name = "products", description = "What a number can buy, priced in yuan"),
-        (name = "orders", description = "The caller's orders (identity from the WeChat gateway)"),
+        (name = "auth", description = "Direct mode (WECHAT_PAY_MODE=direct) only: our own sessions from wx.login; cloud mode answers 404"),
+        (name = "orders", description = "The caller's orders (identity from the WeChat gateway, or in direct mode a session token)"),
         (name = "payment", description = "WeChat Pay"),
         (name = "operations", description = "Health"),
         (name = "admin", description = "For operators: bearer ADMIN_TOKEN"),
@@ -58,6 +63,18 @@ impl Modify for SecuritySchemes {
         components.add_security_scheme(
             "admin_token",
             SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
+        );
+        components.add_security_scheme(
+            "session_token",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(
+                "Direct mode (WECHAT_PAY_MODE=direct): the token POST /auth/login returned. \
+                 It replaces wechat_identity there, whose headers are then ignored.",
+                    ))
+                    .build(),
+            ),
         );
         components.add_security_scheme(
             "wechat_identity",

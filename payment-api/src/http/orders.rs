@@ -87,7 +87,7 @@ async fn owned_order(
 }
 
 /// Creates an order priced on the server.
-#[utoipa::path(post, path = "/orders", tag = "orders", security(("wechat_identity" = [])), request_body = CreateOrderRequest,
+#[utoipa::path(post, path = "/orders", tag = "orders", security(("wechat_identity" = []), ("session_token" = [])), request_body = CreateOrderRequest,
     responses((status = 201, body = OrderView), (status = 400, description = "Invalid input, an operator not sold, no product of that code, or no bill to pay"),
               (status = 401, description = "No WeChat identity"), (status = 429, description = "Too many orders this minute"),
               (status = 502, description = "Unitel unavailable")))]
@@ -317,7 +317,7 @@ fn list_filter(query: &HashMap<String, String>) -> Result<(ListFilter, i64, i64)
 }
 
 /// The caller's orders, newest first.
-#[utoipa::path(get, path = "/orders/my", tag = "orders", security(("wechat_identity" = [])), params(MyOrdersQuery),
+#[utoipa::path(get, path = "/orders/my", tag = "orders", security(("wechat_identity" = []), ("session_token" = [])), params(MyOrdersQuery),
     responses((status = 200, body = OrderPage), (status = 400, description = "Invalid filter"),
               (status = 401, description = "No WeChat identity")))]
 async fn mine(
@@ -340,7 +340,7 @@ async fn mine(
 }
 
 /// One of the caller's orders, with its owner, and its VAT receipt once credited.
-#[utoipa::path(get, path = "/orders/{orderNumber}", tag = "orders", security(("wechat_identity" = [])),
+#[utoipa::path(get, path = "/orders/{orderNumber}", tag = "orders", security(("wechat_identity" = []), ("session_token" = [])),
     params(OrderNumberParam),
     responses((status = 200, body = OrderView), (status = 404, description = "No such order for this user"),
               (status = 401, description = "No WeChat identity")))]
@@ -383,7 +383,7 @@ async fn one(
 
 /// Cancels one of the caller's unpaid orders: closed at WeChat first (so it can no longer
 /// be paid there), then here.
-#[utoipa::path(post, path = "/orders/{orderNumber}/cancel", tag = "orders", security(("wechat_identity" = [])),
+#[utoipa::path(post, path = "/orders/{orderNumber}/cancel", tag = "orders", security(("wechat_identity" = []), ("session_token" = [])),
     params(OrderNumberParam),
     responses((status = 200, body = OrderView), (status = 401, description = "No WeChat identity"),
               (status = 404, description = "No such order for this user"),

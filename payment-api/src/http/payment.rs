@@ -45,7 +45,7 @@ pub struct WxPayment {
 
 /// Starts WeChat Pay for one of the caller's unpaid orders. `data` is the argument of
 /// `wx.requestPayment` (`appId`, `timeStamp`, `nonceStr`, `package`, `signType`, `paySign`).
-#[utoipa::path(post, path = "/payment/create", tag = "payment", security(("wechat_identity" = [])), request_body = CreatePaymentRequest,
+#[utoipa::path(post, path = "/payment/create", tag = "payment", security(("wechat_identity" = []), ("session_token" = [])), request_body = CreatePaymentRequest,
     responses((status = 201, description = "wx.requestPayment argument", body = WxPayment),
               (status = 400, description = "Invalid input; the order is paid, closed or past its payment window; or WeChat Pay refused it"),
               (status = 401, description = "No WeChat identity"),

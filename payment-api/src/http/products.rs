@@ -56,7 +56,7 @@ pub struct ServicesRequest {
 pub struct ServicesAnswer(Value);
 
 /// Products Unitel sells to this number (they depend on its tariff), priced in yuan.
-#[utoipa::path(post, path = "/unitel/products/services", tag = "products", security(("wechat_identity" = [])),
+#[utoipa::path(post, path = "/unitel/products/services", tag = "products", security(("wechat_identity" = []), ("session_token" = [])),
     request_body = ServicesRequest,
     responses((status = 201, body = ServicesAnswer), (status = 400, description = "Invalid input, or Unitel cannot serve this number"),
               (status = 401, description = "No WeChat identity"), (status = 429, description = "Too many lookups this minute"),
@@ -121,7 +121,7 @@ pub struct PostpaidBillRequest {
 pub struct PostpaidBillAnswer(Value);
 
 /// A postpaid number's unpaid bill.
-#[utoipa::path(post, path = "/unitel/postpaid-bill", tag = "products", security(("wechat_identity" = [])),
+#[utoipa::path(post, path = "/unitel/postpaid-bill", tag = "products", security(("wechat_identity" = []), ("session_token" = [])),
     request_body = PostpaidBillRequest,
     responses((status = 201, body = PostpaidBillAnswer), (status = 400, description = "Invalid input, or Unitel cannot serve this number"),
               (status = 401, description = "No WeChat identity"), (status = 429, description = "Too many lookups this minute"),

@@ -7,4 +7,5 @@ pub mod legacy_stats;
 pub mod orders;
 pub mod rates;
 pub mod reconciliation;
+pub mod sessions;
 pub mod users;

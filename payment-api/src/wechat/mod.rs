@@ -8,6 +8,7 @@
 
 mod bill;
 mod cloud;
+pub mod login;
 mod payment_notice;
 mod states;
 

@@ -4,6 +4,7 @@
 pub(crate) mod bill;
 pub(crate) mod callbacks;
 pub(crate) mod envelope;
+pub(crate) mod login;
 pub(crate) mod orders;
 mod payer;
 mod query;
@@ -16,7 +17,7 @@ use std::time::Duration;
 use axum::extract::{Request, State};
 use axum::middleware::{self, Next};
 use axum::response::Response;
-use axum::routing::post;
+use axum::routing::{get, post};
 use axum::Router;
 
 use crate::error::SandboxError;
@@ -32,6 +33,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/_/pay/queryrefund", post(query::query_refund))
         .route("/_/pay/downloadbill", post(bill::download_bill))
         .route("/cgi-bin/webhook/send", post(crate::wecom::send))
+        .route("/sns/jscode2session", get(login::jscode2session))
         .route_layer(middleware::from_fn_with_state(state.clone(), add_latency))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
