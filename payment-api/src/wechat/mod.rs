@@ -9,6 +9,7 @@
 mod bill;
 mod payment_notice;
 mod states;
+pub mod v3;
 
 pub use bill::{BillDownload, BillLine, BillLineKind, BillSummary, MalformedLine, TradeBill};
 pub use payment_notice::{Attach, PaymentNotification};
