@@ -11,6 +11,7 @@ mod cloud;
 pub mod login;
 mod payment_notice;
 mod states;
+pub mod v3;
 
 pub use bill::{BillDownload, BillLine, BillLineKind, BillSummary, MalformedLine, TradeBill};
 pub use payment_notice::{Attach, PaymentNotification};
