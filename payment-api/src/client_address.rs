@@ -27,10 +27,11 @@ pub enum AddressSource {
 }
 
 impl AddressSource {
-    pub fn from_settings(s: &Settings) -> Result<Self, ConfigError> {
-        let from = s
-            .or("CLIENT_ADDRESS_FROM", GATEWAY_HEADER)
-            .to_ascii_lowercase();
+    /// `default`: where the address is read when `CLIENT_ADDRESS_FROM` is not set
+    /// ([`GATEWAY_HEADER`] behind the Cloud Hosting gateway, `peer` elsewhere: a header
+    /// nobody trusted to write is anyone's to forge).
+    pub fn from_settings(s: &Settings, default: &str) -> Result<Self, ConfigError> {
+        let from = s.or("CLIENT_ADDRESS_FROM", default).to_ascii_lowercase();
         if from == "peer" {
             if s.optional("TRUSTED_PROXY_HOPS").is_some() {
                 return Err(ConfigError::Invalid {
@@ -212,7 +213,10 @@ mod tests {
     #[test]
     fn the_settings_are_checked() {
         let settings = |pairs: &[(&'static str, &'static str)]| {
-            AddressSource::from_settings(&Settings::from_pairs(pairs.iter().copied()))
+            AddressSource::from_settings(
+                &Settings::from_pairs(pairs.iter().copied()),
+                GATEWAY_HEADER,
+            )
         };
         assert_eq!(settings(&[]).unwrap(), forwarded(GATEWAY_HEADER, 1));
         assert_eq!(

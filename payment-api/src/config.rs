@@ -5,18 +5,12 @@ use std::time::Duration;
 
 use shared::config::{AppEnv, ConfigError, InfraConfig, Secret, Settings, UnitelConfig};
 
-use crate::client_address::AddressSource;
-
-/// WeChat's open interface service, as seen from inside a cloud-hosting container.
-pub const WECHAT_OPEN_INTERFACE: &str = "http://api.weixin.qq.com";
-
-/// WeChat's public API, where direct mode exchanges `wx.login` codes (`jscode2session`).
-pub const WECHAT_LOGIN_API: &str = "https://api.weixin.qq.com";
-
-/// The setting that lets production start with WeChat settings under which a forged
-/// payment can be fulfilled, and the exact value it must have: nobody sets it by accident.
-pub const UNSAFE_WECHAT_OVERRIDE: &str = "ALLOW_UNSAFE_WECHAT_SETTINGS";
-pub const UNSAFE_WECHAT_CONSENT: &str = "payments-can-be-forged";
+use crate::client_address::{self, AddressSource};
+pub use crate::wechat::settings::{
+    LoginConfig, WechatConfig, UNSAFE_WECHAT_CONSENT, UNSAFE_WECHAT_OVERRIDE, WECHAT_LOGIN_API,
+    WECHAT_OPEN_INTERFACE,
+};
+use crate::wechat::v3::V3Config;
 
 /// Admin tokens this project ships in its examples: never accepted in production.
 pub const PLACEHOLDER_ADMIN_TOKENS: &[&str] = &[
@@ -64,7 +58,9 @@ pub struct ApiConfig {
     pub operations_addr: Option<SocketAddr>,
     pub db_pool_size: u32,
     pub infra: InfraConfig,
-    pub wechat: WechatConfig,
+    /// The Cloud Hosting open interface: always in cloud mode; in direct mode only when
+    /// its settings are kept for the orders created through it.
+    pub wechat: Option<WechatConfig>,
     pub unitel: UnitelConfig,
     /// Bearer token for the admin routes; without it they answer 401 to everyone.
     pub admin_token: Option<Secret>,
@@ -72,6 +68,8 @@ pub struct ApiConfig {
     /// Direct mode's logins and sessions; `None` in cloud mode, where the gateway names
     /// the caller and `/auth/login` is not offered.
     pub login: Option<LoginConfig>,
+    /// WeChat Pay APIv3 with the merchant's own keys: direct mode's payments.
+    pub direct: Option<V3Config>,
     pub limits: Limits,
     /// Where a request's client address is read, for the per-address limits
     /// (`CLIENT_ADDRESS_FROM`, `TRUSTED_PROXY_HOPS`).
@@ -166,141 +164,13 @@ pub struct PaymentPolicy {
     pub refund_sweep_every: Duration,
 }
 
-#[derive(Debug, Clone)]
-pub struct WechatConfig {
-    /// `http://api.weixin.qq.com` inside cloud hosting; the sandbox's URL elsewhere.
-    pub api_base: String,
-    /// Our sub-merchant id: sent with every pay call, and required of every callback.
-    pub mch_id: String,
-    pub env_id: String,
-    /// The cloud-hosting service name and path the platform posts payment results to.
-    pub callback_service: String,
-    pub callback_path: String,
-    /// Where the platform posts refund results (the order number is appended).
-    pub refund_callback_path: String,
-    pub server_ip: String,
-    pub timeout: Duration,
-}
-
-/// How direct mode turns a `wx.login` code into our own session.
-#[derive(Debug, Clone)]
-pub struct LoginConfig {
-    /// The mini-program's appid (`WECHAT_APP_ID`), whose users log in.
-    pub app_id: String,
-    /// `WECHAT_APP_SECRET_FILE` or `WECHAT_APP_SECRET`: sent to `jscode2session` only.
-    pub app_secret: Secret,
-    /// `WECHAT_LOGIN_API_BASE`: `https://api.weixin.qq.com`; the sandbox's URL elsewhere.
-    pub api_base: String,
-    pub timeout: Duration,
-    /// How long a session lives from login (`SESSION_TTL_SECS`).
-    pub session_ttl: Duration,
-}
-
-/// A session lives at least five minutes (a payment takes longer than that) and at most a
-/// week: a token that leaked must stop working by itself, logout or not.
-const SESSION_TTL_SECS: std::ops::RangeInclusive<u64> = 300..=7 * 24 * 3600;
-
-impl LoginConfig {
-    fn from_settings(s: &Settings, timeout: Duration) -> Result<Self, ConfigError> {
-        let app_id = s.required("WECHAT_APP_ID")?.trim().to_owned();
-        if app_id.is_empty()
-            || app_id.len() > 32
-            || !app_id.bytes().all(|b| b.is_ascii_alphanumeric())
-        {
-            return Err(ConfigError::Invalid {
-                name: "WECHAT_APP_ID",
-                reason: "an appid is letters and digits (wx followed by 16 characters)".into(),
-            });
-        }
-        let ttl = s.parsed("SESSION_TTL_SECS", 7200u64)?;
-        if !SESSION_TTL_SECS.contains(&ttl) {
-            return Err(ConfigError::Invalid {
-                name: "SESSION_TTL_SECS",
-                reason: format!(
-                    "must be between {} and {} seconds",
-                    SESSION_TTL_SECS.start(),
-                    SESSION_TTL_SECS.end()
-                ),
-            });
-        }
-        Ok(LoginConfig {
-            app_id,
-            app_secret: secret_from_file_or_value(
-                s,
-                "WECHAT_APP_SECRET_FILE",
-                "WECHAT_APP_SECRET",
-            )?,
-            api_base: s.url("WECHAT_LOGIN_API_BASE", Some(WECHAT_LOGIN_API))?,
-            timeout,
-            session_ttl: Duration::from_secs(ttl),
-        })
-    }
-}
-
-/// A secret read from the file `file` names (a mounted secret, kept out of the
-/// environment), or else from `value` itself; never both, so that nobody wonders which won.
-fn secret_from_file_or_value(
-    s: &Settings,
-    file: &'static str,
-    value: &'static str,
-) -> Result<Secret, ConfigError> {
-    let text = match (s.optional(file), s.optional(value)) {
-        (Some(_), Some(_)) => {
-            return Err(ConfigError::Invalid {
-                name: file,
-                reason: format!("set either {file} or {value}, not both"),
-            })
-        }
-        (Some(path), None) => {
-            std::fs::read_to_string(path.trim()).map_err(|error| ConfigError::Invalid {
-                name: file,
-                reason: format!("cannot read {path:?}: {}", error.kind()),
-            })?
-        }
-        (None, Some(text)) => text,
-        (None, None) => return Err(ConfigError::Missing(value)),
-    };
-    let text = text.trim();
-    if text.is_empty() {
-        return Err(ConfigError::Invalid {
-            name: value,
-            reason: "is empty".into(),
-        });
-    }
-    Ok(Secret::new(text))
-}
-
 impl ApiConfig {
     pub fn from_env() -> Result<Self, ConfigError> {
         Self::from_settings(&Settings::from_env())
     }
 
     pub fn from_settings(s: &Settings) -> Result<Self, ConfigError> {
-        let mch_id = s.required("WECHAT_MCH_ID")?;
-        if mch_id.is_empty() || !mch_id.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(ConfigError::Invalid {
-                name: "WECHAT_MCH_ID",
-                reason: "a merchant id is digits only".into(),
-            });
-        }
-        let callback_path = s.or("WECHAT_PAYMENT_CALLBACK_PATH", "/payment/callback");
-        if !callback_path.starts_with('/') {
-            return Err(ConfigError::Invalid {
-                name: "WECHAT_PAYMENT_CALLBACK_PATH",
-                reason: "must start with /".into(),
-            });
-        }
         let app_env = AppEnv::from_settings(s)?;
-        let wechat = WechatConfig {
-            api_base: s.url("WECHAT_API_BASE", Some(WECHAT_OPEN_INTERFACE))?,
-            mch_id,
-            env_id: s.required("WECHAT_ENV_ID")?,
-            callback_service: s.required("WECHAT_PAYMENT_CALLBACK_SERVICE")?,
-            callback_path: callback_path.trim_end_matches('/').to_owned(),
-            refund_callback_path: "/payment/refund-callback".to_owned(),
-            server_ip: s.or("WECHAT_PAYMENT_SERVER_IP", "127.0.0.1"),
-            timeout: s.millis("WECHAT_TIMEOUT_MS", 10_000)?,
-        };
         let payments = PaymentPolicy {
             confirm_callbacks: s.parsed("WECHAT_CONFIRM_CALLBACKS", true)?,
             window: s.millis("PAYMENT_WINDOW_MS", 30 * 60 * 1000)?,
@@ -312,16 +182,31 @@ impl ApiConfig {
         };
         let admin_token = s.optional("ADMIN_TOKEN").map(Secret::new);
         let pay_mode = PayMode::from_settings(s)?;
-        let login = match pay_mode {
-            PayMode::Cloud => None,
-            PayMode::Direct => Some(LoginConfig::from_settings(s, wechat.timeout)?),
-        };
-        let warnings = match app_env {
-            AppEnv::Production => {
-                production_checks(s, &wechat, &payments, login.as_ref(), admin_token.as_ref())?
+        let (wechat, direct, login) = match pay_mode {
+            PayMode::Cloud => (Some(WechatConfig::from_settings(s)?), None, None),
+            PayMode::Direct => {
+                let direct = V3Config::from_settings(s)?;
+                let login = LoginConfig::from_settings(s, direct.timeout)?;
+                // Orders created through Cloud Hosting stay reachable through it when its
+                // settings are kept (the open interface answers only inside Cloud Hosting).
+                let cloud = match s.optional("WECHAT_ENV_ID") {
+                    Some(_) => Some(WechatConfig::from_settings(s)?),
+                    None => None,
+                };
+                (cloud, Some(direct), Some(login))
             }
+        };
+        let mut warnings = match app_env {
+            AppEnv::Production => production_checks(
+                s,
+                wechat.as_ref(),
+                &payments,
+                login.as_ref(),
+                admin_token.as_ref(),
+            )?,
             AppEnv::Development => Vec::new(),
         };
+        warnings.extend(direct.iter().flat_map(|d| d.warnings.iter().cloned()));
         let operations_addr = match (s.optional("METRICS_ADDR"), app_env) {
             (Some(_), _) => Some(s.parsed("METRICS_ADDR", SocketAddr::from(([0, 0, 0, 0], 9100)))?),
             (None, AppEnv::Production) => Some(SocketAddr::from(([0, 0, 0, 0], 9100))),
@@ -339,10 +224,17 @@ impl ApiConfig {
             wechat,
             unitel: UnitelConfig::from_settings(s)?,
             admin_token,
-            client_address: AddressSource::from_settings(s)?,
+            client_address: AddressSource::from_settings(
+                s,
+                match pay_mode {
+                    PayMode::Cloud => client_address::GATEWAY_HEADER,
+                    PayMode::Direct => "peer",
+                },
+            )?,
             alerts: AlertConfig::from_settings(s)?,
             payments,
             login,
+            direct,
             limits: Limits {
                 orders_per_minute: s.parsed("RATE_LIMIT_ORDERS_PER_MINUTE", 10)?,
                 payments_per_minute: s.parsed("RATE_LIMIT_PAYMENTS_PER_MINUTE", 20)?,
@@ -412,7 +304,7 @@ fn anomaly_retention_days(s: &Settings) -> Result<u32, ConfigError> {
 /// [`UNSAFE_WECHAT_CONSENT`]; they are returned as warnings.
 fn production_checks(
     s: &Settings,
-    wechat: &WechatConfig,
+    cloud: Option<&WechatConfig>,
     payments: &PaymentPolicy,
     login: Option<&LoginConfig>,
     admin_token: Option<&Secret>,
@@ -437,11 +329,12 @@ fn production_checks(
         }
     }
     let mut unsafe_settings = Vec::new();
-    if wechat.api_base != WECHAT_OPEN_INTERFACE {
+    let cloud_elsewhere = cloud.filter(|cloud| cloud.api_base != WECHAT_OPEN_INTERFACE);
+    if let Some(cloud) = cloud_elsewhere {
         unsafe_settings.push(format!(
             "WECHAT_API_BASE is {} rather than WeChat's open interface ({WECHAT_OPEN_INTERFACE}): \
              payments are confirmed by whatever answers there",
-            wechat.api_base
+            cloud.api_base
         ));
     }
     if let Some(login) = login.filter(|login| login.api_base != WECHAT_LOGIN_API) {
@@ -466,7 +359,7 @@ fn production_checks(
             reason: format!("must be exactly {UNSAFE_WECHAT_CONSENT:?} to accept: {}", unsafe_settings.join("; ")),
         }),
         None => Err(ConfigError::Invalid {
-            name: if wechat.api_base != WECHAT_OPEN_INTERFACE {
+            name: if cloud_elsewhere.is_some() {
                 "WECHAT_API_BASE"
             } else if !payments.confirm_callbacks {
                 "WECHAT_CONFIRM_CALLBACKS"
@@ -541,7 +434,10 @@ mod tests {
     fn production_starts_on_the_shipped_defaults_without_warnings() {
         let config = ApiConfig::from_settings(&settings(&[])).unwrap();
         assert!(config.warnings.is_empty());
-        assert_eq!(config.wechat.api_base, WECHAT_OPEN_INTERFACE);
+        assert_eq!(
+            config.wechat.as_ref().unwrap().api_base,
+            WECHAT_OPEN_INTERFACE
+        );
         assert!(config.payments.confirm_callbacks);
         assert_eq!(
             config.operations_addr,
@@ -594,13 +490,40 @@ mod tests {
 
     #[test]
     fn direct_mode_needs_its_login_settings_and_refuses_odd_ones_naming_them() {
+        use crate::wechat::v3::test_keys;
+        // Leaked once: the settings borrow them for the whole test.
+        let leak = |text: String| -> &'static str { Box::leak(text.into_boxed_str()) };
+        let public_key =
+            std::env::temp_dir().join(format!("wechatpay-pub-{}.pem", std::process::id()));
+        std::fs::write(&public_key, &test_keys::wechat().public_pem).unwrap();
         let direct = [
             ("WECHAT_PAY_MODE", "direct"),
             ("WECHAT_APP_ID", "wx5e1f0c2b7a9d3e41"),
             ("WECHAT_APP_SECRET", "app-secret"),
+            (
+                "WECHAT_MERCHANT_SERIAL",
+                "1DDE55AD98ED71D6EDD4A4A16996DE7B47773A8C",
+            ),
+            (
+                "WECHAT_MERCHANT_PRIVATE_KEY",
+                leak(test_keys::merchant().private_pem.clone()),
+            ),
+            ("WECHAT_API_V3_KEY", "0123456789abcdefghijABCDEFGHIJkl"),
+            (
+                "WECHAT_PAY_PUBLIC_KEY_FILE",
+                leak(public_key.to_string_lossy().into_owned()),
+            ),
+            (
+                "WECHAT_PAY_PUBLIC_KEY_ID",
+                "PUB_KEY_ID_0117123456782026120400111111111111",
+            ),
+            (
+                "WECHAT_NOTIFY_URL",
+                "https://pay.example.com/payment/notify",
+            ),
         ];
         let config = ApiConfig::from_settings(&settings(&direct)).unwrap();
-        let login = config.login.expect("direct mode has logins");
+        let login = config.login.clone().expect("direct mode has logins");
         assert_eq!(login.api_base, WECHAT_LOGIN_API);
         assert_eq!(login.session_ttl, Duration::from_secs(7200));
         assert!(!format!("{login:?}").contains("app-secret"));
@@ -641,6 +564,34 @@ mod tests {
         // Whatever answers jscode2session names our customers.
         let elsewhere = with(&[("WECHAT_LOGIN_API_BASE", "http://sandbox:8081")]);
         assert!(refused(&elsewhere).contains("WECHAT_LOGIN_API_BASE"));
+
+        // Direct mode needs no Cloud Hosting settings, keeps them when given, and reads
+        // the client address from the connection unless told otherwise.
+        let mut alone = direct.to_vec();
+        alone.retain(|(name, _)| {
+            !matches!(*name, "WECHAT_ENV_ID" | "WECHAT_PAYMENT_CALLBACK_SERVICE")
+        });
+        let pure = ApiConfig::from_settings(&Settings::from_pairs(
+            [
+                ("APP_ENV", "production"),
+                ("DATABASE_URL", "postgres://db/elife"),
+                ("AMQP_URL", "amqp://mq"),
+                ("WECHAT_MCH_ID", "1712734762"),
+                ("UNITEL_USERNAME", "elife"),
+                ("UNITEL_PASSWORD", "secret"),
+                ("ADMIN_TOKEN", STRONG_TOKEN),
+            ]
+            .into_iter()
+            .chain(alone.iter().copied()),
+        ))
+        .unwrap();
+        assert!(pure.wechat.is_none() && pure.direct.is_some());
+        assert_eq!(pure.client_address, AddressSource::Peer);
+        assert!(
+            config.wechat.is_some(),
+            "Cloud Hosting settings given are kept"
+        );
+        let _ = std::fs::remove_file(public_key);
     }
 
     #[test]

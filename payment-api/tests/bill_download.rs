@@ -122,7 +122,7 @@ async fn todays_bill_shows_what_the_system_took_and_gave_back() {
         assert_eq!(line.settlement_fee, Fen::new(amount).unwrap());
         assert_eq!(line.order_fee, Fen::new(amount).unwrap());
         assert_eq!(line.traded_at, paid_at, "China time read as UTC");
-        assert_eq!(line.sub_mch_id, MERCHANT);
+        assert_eq!(line.merchant_id, MERCHANT);
         assert_eq!(line.trade_state, "SUCCESS");
         assert_eq!(line.refund_fee, Fen::ZERO);
     }

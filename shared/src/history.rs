@@ -90,6 +90,11 @@ text_enum!(
         /// Unitel answered a top-up after the order was no longer its worker's to record
         /// (settled or taken over meanwhile): what Unitel said is kept here for a person.
         LateTopUpOutcome => "late_top_up_outcome",
+        /// An APIv3 notification that did not verify: a byte changed, a stale timestamp, a
+        /// key we do not hold, a resource that does not decrypt. The detail says which.
+        NotificationUnverified => "notification_unverified",
+        /// An APIv3 notification whose nonce was already taken: a replay.
+        NotificationReplayed => "notification_replayed",
     }
 );
 

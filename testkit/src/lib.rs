@@ -5,6 +5,7 @@
 mod browser;
 mod captured_log;
 mod db;
+mod merchant;
 mod metrics;
 mod seed;
 mod smtp_sink;
@@ -17,6 +18,7 @@ pub mod proxy;
 pub use browser::Browser;
 pub use captured_log::CapturedLog;
 pub use db::TestDb;
+pub use merchant::{MCH_ID, NOTIFY_URL};
 pub use metrics::Metrics;
 pub use seed::{seed_orders, Seed};
 pub use smtp_sink::{ReceivedMail, SmtpSink};

@@ -38,6 +38,40 @@ pub struct SystemOptions {
     pub api_process: bool,
 }
 
+/// How WeChat Pay is reached: `WECHAT_PAY_MODE` among a test's overrides, else
+/// `TEST_WECHAT_PAY_MODE` (the suite runs the money path's tests in both modes), else
+/// Cloud Hosting.
+fn pay_mode(overrides: &[(&'static str, String)]) -> &'static str {
+    let chosen = overrides
+        .iter()
+        .rev()
+        .find(|(name, _)| *name == "WECHAT_PAY_MODE")
+        .map(|(_, mode)| mode.clone())
+        .or_else(|| std::env::var("TEST_WECHAT_PAY_MODE").ok());
+    match chosen.as_deref() {
+        Some("direct") => "direct",
+        _ => "cloud",
+    }
+}
+
+/// The settings of the mode's channel, pointed at the sandbox.
+fn wechat_pay_settings(
+    sandbox: &Sandbox,
+    mode: &str,
+    files: &std::path::Path,
+) -> Vec<(&'static str, String)> {
+    match mode {
+        "direct" => crate::merchant::direct_mode(sandbox, files),
+        _ => vec![
+            ("WECHAT_API_BASE", sandbox.wechat_url()),
+            ("WECHAT_MCH_ID", crate::MCH_ID.into()),
+            ("WECHAT_ENV_ID", "test-env".into()),
+            ("WECHAT_PAYMENT_CALLBACK_SERVICE", "elife-backend".into()),
+            ("WECHAT_PAYMENT_CALLBACK_PATH", "/payment/callback".into()),
+        ],
+    }
+}
+
 impl Default for SystemOptions {
     fn default() -> Self {
         SystemOptions {
@@ -132,6 +166,8 @@ impl System {
             .await
             .expect("sandbox starts");
         let prefix = format!("test-{}", uuid::Uuid::new_v4().simple());
+        let mode = pay_mode(&options.overrides);
+        let files = std::env::temp_dir().join(&prefix);
         let settings: HashMap<String, String> = [
             ("APP_ENV", options.app_env.to_owned()),
             ("HOST", "127.0.0.1".into()),
@@ -141,11 +177,6 @@ impl System {
             ("AMQP_URL", amqp_url()),
             ("AMQP_PREFIX", prefix.clone()),
             ("AMQP_QUEUE_EXPIRES_MS", "600000".into()),
-            ("WECHAT_API_BASE", sandbox.wechat_url()),
-            ("WECHAT_MCH_ID", "1712734762".into()),
-            ("WECHAT_ENV_ID", "test-env".into()),
-            ("WECHAT_PAYMENT_CALLBACK_SERVICE", "elife-backend".into()),
-            ("WECHAT_PAYMENT_CALLBACK_PATH", "/payment/callback".into()),
             ("UNITEL_API_URL", sandbox.unitel_url()),
             ("UNITEL_USERNAME", "elife".into()),
             ("UNITEL_PASSWORD", "elife-secret".into()),
@@ -169,6 +200,7 @@ impl System {
             ),
         ]
         .into_iter()
+        .chain(wechat_pay_settings(&sandbox, mode, &files))
         // Production serves /metrics and /api apart; tests running side by side each need
         // a port of their own for it.
         .chain(

@@ -21,6 +21,7 @@ mod orders;
 mod params;
 mod payment;
 mod payment_callback;
+mod payment_notify;
 mod products;
 mod reconciliation;
 mod refund;
@@ -52,6 +53,11 @@ pub fn router(ctx: ApiContext, operations: bool) -> Router {
         Some(_) => auth::router(),
         None => Router::new(),
     };
+    // APIv3's notifications reach us only where WeChat Pay is talked to directly.
+    let notify = match ctx.wechat.notification_verifier() {
+        Some(_) => payment_notify::router(),
+        None => Router::new(),
+    };
     let router = Router::new()
         .merge(health::router())
         .merge(exchange_rate::router())
@@ -67,6 +73,7 @@ pub fn router(ctx: ApiContext, operations: bool) -> Router {
         .merge(reconciliation::router())
         .merge(admin_page::router())
         .merge(auth)
+        .merge(notify)
         .with_state(ctx);
     let router = if operations {
         router.merge(operations_documents())

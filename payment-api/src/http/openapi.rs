@@ -24,6 +24,8 @@ use utoipa_swagger_ui::SwaggerUi;
         super::payment::create,
         super::payment_callback::callback_for_order,
         super::payment_callback::callback_bare,
+        super::payment_notify::payment_notify,
+        super::payment_notify::refund_notify,
         super::admin::order_history,
         super::admin::resolve,
         super::orders::cancel,

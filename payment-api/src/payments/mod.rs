@@ -5,6 +5,7 @@
 //! [`Payments`] holds what these decisions use and nothing more: it is not the
 //! application's context, so nothing here depends on what the routes share.
 
+pub mod apiv3_notice;
 pub mod payment_result;
 pub mod refund_result;
 pub mod refunds;

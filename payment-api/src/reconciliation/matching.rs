@@ -163,7 +163,7 @@ pub fn payments_to_confirm<'a>(
 ) -> Vec<(&'a BillLine, Fen)> {
     bill.lines
         .iter()
-        .filter(|line| line.kind == BillLineKind::Payment && line.sub_mch_id == merchant)
+        .filter(|line| line.kind == BillLineKind::Payment && line.merchant_id == merchant)
         .filter_map(|line| {
             let ours = books.orders.get(&line.out_trade_no)?;
             (!ours.money_taken() && ours.amount == line.order_fee).then_some((line, ours.amount))
@@ -282,7 +282,7 @@ fn summary_json(summary: &crate::wechat::BillSummary) -> Value {
 }
 
 fn line_json(line: &BillLine) -> Value {
-    json!({"line": line.line_no, "transactionId": line.transaction_id, "subMchId": line.sub_mch_id,
+    json!({"line": line.line_no, "transactionId": line.transaction_id, "subMchId": line.merchant_id,
            "orderFeeFen": line.order_fee.get(), "settlementFeeFen": line.settlement_fee.get(),
            "refundFeeFen": line.refund_fee.get(), "outRefundNo": line.out_refund_no,
            "tradeState": line.trade_state, "refundStatus": line.refund_status,
@@ -311,7 +311,7 @@ fn payment_difference(
     };
     let ours_json = json!({"amountFen": ours.amount.get(), "transactionId": ours.transaction_id,
                            "paymentStatus": ours.payment_status.as_str()});
-    if line.sub_mch_id != merchant {
+    if line.merchant_id != merchant {
         let ours_taken = if ours.money_taken() {
             ours.amount.get()
         } else {
@@ -365,7 +365,7 @@ fn refund_difference(
         ));
     };
     let ours_json = json!({"amountFen": ours.amount.get(), "status": ours.status.as_str()});
-    if line.sub_mch_id != merchant {
+    if line.merchant_id != merchant {
         return Some(difference(
             DifferenceKind::MerchantDiffers,
             line.refund_fee.get() - ours.amount.get(),
@@ -470,7 +470,7 @@ mod tests {
             line_no: 2,
             kind: BillLineKind::Payment,
             traded_at: Utc::now(),
-            sub_mch_id: MERCHANT.into(),
+            merchant_id: MERCHANT.into(),
             transaction_id: transaction.into(),
             out_trade_no: order.into(),
             openid: "o-1".into(),
@@ -571,7 +571,7 @@ mod tests {
     #[test]
     fn every_kind_of_line_difference_is_found_both_ways_and_explains_the_totals() {
         let mut other_merchant = payment_line("ORD5", 300, "T5");
-        other_merchant.sub_mch_id = "999".into();
+        other_merchant.merchant_id = "999".into();
         let bill = bill(vec![
             payment_line("ORD1", 1137, "T1"),    // amount differs by a fen
             payment_line("ORD2", 500, "T2-bis"), // another transaction

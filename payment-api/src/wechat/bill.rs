@@ -49,7 +49,10 @@ pub struct BillLine {
     pub kind: BillLineKind,
     /// 交易时间: the payment's time, or for a refund line when the refund was made.
     pub traded_at: DateTime<Utc>,
-    pub sub_mch_id: String,
+    /// The merchant the line belongs to: 特约商户号, the sub-merchant a service provider
+    /// (Cloud Hosting, or ours) acted for; for a direct merchant's own trades, where that
+    /// column is `0`, 商户号.
+    pub merchant_id: String,
     pub transaction_id: String,
     pub out_trade_no: String,
     pub openid: String,
@@ -130,7 +133,8 @@ const SUMMARY_COLUMNS: [&str; 7] = [
 struct TradeColumns {
     count: usize,
     traded_at: usize,
-    sub_mch_id: usize,
+    mch_id: usize,
+    merchant_id: usize,
     transaction_id: usize,
     out_trade_no: usize,
     openid: usize,
@@ -162,7 +166,8 @@ impl TradeColumns {
         Ok(TradeColumns {
             count: names.len(),
             traded_at: at("交易时间")?,
-            sub_mch_id: at("特约商户号")?,
+            mch_id: at("商户号")?,
+            merchant_id: at("特约商户号")?,
             transaction_id: at("微信订单号")?,
             out_trade_no: at("商户订单号")?,
             openid: at("用户标识")?,
@@ -434,7 +439,11 @@ fn read_trade(line_no: usize, line: &str, columns: &TradeColumns) -> Result<Bill
         line_no,
         kind,
         traded_at,
-        sub_mch_id: field(columns.sub_mch_id).to_owned(),
+        merchant_id: match field(columns.merchant_id) {
+            "" | "0" => field(columns.mch_id),
+            sub_merchant => sub_merchant,
+        }
+        .to_owned(),
         transaction_id: required(columns.transaction_id, "微信订单号")?,
         out_trade_no: required(columns.out_trade_no, "商户订单号")?,
         openid: field(columns.openid).to_owned(),
@@ -518,6 +527,16 @@ mod tests {
         format!("`{time},`wxfdc955f7104ad557,`180023671,`176531292,`,`42000061203213074861322{no:04},`ORDER{no},`oZWaCKXip5njeEiloC4oeOV1TTsk,`JSAPI,`REFUND,`OTHERS,`CNY,`0.00,`0.00,`5030030701202203210{no:04}0000000,`REFUND{no},`0.01,`0.00,`ORIGINAL,`{status},`微信云托管支付测试,`,`-0.00000,`0.90%,`0.00,`0.01,`")
     }
 
+    #[test]
+    fn a_direct_merchants_line_belongs_to_its_own_merchant_number() {
+        let through_provider = payment(1, "2022-03-21 13:51:31");
+        let direct = through_provider.replace("`176531292,", "`0,");
+        let text = format!("{HEADER}\n{through_provider}\n{direct}\n{SUMMARY_HEADER}\n`2,`0.02,`0.00,`0.00,`0.00000,`0.02,`0.00\n");
+        let bill = TradeBill::parse(&text);
+        let merchants: Vec<&str> = bill.lines.iter().map(|l| l.merchant_id.as_str()).collect();
+        assert_eq!(merchants, ["176531292", "180023671"]);
+    }
+
     /// Six payments of 0.01 and their six refunds: what the documented summary adds up to.
     fn documented_day(end: &str) -> String {
         let mut lines = vec![HEADER.to_owned()];
@@ -556,7 +575,7 @@ mod tests {
                 line_no: 2,
                 kind: BillLineKind::Payment,
                 traded_at: "2022-03-21T05:51:31Z".parse().unwrap(),
-                sub_mch_id: "176531292".into(),
+                merchant_id: "176531292".into(),
                 transaction_id: "420000612032130748613220688".into(),
                 out_trade_no: "2021WERUN1647840687637".into(),
                 openid: "oZWaCKXip5njeEiloC4oeOV1TTsk".into(),

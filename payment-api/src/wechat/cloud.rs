@@ -10,11 +10,11 @@ use serde_json::{json, Value};
 use shared::money::Fen;
 use shared::order::OrderNumber;
 
+use super::settings::WechatConfig;
 use super::{
     AcceptedRefund, BillDownload, CloseOutcome, PrepaidOrder, QueriedOrder, QueryAnswer,
     RefundState, TradeBill, WechatError,
 };
-use crate::config::WechatConfig;
 
 pub struct CloudPay {
     http: reqwest::Client,

@@ -10,7 +10,7 @@
 use serde::Deserialize;
 use shared::order::OpenId;
 
-use crate::config::LoginConfig;
+use super::settings::LoginConfig;
 
 pub struct WechatLogin {
     http: reqwest::Client,

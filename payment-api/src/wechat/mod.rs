@@ -10,6 +10,7 @@ mod bill;
 mod cloud;
 pub mod login;
 mod payment_notice;
+pub mod settings;
 mod states;
 pub mod v3;
 
@@ -18,6 +19,7 @@ pub use payment_notice::{Attach, PaymentNotification};
 pub use states::china_time;
 
 pub use cloud::CloudPay;
+use v3::{NotificationVerifier, WechatPayV3};
 
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::Deserialize;
@@ -60,6 +62,8 @@ pub struct MerchantIds {
 pub struct WechatPay {
     creating: PayChannel,
     cloud: Option<CloudPay>,
+    /// APIv3 as a direct merchant or through a service provider (`direct` / `partner`).
+    apiv3: Option<(PayChannel, WechatPayV3)>,
 }
 
 /// A payment being prepared, as the channel needs it described.
@@ -74,18 +78,46 @@ pub struct PaymentToPrepare<'a> {
     pub expires_at: DateTime<Utc>,
 }
 
+/// One channel, borrowed for one call.
+enum Channel<'a> {
+    Cloud(&'a CloudPay),
+    ApiV3(&'a WechatPayV3),
+}
+
 impl WechatPay {
     /// Cloud Hosting only, as every deployment before APIv3.
     pub fn cloud(client: CloudPay) -> Self {
         WechatPay {
             creating: PayChannel::Cloud,
             cloud: Some(client),
+            apiv3: None,
+        }
+    }
+
+    /// APIv3 for new orders, with Cloud Hosting kept for the orders created through it.
+    pub fn apiv3(client: WechatPayV3, cloud: Option<CloudPay>) -> Self {
+        let channel = match client.config().form {
+            v3::MerchantForm::Direct { .. } => PayChannel::Direct,
+            v3::MerchantForm::Partner { .. } => PayChannel::Partner,
+        };
+        WechatPay {
+            creating: channel,
+            cloud,
+            apiv3: Some((channel, client)),
         }
     }
 
     /// The channels `config` sets up.
     pub fn from_config(config: &crate::config::ApiConfig) -> Result<Self, reqwest::Error> {
-        Ok(WechatPay::cloud(CloudPay::new(config.wechat.clone())?))
+        let cloud = config.wechat.clone().map(CloudPay::new).transpose()?;
+        Ok(match &config.direct {
+            Some(direct) => WechatPay::apiv3(WechatPayV3::new(direct.clone())?, cloud),
+            None => WechatPay {
+                creating: PayChannel::Cloud,
+                cloud,
+                apiv3: None,
+            },
+        })
     }
 
     /// The channel new orders are created with.
@@ -93,22 +125,51 @@ impl WechatPay {
         self.creating
     }
 
-    fn cloud_channel(&self) -> Result<&CloudPay, WechatError> {
-        self.cloud.as_ref().ok_or_else(|| {
-            WechatError::Platform("the Cloud Hosting channel is not configured here".into())
-        })
+    fn channel(&self, channel: PayChannel) -> Result<Channel<'_>, WechatError> {
+        match (channel, &self.cloud, &self.apiv3) {
+            (PayChannel::Cloud, Some(cloud), _) => Ok(Channel::Cloud(cloud)),
+            (wanted, _, Some((configured, client))) if wanted == *configured => {
+                Ok(Channel::ApiV3(client))
+            }
+            _ => Err(WechatError::Platform(format!(
+                "the {channel} channel is not configured here"
+            ))),
+        }
+    }
+
+    /// What checks APIv3 notifications: `None` without an APIv3 channel.
+    pub fn notification_verifier(&self) -> Option<(PayChannel, NotificationVerifier)> {
+        self.apiv3
+            .as_ref()
+            .map(|(channel, client)| (*channel, client.notification_verifier()))
     }
 
     /// The ids a payment through `channel` must name: anything else is not ours.
     pub fn our_ids(&self, channel: PayChannel) -> Option<MerchantIds> {
-        match channel {
-            PayChannel::Cloud => self.cloud.as_ref().map(|cloud| MerchantIds {
+        match self.channel(channel).ok()? {
+            Channel::Cloud(cloud) => Some(MerchantIds {
                 merchant: Some(cloud.merchant_id().to_owned()),
                 // The platform vouches for the rest.
                 service_provider: None,
                 app: None,
             }),
-            PayChannel::Direct | PayChannel::Partner => None,
+            Channel::ApiV3(client) => Some(match &client.config().form {
+                v3::MerchantForm::Direct { appid, mchid } => MerchantIds {
+                    merchant: Some(mchid.clone()),
+                    service_provider: None,
+                    app: Some(appid.clone()),
+                },
+                v3::MerchantForm::Partner {
+                    sp_mchid,
+                    sub_mchid,
+                    sub_appid,
+                    ..
+                } => MerchantIds {
+                    merchant: Some(sub_mchid.clone()),
+                    service_provider: Some(sp_mchid.clone()),
+                    app: Some(sub_appid.clone()),
+                },
+            }),
         }
     }
 
@@ -136,9 +197,20 @@ impl WechatPay {
         channel: PayChannel,
         payment: &PaymentToPrepare<'_>,
     ) -> Result<PrepaidOrder, WechatError> {
-        match channel {
-            PayChannel::Cloud => self.cloud_channel()?.unified_order(payment).await,
-            other => Err(unavailable(other)),
+        match self.channel(channel)? {
+            Channel::Cloud(cloud) => cloud.unified_order(payment).await,
+            Channel::ApiV3(client) => {
+                client
+                    .jsapi_prepay(
+                        payment.order_number,
+                        payment.openid,
+                        payment.amount,
+                        payment.description,
+                        payment.attach,
+                        payment.expires_at,
+                    )
+                    .await
+            }
         }
     }
 
@@ -147,9 +219,9 @@ impl WechatPay {
         channel: PayChannel,
         order_number: &OrderNumber,
     ) -> Result<QueriedOrder, WechatError> {
-        match channel {
-            PayChannel::Cloud => self.cloud_channel()?.query_order(order_number).await,
-            other => Err(unavailable(other)),
+        match self.channel(channel)? {
+            Channel::Cloud(cloud) => cloud.query_order(order_number).await,
+            Channel::ApiV3(client) => client.query_order(order_number).await,
         }
     }
 
@@ -159,9 +231,9 @@ impl WechatPay {
         channel: PayChannel,
         order_number: &OrderNumber,
     ) -> Result<CloseOutcome, WechatError> {
-        match channel {
-            PayChannel::Cloud => self.cloud_channel()?.close_order(order_number).await,
-            other => Err(unavailable(other)),
+        match self.channel(channel)? {
+            Channel::Cloud(cloud) => cloud.close_order(order_number).await,
+            Channel::ApiV3(client) => client.close_order(order_number).await,
         }
     }
 
@@ -176,13 +248,17 @@ impl WechatPay {
         refund: Fen,
         reason: &str,
     ) -> Result<AcceptedRefund, WechatError> {
-        match channel {
-            PayChannel::Cloud => {
-                self.cloud_channel()?
+        match self.channel(channel)? {
+            Channel::Cloud(cloud) => {
+                cloud
                     .refund(order_number, out_refund_no, total, refund, reason)
                     .await
             }
-            other => Err(unavailable(other)),
+            Channel::ApiV3(client) => {
+                client
+                    .refund(order_number, out_refund_no, total, refund, reason)
+                    .await
+            }
         }
     }
 
@@ -193,28 +269,23 @@ impl WechatPay {
         order_number: &OrderNumber,
         out_refund_no: &str,
     ) -> Result<Option<RefundState>, WechatError> {
-        match channel {
-            PayChannel::Cloud => Ok(self
-                .cloud_channel()?
+        match self.channel(channel)? {
+            Channel::Cloud(cloud) => Ok(cloud
                 .query_refunds(order_number)
                 .await?
                 .into_iter()
                 .find(|s| s.out_refund_no == out_refund_no)),
-            other => Err(unavailable(other)),
+            Channel::ApiV3(client) => client.query_refund(out_refund_no).await,
         }
     }
 
     /// The trade bill of `date` (a China date) of the channel new orders use.
     pub async fn download_bill(&self, date: NaiveDate) -> Result<BillDownload, WechatError> {
-        match self.creating {
-            PayChannel::Cloud => self.cloud_channel()?.download_bill(date).await,
-            other => Err(unavailable(other)),
+        match self.channel(self.creating)? {
+            Channel::Cloud(cloud) => cloud.download_bill(date).await,
+            Channel::ApiV3(client) => client.download_bill(date).await,
         }
     }
-}
-
-fn unavailable(channel: PayChannel) -> WechatError {
-    WechatError::Platform(format!("the {channel} channel is not configured here"))
 }
 
 #[derive(Debug, thiserror::Error)]

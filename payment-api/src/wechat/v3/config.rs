@@ -9,7 +9,7 @@ use chrono::Utc;
 use shared::config::{AppEnv, ConfigError, Secret, Settings};
 
 use super::keys::{certificate_serial, ApiV3Key, MerchantKey, PlatformKeys, PUBLIC_KEY_ID_PREFIX};
-use crate::config::{UNSAFE_WECHAT_CONSENT, UNSAFE_WECHAT_OVERRIDE};
+use crate::wechat::settings::{UNSAFE_WECHAT_CONSENT, UNSAFE_WECHAT_OVERRIDE};
 
 /// WeChat Pay's APIv3 domain.
 pub const WECHAT_PAY_API: &str = "https://api.mch.weixin.qq.com";

@@ -15,7 +15,7 @@ mod signing;
 mod verify;
 
 #[cfg(test)]
-mod test_keys;
+pub(crate) mod test_keys;
 
 pub use client::{business_code, WechatPayV3};
 pub use config::{MerchantForm, V3Config, WECHAT_PAY_API};
