@@ -11,6 +11,9 @@ pub struct Client {
     /// The deployment's address: a proxy in front of the payment-api instances.
     pub api: String,
     pub control: String,
+    /// Direct mode: customers log in with `wx.login` codes and carry our session token;
+    /// payment results are APIv3 notifications.
+    pub direct: bool,
 }
 
 /// A customer's own address, as the gateway reports it: per-address limits apply to each
@@ -55,17 +58,21 @@ impl Client {
     async fn post(
         &self,
         url: &str,
-        customer: Option<usize>,
+        customer: Option<(usize, &str)>,
         body: &Value,
     ) -> anyhow::Result<(u16, Value)> {
         let mut last = None;
         for attempt in 0..8u64 {
             let mut request = self.http.post(url).json(body);
-            if let Some(customer) = customer {
-                request = request
-                    .header("X-WX-OPENID", format!("chaos-user-{customer}"))
-                    .header("X-WX-SOURCE", "wx_client")
-                    .header("X-Original-Forwarded-For", address_of(customer));
+            if let Some((customer, session)) = customer {
+                request = request.header("X-Original-Forwarded-For", address_of(customer));
+                request = match self.direct {
+                    true if session.is_empty() => request,
+                    true => request.bearer_auth(session),
+                    false => request
+                        .header("X-WX-OPENID", format!("chaos-user-{customer}"))
+                        .header("X-WX-SOURCE", "wx_client"),
+                };
             }
             match request.send().await {
                 Ok(response) if response.status().is_server_error() => {
@@ -88,7 +95,8 @@ impl Client {
     pub async fn place_order(&self, n: usize) -> anyhow::Result<String> {
         let (msisdn, kind, code) = product_for(n);
         // Every order a customer of its own: the run's rate is many people's, not one's.
-        let customer = Some(n);
+        let session = self.log_in(n).await?;
+        let customer = Some((n, session.as_str()));
         let (status, body) = self
             .post(
                 &format!("{}/orders", self.api),
@@ -113,6 +121,34 @@ impl Client {
             "payment/create {order}: HTTP {status} {body}"
         );
         Ok(order)
+    }
+
+    /// Direct mode: the customer opens the mini-program (`wx.login`, played by the
+    /// sandbox) and logs in; our session token. Cloud mode: the gateway names them.
+    async fn log_in(&self, customer: usize) -> anyhow::Result<String> {
+        if !self.direct {
+            return Ok(String::new());
+        }
+        let (status, minted) = self
+            .post(
+                &format!("{}/sandbox/wechat/login-code", self.control),
+                None,
+                &json!({"openid": format!("chaos-user-{customer}")}),
+            )
+            .await?;
+        anyhow::ensure!(status == 200, "login code: HTTP {status} {minted}");
+        let (status, session) = self
+            .post(
+                &format!("{}/auth/login", self.api),
+                Some((customer, "")),
+                &json!({"code": minted["code"]}),
+            )
+            .await?;
+        anyhow::ensure!(status == 201, "login: HTTP {status} {session}");
+        Ok(session["data"]["token"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned())
     }
 
     /// The user pays in WeChat; the platform then calls back (several times, concurrently).
@@ -238,4 +274,66 @@ pub fn callback_body(order: &str, total_fee: i64, merchant: &str) -> Value {
         total_fee,
         merchant,
     )
+}
+
+/// A forger's key: WeChat Pay's is not theirs to sign with.
+fn forger_key() -> &'static aws_lc_rs::signature::RsaKeyPair {
+    static KEY: std::sync::OnceLock<aws_lc_rs::signature::RsaKeyPair> = std::sync::OnceLock::new();
+    KEY.get_or_init(|| {
+        aws_lc_rs::signature::RsaKeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048)
+            .expect("RSA key")
+    })
+}
+
+impl Client {
+    /// Direct mode: an APIv3 payment notification for `order` signed with a forger's key
+    /// under `serial`, `age_seconds` old; returns the HTTP status payment-api answered.
+    pub async fn forge_notification(
+        &self,
+        order: &str,
+        serial: &str,
+        age_seconds: i64,
+    ) -> anyhow::Result<u16> {
+        use base64::Engine;
+        let engine = base64::engine::general_purpose::STANDARD;
+        let nonce = format!("forged{}", rand::random::<u64>());
+        let body = json!({
+            "id": format!("forged-{order}-{nonce}"), "create_time": "2026-12-04T12:00:00+08:00",
+            "event_type": "TRANSACTION.SUCCESS", "resource_type": "encrypt-resource",
+            "summary": "支付成功",
+            "resource": {"algorithm": "AEAD_AES_256_GCM", "original_type": "transaction",
+                         "associated_data": "transaction", "nonce": "0123456789ab",
+                         "ciphertext": engine.encode(format!("{{\"out_trade_no\":\"{order}\"}}"))},
+        })
+        .to_string();
+        let timestamp = (chrono::Utc::now().timestamp() - age_seconds).to_string();
+        let message = format!("{timestamp}\n{nonce}\n{body}\n");
+        let key = forger_key();
+        let mut signature = vec![0; key.public_modulus_len()];
+        key.sign(
+            &aws_lc_rs::signature::RSA_PKCS1_SHA256,
+            &aws_lc_rs::rand::SystemRandom::new(),
+            message.as_bytes(),
+            &mut signature,
+        )?;
+        let response = self
+            .http
+            .post(format!("{}/payment/notify", self.api))
+            .header("content-type", "application/json")
+            .header("Wechatpay-Timestamp", timestamp)
+            .header("Wechatpay-Nonce", nonce)
+            .header("Wechatpay-Serial", serial)
+            .header("Wechatpay-Signature", engine.encode(signature))
+            .header("X-Original-Forwarded-For", "10.250.0.1")
+            .body(body)
+            .send()
+            .await?;
+        Ok(response.status().as_u16())
+    }
+
+    /// The id of the key WeChat Pay (the sandbox) signs with.
+    pub async fn wechatpay_serial(&self) -> anyhow::Result<String> {
+        let keys = self.control_get("/sandbox/wechat/v3/keys").await?;
+        Ok(keys["publicKeyId"].as_str().unwrap_or_default().to_owned())
+    }
 }

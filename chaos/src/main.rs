@@ -10,6 +10,11 @@
 //! code, and its consent to a WeChat address that is not WeChat's).
 //!
 //!   chaos [--orders N] [--workers N] [--concurrency N] [--no-restarts] [--keep-database]
+//!         [--direct]
+//!
+//! `--direct`: the same run with WeChat Pay reached directly (APIv3, `WECHAT_PAY_MODE=direct`):
+//! customers log in with `wx.login` codes, payments arrive as signed, encrypted
+//! notifications, and the forgers forge those.
 //!
 //! Run it through `scripts/fault-run.sh`, which builds the binaries first.
 
@@ -40,6 +45,7 @@ struct Options {
     concurrency: usize,
     restarts: bool,
     keep_database: bool,
+    direct: bool,
 }
 
 fn options() -> anyhow::Result<Options> {
@@ -49,6 +55,7 @@ fn options() -> anyhow::Result<Options> {
         concurrency: 32,
         restarts: true,
         keep_database: false,
+        direct: false,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -64,6 +71,7 @@ fn options() -> anyhow::Result<Options> {
             "--concurrency" => options.concurrency = number("--concurrency")?.max(1),
             "--no-restarts" => options.restarts = false,
             "--keep-database" => options.keep_database = true,
+            "--direct" => options.direct = true,
             other => anyhow::bail!(
                 "unknown argument {other:?}; see the comment at the top of chaos/src/main.rs"
             ),
@@ -97,6 +105,26 @@ async fn main() -> anyhow::Result<()> {
     // tomorrow.
     env.insert("ADMIN_TOKEN".into(), verdict::ADMIN_TOKEN.into());
     env.insert("SANDBOX_BILLS_READY".into(), "immediately".into());
+    if options.direct {
+        // Outside Cloud Hosting: none of its settings, the merchant's own keys instead;
+        // the sandbox registers the same merchant and writes the key it signs with.
+        for cloud_only in [
+            "WECHAT_API_BASE",
+            "WECHAT_ENV_ID",
+            "WECHAT_PAYMENT_CALLBACK_SERVICE",
+        ] {
+            env.remove(cloud_only);
+        }
+        let wechat_url = format!("http://127.0.0.1:{}", ports.wechat);
+        for (name, value) in testkit::merchant_settings(&wechat_url) {
+            env.insert(name.into(), value);
+        }
+        let keys = std::env::temp_dir().join(format!("{prefix}-wechatpay-keys"));
+        env.insert(
+            "SANDBOX_V3_KEYS_DIR".into(),
+            keys.to_string_lossy().into_owned(),
+        );
+    }
     // The deployment's address is the proxy's: customers and WeChat's callbacks reach
     // whichever instance is alive.
     let apis = vec![ApiPorts::free()?, ApiPorts::free()?];
@@ -109,11 +137,16 @@ async fn main() -> anyhow::Result<()> {
     .await?;
 
     println!(
-        "fault run: {} orders, {} workers, concurrency {}, restarts {}",
+        "fault run: {} orders, {} workers, concurrency {}, restarts {}, WeChat Pay {}",
         options.orders,
         options.workers,
         options.concurrency,
-        if options.restarts { "on" } else { "off" }
+        if options.restarts { "on" } else { "off" },
+        if options.direct {
+            "APIv3 (direct)"
+        } else {
+            "Cloud Hosting"
+        }
     );
     let layout = Layout {
         apis,
@@ -134,6 +167,7 @@ async fn main() -> anyhow::Result<()> {
             .build()?,
         api: proxy.url(),
         control: ports.control_url(),
+        direct: options.direct,
     };
     let outcome = run(
         &options,
@@ -174,7 +208,7 @@ async fn run(
     // Unitel answers in 1.5 s and misbehaves at set rates throughout; each platform
     // callback comes three times.
     let faults = json!({
-        "wechat": {"callbackDuplicates": 2},
+        "wechat": {"callbackDuplicates": 2, "v3": {"notificationDuplicates": 2}},
         "unitel": {"latencyMs": 1500, "failRate": 0.05, "timeoutAfterCreditRate": 0.02,
                    "dropAfterCreditRate": 0.02},
     });

@@ -70,12 +70,8 @@ pub fn direct_mode(sandbox: &Sandbox, files: &std::path::Path) -> Vec<(&'static 
     std::fs::create_dir_all(files).expect("key directory");
     let public_key: PathBuf = files.join("wechatpay-public-key.pem");
     std::fs::write(&public_key, sandbox.wechat_pay_public_key_pem()).expect("public key file");
-    vec![
-        ("WECHAT_PAY_MODE", "direct".into()),
-        ("WECHAT_MCH_ID", MCH_ID.into()),
-        ("WECHAT_MERCHANT_SERIAL", SERIAL.into()),
-        ("WECHAT_MERCHANT_PRIVATE_KEY", key.private_pem.clone()),
-        ("WECHAT_API_V3_KEY", API_V3_KEY.into()),
+    let mut settings = merchant_settings(&sandbox.wechat_url());
+    settings.extend([
         (
             "WECHAT_PAY_PUBLIC_KEY_FILE",
             public_key.to_string_lossy().into_owned(),
@@ -84,7 +80,28 @@ pub fn direct_mode(sandbox: &Sandbox, files: &std::path::Path) -> Vec<(&'static 
             "WECHAT_PAY_PUBLIC_KEY_ID",
             sandbox.wechat_pay_public_key_id(),
         ),
-        ("WECHAT_PAY_API_BASE", sandbox.wechat_url()),
+    ]);
+    settings
+}
+
+/// What a direct-mode deployment and the sandbox playing WeChat Pay both know: the
+/// merchant, its key and serial, the APIv3 key, where WeChat Pay is and where it notifies.
+/// The sandbox binary registers the merchant from the same settings.
+pub fn merchant_settings(wechat_url: &str) -> Vec<(&'static str, String)> {
+    let key = merchant_key();
+    vec![
+        ("WECHAT_PAY_MODE", "direct".into()),
+        ("WECHAT_APP_ID", sandbox::LOGIN_APP_ID.into()),
+        ("WECHAT_APP_SECRET", sandbox::LOGIN_APP_SECRET.into()),
+        ("WECHAT_LOGIN_API_BASE", wechat_url.to_owned()),
+        ("WECHAT_MCH_ID", MCH_ID.into()),
+        ("WECHAT_MERCHANT_SERIAL", SERIAL.into()),
+        ("WECHAT_MERCHANT_PRIVATE_KEY", key.private_pem.clone()),
+        ("WECHAT_API_V3_KEY", API_V3_KEY.into()),
+        ("WECHAT_PAY_API_BASE", wechat_url.to_owned()),
         ("WECHAT_NOTIFY_URL", NOTIFY_URL.into()),
+        // Behind an ingress, as any deployment outside Cloud Hosting is: the client's
+        // address is the one the ingress (here: the test's own header) reports.
+        ("CLIENT_ADDRESS_FROM", "x-original-forwarded-for".into()),
     ]
 }

@@ -198,6 +198,30 @@ impl Processes {
             .stderr(Stdio::inherit())
             .spawn()
             .context("starting the sandbox")?;
+        let mut env = env;
+        // Direct mode: payment-api verifies WeChat Pay with the key the sandbox made at
+        // its start, which it writes into this directory.
+        if let Some(dir) = env.get("SANDBOX_V3_KEYS_DIR").cloned() {
+            let dir = std::path::PathBuf::from(dir);
+            let id_file = dir.join("wechatpay_public_key_id");
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+            while !id_file.exists() {
+                anyhow::ensure!(
+                    std::time::Instant::now() < deadline,
+                    "the sandbox wrote no WeChat Pay key into {}",
+                    dir.display()
+                );
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            let id = std::fs::read_to_string(&id_file)?.trim().to_owned();
+            env.insert("WECHAT_PAY_PUBLIC_KEY_ID".into(), id);
+            env.insert(
+                "WECHAT_PAY_PUBLIC_KEY_FILE".into(),
+                dir.join("wechatpay_public_key.pem")
+                    .to_string_lossy()
+                    .into_owned(),
+            );
+        }
         let mut processes = Processes {
             env,
             sandbox: Some(sandbox),
