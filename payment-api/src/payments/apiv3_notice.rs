@@ -215,15 +215,18 @@ async fn take_refund(
         .await?;
         return Ok(NoticeOutcome::Taken);
     };
+    // A refund result names no app: only its merchant ids can be compared.
+    let app = payments.wechat.our_ids(channel).and_then(|ours| ours.app);
     let merchant = match channel {
         PayChannel::Partner => MerchantIds {
             merchant: refund.sub_mchid.clone(),
             service_provider: refund.sp_mchid.clone(),
-            app: None,
+            app,
         },
         _ => MerchantIds {
             merchant: refund.mchid.clone(),
-            ..MerchantIds::default()
+            service_provider: None,
+            app,
         },
     };
     let reported = RefundNotice {
