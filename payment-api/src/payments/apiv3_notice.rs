@@ -17,7 +17,7 @@ use super::payment_result::{verify_and_record, CallbackError};
 use super::refund_result::{handle_refund_result, RefundNotice, RefundResult};
 use super::rejections::keep_rejection;
 use super::Payments;
-use crate::wechat::v3::{RefundResource, TransactionResource, VerifiedNotice};
+use crate::wechat::v3::{NoticeError, TransactionResource, VerifiedNotice};
 use crate::wechat::{Attach, MerchantIds, PaymentReport};
 
 /// What WeChat is told.
@@ -109,18 +109,7 @@ async fn take_payment(
     }
     let transaction = match notice.transaction() {
         Ok(transaction) => transaction,
-        Err(error) => {
-            let detail = json!({"reason": error.to_string(), "id": notice.id});
-            record(
-                payments,
-                source,
-                None,
-                AnomalyKind::NotificationUnverified,
-                detail,
-            )
-            .await?;
-            return Ok(NoticeOutcome::Refused("the payment result is unreadable"));
-        }
+        Err(error) => return unreadable(payments, source, notice, error, "payment").await,
     };
     let report = payment_report(channel, &transaction, notice);
     // Verified by WeChat Pay's signature: its source is trusted as the gateway's is.
@@ -188,20 +177,9 @@ async fn take_refund(
     if !notice.event_type.starts_with("REFUND.") {
         return Ok(NoticeOutcome::Refused("not a refund result"));
     }
-    let refund: RefundResource = match notice.refund() {
+    let refund = match notice.refund() {
         Ok(refund) => refund,
-        Err(error) => {
-            let detail = json!({"reason": error.to_string(), "id": notice.id});
-            record(
-                payments,
-                source,
-                None,
-                AnomalyKind::NotificationUnverified,
-                detail,
-            )
-            .await?;
-            return Ok(NoticeOutcome::Refused("the refund result is unreadable"));
-        }
+        Err(error) => return unreadable(payments, source, notice, error, "refund").await,
     };
     let Ok(order_number) = OrderNumber::parse(&refund.out_trade_no) else {
         let detail = json!({"id": notice.id, "outTradeNo": refund.out_trade_no});
@@ -243,6 +221,27 @@ async fn take_refund(
             RefundResult::Later => NoticeOutcome::Later,
         },
     )
+}
+
+/// A verified notification whose resource is not what its event says: nothing to decide,
+/// recorded for a person.
+async fn unreadable(
+    payments: &Payments,
+    source: IpAddr,
+    notice: &VerifiedNotice,
+    error: NoticeError,
+    what: &str,
+) -> Result<NoticeOutcome, sqlx::Error> {
+    let detail = json!({"reason": error.to_string(), "id": notice.id, "resource": what});
+    record(
+        payments,
+        source,
+        None,
+        AnomalyKind::NotificationUnverified,
+        detail,
+    )
+    .await?;
+    Ok(NoticeOutcome::Refused("the result is unreadable"))
 }
 
 /// Takes the nonce of a verified notification: false if it was taken before (a replay of
