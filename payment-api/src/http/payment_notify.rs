@@ -1,7 +1,12 @@
 //! `POST /payment/notify` and `POST /payment/notify/refund`: WeChat Pay APIv3's payment
 //! and refund results (direct mode). The raw bytes go to [`crate::payments::apiv3_notice`]
 //! untouched (a signature covers exactly what was sent). As APIv3 expects: 204 once
-//! recorded; a 4xx or 5xx with `{"code":"FAIL","message"}` to be sent again.
+//! recorded; a 4xx or 5xx with `{"code":"FAIL","message"}` to be sent again. WeChat
+//! waits 5 s for the answer: a notification not settled by then (a slow confirming query)
+//! is answered 5xx and comes again; every step before is a whole transition, so stopping
+//! between two leaves nothing half done.
+
+use std::time::Duration;
 
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
@@ -42,7 +47,7 @@ async fn payment_notify(
         &headers,
         &body,
     );
-    answer(taken.await)
+    answer(tokio::time::timeout(ANSWER_WITHIN, taken).await)
 }
 
 /// WeChat Pay APIv3's refund result (`REFUND.*`), signed and encrypted; the outcome
@@ -58,18 +63,27 @@ async fn refund_notify(
     body: Bytes,
 ) -> Response {
     let taken = take_notice(&ctx.payments, NoticeKind::Refund, source.0, &headers, &body);
-    answer(taken.await)
+    answer(tokio::time::timeout(ANSWER_WITHIN, taken).await)
 }
 
-fn answer(outcome: Result<NoticeOutcome, sqlx::Error>) -> Response {
+/// Inside WeChat's 5 s, with room for the answer to travel.
+const ANSWER_WITHIN: Duration = Duration::from_millis(4_500);
+
+fn answer(
+    outcome: Result<Result<NoticeOutcome, sqlx::Error>, tokio::time::error::Elapsed>,
+) -> Response {
     let fail = |status: StatusCode, message: &str| {
         (status, Json(json!({"code": "FAIL", "message": message}))).into_response()
     };
     match outcome {
-        Ok(NoticeOutcome::Taken) => StatusCode::NO_CONTENT.into_response(),
-        Ok(NoticeOutcome::Refused(why)) => fail(StatusCode::BAD_REQUEST, why),
-        Ok(NoticeOutcome::Later) => fail(StatusCode::INTERNAL_SERVER_ERROR, "not recorded yet"),
-        Err(error) => {
+        Ok(Ok(NoticeOutcome::Taken)) => StatusCode::NO_CONTENT.into_response(),
+        Ok(Ok(NoticeOutcome::Refused(why))) => fail(StatusCode::BAD_REQUEST, why),
+        Ok(Ok(NoticeOutcome::Later)) => fail(StatusCode::INTERNAL_SERVER_ERROR, "not recorded yet"),
+        Err(_) => {
+            tracing::warn!("APIv3 notification not settled within 5 s; asking for it again");
+            fail(StatusCode::INTERNAL_SERVER_ERROR, "not recorded yet")
+        }
+        Ok(Err(error)) => {
             tracing::error!(%error, "APIv3 notification not recorded; asking for it again");
             fail(StatusCode::INTERNAL_SERVER_ERROR, "not recorded yet")
         }
