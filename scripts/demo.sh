@@ -213,7 +213,7 @@ if $DIRECT; then
     sleep 0.2
   done
   curl -fs "$API/orders/$REFUNDED" "${USER_HEADERS[@]}" \
-    | json '"recharge %s (Unitel: %s); refund %s, %s fen" % (d["data"]["rechargeState"], d["data"]["rechargeNote"], d["data"]["refund"]["status"], d["data"]["refund"]["amountFen"])'
+    | json '"recharge %s, the customer reads \"%s\"; refund %s, %s fen" % (d["data"]["rechargeState"], d["data"]["rechargeNote"], d["data"]["refund"]["status"], d["data"]["refund"]["amountFen"])'
   notifications "$REFUNDED"
   NEXT=9
 fi
