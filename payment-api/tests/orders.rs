@@ -11,6 +11,15 @@ fn api_only() -> SystemOptions {
     }
 }
 
+/// For what only Cloud Hosting has: its gateway's identity headers, the open interface's
+/// error codes. The suite's direct-mode pass runs these in cloud mode too.
+fn cloud_only() -> SystemOptions {
+    SystemOptions {
+        overrides: vec![("WECHAT_PAY_MODE", "cloud".into())],
+        ..api_only()
+    }
+}
+
 #[tokio::test]
 async fn prices_are_converted_exactly_and_fixed_on_the_order() {
     let system = System::start(api_only()).await;
@@ -68,10 +77,15 @@ async fn prices_are_converted_exactly_and_fixed_on_the_order() {
         .wechat_order(&order)
         .expect("unifiedOrder reached WeChat");
     assert_eq!(at_wechat.total_fee, 1136);
-    assert_eq!(
-        at_wechat.container_path,
-        format!("/payment/callback/{order}")
-    );
+    // Where WeChat reports the result: Cloud Hosting's path per order, or APIv3's
+    // notify_url.
+    match &at_wechat.v3 {
+        Some(v3) if system.is_direct() => assert_eq!(v3.notify_url, testkit::NOTIFY_URL),
+        _ => assert_eq!(
+            at_wechat.container_path,
+            format!("/payment/callback/{order}")
+        ),
+    }
 
     // A rate change later does not touch an existing order.
     sqlx::query("INSERT INTO exchange_rates (currency_pair, rate, set_by) VALUES ('MNT_TO_CNY', 400, 'test')")
@@ -260,31 +274,23 @@ async fn bad_input_gets_a_clear_4xx_in_the_envelope() {
         .unwrap();
     assert_eq!(count, 0, "no half-written order");
 
-    let (status, answer) = client
-        .post_raw(
-            "/orders",
-            &[
-                ("content-type", "application/json"),
-                ("x-wx-openid", "o"),
-                ("x-wx-source", "x"),
-            ],
-            "{not json",
-        )
-        .await;
+    // The caller as each mode names one: the gateway's headers, or a session.
+    let bearer = client.session_token().await.map(|t| format!("Bearer {t}"));
+    let identity: Vec<(&str, &str)> = match &bearer {
+        Some(bearer) => vec![("authorization", bearer.as_str())],
+        None => vec![("x-wx-openid", "o"), ("x-wx-source", "x")],
+    };
+    let raw_headers: Vec<(&str, &str)> = [("content-type", "application/json")]
+        .into_iter()
+        .chain(identity)
+        .collect();
+    let (status, answer) = client.post_raw("/orders", &raw_headers, "{not json").await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(answer["code"], 400);
     assert_eq!(answer["path"], "/orders");
 
     let (status, answer) = client
-        .post_raw(
-            "/orders",
-            &[
-                ("content-type", "application/json"),
-                ("x-wx-openid", "o"),
-                ("x-wx-source", "x"),
-            ],
-            vec![b' '; 100_000],
-        )
+        .post_raw("/orders", &raw_headers, vec![b' '; 100_000])
         .await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{answer}");
     assert_eq!(answer["code"], 413);
@@ -297,7 +303,9 @@ async fn bad_input_gets_a_clear_4xx_in_the_envelope() {
 
 #[tokio::test]
 async fn identity_comes_from_the_gateway_and_the_mock_header_only_in_development() {
-    let dev = System::start(api_only()).await;
+    // The gateway's headers name the caller in cloud mode only (sessions.rs has direct
+    // mode's refusal of them).
+    let dev = System::start(cloud_only()).await;
     let create = json!({"phoneNumber": "88616600", "productOperator": "Unitel", "rechargeType": "voice", "productCode": "SD5000"});
     let (status, body) = dev.anonymous().post("/orders", create.clone()).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
@@ -342,7 +350,7 @@ async fn identity_comes_from_the_gateway_and_the_mock_header_only_in_development
 
     let prod = System::start(SystemOptions {
         app_env: "production",
-        ..api_only()
+        ..cloud_only()
     })
     .await;
     let (status, _) = prod
@@ -438,7 +446,8 @@ async fn health_and_the_openapi_document_are_served() {
 
 #[tokio::test]
 async fn wechat_pay_refusals_become_clear_errors_never_a_payment_less_success() {
-    let system = System::start(api_only()).await;
+    // The open interface's errcode and v2 err_code refusals.
+    let system = System::start(cloud_only()).await;
     let order = system
         .create_order("o-wx-fail", "88616600", "voice", "SD5000")
         .await;

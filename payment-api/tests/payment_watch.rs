@@ -196,6 +196,9 @@ async fn a_callback_arriving_while_the_database_is_down_is_retried_until_recorde
         .unwrap();
 
     system.sandbox.pay(&order).await.unwrap();
+    // Cloud Hosting sends again within a second; WeChat Pay APIv3 (direct mode) only after
+    // 15 s, so there one refused attempt is all there is to see before the database is back.
+    let refusals = if system.is_direct() { 1 } else { 2 };
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     loop {
         let refused = system
@@ -204,7 +207,7 @@ async fn a_callback_arriving_while_the_database_is_down_is_retried_until_recorde
             .iter()
             .filter(|d| d.out_trade_no == order && !d.accepted)
             .count();
-        if refused >= 2 {
+        if refused >= refusals {
             break;
         }
         assert!(
@@ -230,7 +233,7 @@ async fn a_callback_arriving_while_the_database_is_down_is_retried_until_recorde
         .wait_for_count(
             &format!("SELECT count(*) FROM orders WHERE order_number = '{order}' AND payment_status = 'paid'"),
             1,
-            Duration::from_secs(20),
+            Duration::from_secs(45),
         )
         .await;
     system.shutdown().await;

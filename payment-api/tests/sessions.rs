@@ -160,7 +160,14 @@ async fn each_refusal_of_wechats_has_its_own_answer_without_wechats_words() {
 
 #[tokio::test]
 async fn logins_are_limited_per_client_address() {
-    let system = System::start(direct(&[("RATE_LIMIT_PER_ADDRESS_PER_MINUTE", "2")])).await;
+    // Customers reach us through an ingress that names them in this header (testkit's
+    // clients each send their own address in it); direct mode's default, the peer, would
+    // make every test client one address.
+    let system = System::start(direct(&[
+        ("RATE_LIMIT_PER_ADDRESS_PER_MINUTE", "2"),
+        ("CLIENT_ADDRESS_FROM", "x-original-forwarded-for"),
+    ]))
+    .await;
     let customer = system.client("o_hasty");
     for _ in 0..2 {
         let (status, body) = customer.log_in(&system.sandbox.login_code("o_hasty")).await;
@@ -254,8 +261,10 @@ async fn direct_mode_ignores_the_gateways_headers_which_cloud_mode_still_trusts(
     assert_eq!(sessions_where(&system, "true").await, 0);
     system.shutdown().await;
 
+    // Cloud mode whatever the suite's pass: its gateway is what these headers come from.
     let system = System::start(SystemOptions {
         workers: 0,
+        overrides: vec![("WECHAT_PAY_MODE", "cloud".into())],
         ..SystemOptions::default()
     })
     .await;

@@ -87,7 +87,7 @@ async fn handle(
         .unwrap_or_default();
     tracing::Span::current().record("order_number", order_text.as_str());
     let ClientAddress(source) = source;
-    let trusted = notification.source_trusted(ctx.config.app_env);
+    let trusted = notification.source_trusted(&ctx.config);
     match payment_result::verify_and_record(
         &ctx.payments,
         path_order.as_deref(),

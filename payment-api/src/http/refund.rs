@@ -138,7 +138,7 @@ async fn refund_callback(
         },
         out_trade_no: notification.text("outTradeNo"),
         out_refund_no: notification.text("outRefundNo"),
-        source_trusted: notification.source_trusted(ctx.config.app_env),
+        source_trusted: notification.source_trusted(&ctx.config),
         body: notification.body(),
     };
     match handle_refund_result(&ctx.payments, &order_number, source.0, &notice).await {

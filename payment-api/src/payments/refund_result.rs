@@ -41,7 +41,10 @@ pub async fn handle_refund_result(
     source: IpAddr,
     notice: &RefundNotice<'_>,
 ) -> Result<RefundResult, sqlx::Error> {
-    let mismatch = if !payments.wechat.is_ours(notice.channel, &notice.merchant) {
+    let mismatch = if !payments
+        .wechat
+        .is_our_merchant(notice.channel, &notice.merchant)
+    {
         Some(AnomalyKind::RefundMerchantMismatch)
     } else if notice.out_trade_no != Some(order_number.as_str())
         || notice.out_refund_no != Some(lifecycle::out_refund_no(order_number).as_str())

@@ -173,8 +173,19 @@ impl WechatPay {
         }
     }
 
-    /// A result through `channel` names exactly our ids.
+    /// A payment result through `channel` names exactly our ids.
     pub fn is_ours(&self, channel: PayChannel, named: &MerchantIds) -> bool {
+        self.names_ours(channel, named, true)
+    }
+
+    /// A refund result through `channel` names our merchant (and service provider). APIv3's
+    /// refund results carry no app id (the refund belongs to the merchant), so none is
+    /// asked of them: asking refused every genuine one.
+    pub fn is_our_merchant(&self, channel: PayChannel, named: &MerchantIds) -> bool {
+        self.names_ours(channel, named, false)
+    }
+
+    fn names_ours(&self, channel: PayChannel, named: &MerchantIds, with_app: bool) -> bool {
         let Some(ours) = self.our_ids(channel) else {
             return false;
         };
@@ -184,7 +195,7 @@ impl WechatPay {
         ours.merchant.is_some()
             && same(&ours.merchant, &named.merchant)
             && same(&ours.service_provider, &named.service_provider)
-            && same(&ours.app, &named.app)
+            && (!with_app || same(&ours.app, &named.app))
     }
 
     /// The merchant id the channel new orders use answers for (the bill's merchant).
