@@ -2,14 +2,20 @@
 //! throughput at concurrency 1, 16 and 64 and its latency at a fixed 500 callbacks/s,
 //! with the confirming `queryorder` on and off; then pgbench sending the callback's own
 //! statements at the same concurrency against the same database, for the ratio.
+//!
+//! In cloud mode (Cloud Hosting's callbacks) and in direct mode (WeChat Pay APIv3's
+//! `TRANSACTION.SUCCESS`, signed and encrypted by the benchmark playing WeChat Pay, each
+//! delivery with fresh nonces), at the same rates; direct mode also times payment-api's
+//! verification and decryption of one notification on its own.
 
 use std::time::Instant;
 
 use crate::cpu::CpuSnapshot;
 use crate::drive::{closed_loop, open_loop, since};
-use crate::measure::{ms, Samples, Table};
+use crate::measure::{ms, us, Samples, Table};
 use crate::pgbench::{Pgbench, PgbenchRun};
-use crate::system::{mib, Bench, Memory, Paid};
+use crate::system::{mib, Bench, Memory, Mode, Paid};
+use crate::wechat_pay;
 
 pub struct CallbackOptions {
     /// Callbacks per throughput run (a fifth of them at concurrency 1).
@@ -19,6 +25,10 @@ pub struct CallbackOptions {
     pub confirm: Vec<bool>,
     pub fixed_rate: u32,
     pub fixed_seconds: u32,
+    /// Cloud Hosting's callbacks, WeChat Pay APIv3's notifications, or both.
+    pub modes: Vec<Mode>,
+    /// Distinct notifications verified in process for the cost of verification (direct).
+    pub verify_notifications: usize,
 }
 
 impl Default for CallbackOptions {
@@ -29,11 +39,14 @@ impl Default for CallbackOptions {
             confirm: vec![true, false],
             fixed_rate: 500,
             fixed_seconds: 10,
+            modes: vec![Mode::Cloud, Mode::Direct],
+            verify_notifications: 2000,
         }
     }
 }
 
 pub struct ThroughputRow {
+    pub mode: Mode,
     pub confirm: bool,
     pub concurrency: usize,
     pub callbacks: usize,
@@ -46,6 +59,7 @@ pub struct ThroughputRow {
 }
 
 pub struct FixedRateRow {
+    pub mode: Mode,
     pub confirm: bool,
     pub samples: Samples,
 }
@@ -53,6 +67,8 @@ pub struct FixedRateRow {
 pub struct CallbackResult {
     pub throughput: Vec<ThroughputRow>,
     pub fixed_rate: Vec<FixedRateRow>,
+    /// Direct mode: `NotificationVerifier::verify` per notification, in process.
+    pub verify: Option<Samples>,
     pub memory: Memory,
 }
 
@@ -60,13 +76,19 @@ pub async fn run(options: &CallbackOptions) -> anyhow::Result<CallbackResult> {
     let mut result = CallbackResult {
         throughput: Vec::new(),
         fixed_rate: Vec::new(),
+        verify: None,
         memory: Memory::default(),
     };
-    for &confirm in &options.confirm {
+    let runs = options
+        .modes
+        .iter()
+        .flat_map(|&mode| options.confirm.iter().map(move |&confirm| (mode, confirm)));
+    for (mode, confirm) in runs {
         let setting = if confirm { "true" } else { "false" };
         // No worker: recharges would compete for the two cores; the OrderPaid messages
         // wait in the queue, which is deleted afterwards.
-        let mut bench = Bench::start(0, &[("WECHAT_CONFIRM_CALLBACKS", setting)]).await?;
+        let mut bench =
+            Bench::start_in(mode, 0, &[("WECHAT_CONFIRM_CALLBACKS", setting)]).await?;
         let mut next_order = 0;
         for &concurrency in &options.concurrencies {
             let count = if concurrency == 1 {
@@ -85,6 +107,7 @@ pub async fn run(options: &CallbackOptions) -> anyhow::Result<CallbackResult> {
             let cpu = CpuSnapshot::take().since(&cpu_before);
             check_paid_once(&bench, &orders).await?;
             let row = ThroughputRow {
+                mode,
                 confirm,
                 concurrency,
                 callbacks: samples.len(),
@@ -97,7 +120,8 @@ pub async fn run(options: &CallbackOptions) -> anyhow::Result<CallbackResult> {
                 pgbench: None,
             };
             eprintln!(
-                "callbacks: queryorder {}, concurrency {concurrency}: {:.0}/s",
+                "callbacks: {} mode, queryorder {}, concurrency {concurrency}: {:.0}/s",
+                mode.as_str(),
                 on_off(confirm),
                 row.per_second
             );
@@ -123,14 +147,24 @@ pub async fn run(options: &CallbackOptions) -> anyhow::Result<CallbackResult> {
         .into_iter()
         .collect::<Samples>();
         check_paid_once(&bench, &orders).await?;
-        result.fixed_rate.push(FixedRateRow { confirm, samples });
+        result.fixed_rate.push(FixedRateRow {
+            mode,
+            confirm,
+            samples,
+        });
         result.memory = result.memory.max(bench.sample_memory());
         let db = bench.stop_keeping_database().await;
-        if !confirm {
+        // pgbench sends a Cloud Hosting callback's statements; direct mode adds the
+        // nonce taken once, which its script does not have.
+        if !confirm && mode == Mode::Cloud {
             // The service is stopped: its outbox relay would otherwise publish pgbench's
             // messages and take CPU from it. Same database, same rows, same triggers.
             let mut pgbench = Pgbench::prepare(&db.pool, &db.url).await?;
-            for row in result.throughput.iter_mut().filter(|r| !r.confirm) {
+            for row in result
+                .throughput
+                .iter_mut()
+                .filter(|r| !r.confirm && r.mode == Mode::Cloud)
+            {
                 let run = pgbench
                     .run(&db.pool, row.concurrency, row.callbacks)
                     .await?;
@@ -143,9 +177,20 @@ pub async fn run(options: &CallbackOptions) -> anyhow::Result<CallbackResult> {
         }
     }
 
+    if options.modes.contains(&Mode::Direct) {
+        let samples = wechat_pay::verify_cost(options.verify_notifications)?;
+        eprintln!(
+            "verify: {} notifications, mean {} µs",
+            samples.len(),
+            us(samples.mean())
+        );
+        result.verify = Some(samples);
+    }
+
     let table = Table::start(
         "Callbacks: throughput with 10 % duplicates (closed loop)",
         &[
+            "mode",
             "queryorder",
             "concurrency",
             "callbacks",
@@ -165,10 +210,11 @@ pub async fn run(options: &CallbackOptions) -> anyhow::Result<CallbackResult> {
             "Callbacks: latency at a fixed {} callbacks/s for {} s (open loop; target p99 < 20 ms)",
             options.fixed_rate, options.fixed_seconds
         ),
-        &["queryorder", "callbacks", "p50 ms", "p99 ms", "max ms"],
+        &["mode", "queryorder", "callbacks", "p50 ms", "p99 ms", "max ms"],
     );
     for row in &result.fixed_rate {
         fixed.row(&[
+            row.mode.as_str().into(),
             on_off(row.confirm).into(),
             row.samples.len().to_string(),
             ms(row.samples.percentile(50.0)),
@@ -178,10 +224,11 @@ pub async fn run(options: &CallbackOptions) -> anyhow::Result<CallbackResult> {
     }
     let cpu = Table::start(
         "Callbacks: CPU time per callback by program, in µs (both cores; top 5)",
-        &["queryorder", "concurrency", "programs"],
+        &["mode", "queryorder", "concurrency", "programs"],
     );
     for row in &result.throughput {
         cpu.row(&[
+            row.mode.as_str().into(),
             on_off(row.confirm).into(),
             row.concurrency.to_string(),
             row.cpu_per_callback
@@ -190,6 +237,20 @@ pub async fn run(options: &CallbackOptions) -> anyhow::Result<CallbackResult> {
                 .map(|(program, seconds)| format!("{program} {:.0}", seconds * 1e6))
                 .collect::<Vec<_>>()
                 .join(", "),
+        ]);
+    }
+    if let Some(samples) = &result.verify {
+        let verify = Table::start(
+            "Direct mode: NotificationVerifier::verify per notification, in process, µs \
+             (signature over the raw body, AES-256-GCM, JSON; one core)",
+            &["notifications", "p50 µs", "p99 µs", "mean µs", "max µs"],
+        );
+        verify.row(&[
+            samples.len().to_string(),
+            us(samples.percentile(50.0)),
+            us(samples.percentile(99.0)),
+            us(samples.mean()),
+            us(samples.max()),
         ]);
     }
     println!(
@@ -216,6 +277,7 @@ fn throughput_cells(row: &ThroughputRow) -> Vec<String> {
         None => ("".into(), "".into()),
     };
     vec![
+        row.mode.as_str().into(),
         on_off(row.confirm).into(),
         row.concurrency.to_string(),
         row.callbacks.to_string(),
@@ -291,6 +353,7 @@ mod tests {
                 order_number: n.to_string(),
                 transaction_id: String::new(),
                 total_fee: 1,
+                transaction: None,
             })
             .collect();
         let deliveries = with_duplicates(&orders);

@@ -12,4 +12,5 @@ pub mod pgbench;
 pub mod reconcile;
 pub mod stats;
 pub mod system;
+pub mod wechat_pay;
 pub mod workers;

@@ -6,7 +6,7 @@ use bench::callbacks::{self, CallbackOptions};
 use bench::credit::{self, CreditOptions};
 use bench::measure::Table;
 use bench::orders::{self, OrderOptions};
-use bench::system::{mib, Memory};
+use bench::system::{mib, Memory, Mode};
 use bench::workers::{self, WorkerOptions};
 
 const USAGE: &str = "usage: bench <scenario> [options]
@@ -16,6 +16,9 @@ scenarios:
              latency at a fixed rate, queryorder on and off, and pgbench for comparison
              --callbacks N (10000)  --rate N (500)  --seconds N (10)
              --concurrency N,N,... (1,16,64)  --queryorder on|off|both (both)
+             --mode cloud|direct|both (both: Cloud Hosting's callbacks and WeChat Pay
+             APIv3's signed notifications)  --verify N (2000: notifications verified
+             in process for the cost of verification and decryption, direct mode)
   orders     POST /orders and POST /payment/create latency at a fixed rate
              --rate N (200)  --seconds N (10)
   credit     paid → credited latency at a fixed rate, Unitel at 0 and 200 ms
@@ -126,6 +129,13 @@ async fn main() -> anyhow::Result<()> {
                     Some("off") => vec![false],
                     Some(other) => anyhow::bail!("--queryorder on|off|both, not {other}"),
                 },
+                modes: match options.get("mode").map(String::as_str) {
+                    None | Some("both") => defaults.modes,
+                    Some("cloud") => vec![Mode::Cloud],
+                    Some("direct") => vec![Mode::Direct],
+                    Some(other) => anyhow::bail!("--mode cloud|direct|both, not {other}"),
+                },
+                verify_notifications: number(&options, "verify", defaults.verify_notifications)?,
             })
             .await?;
         }

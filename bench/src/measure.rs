@@ -29,6 +29,13 @@ impl Samples {
         sorted[rank.clamp(1, sorted.len()) - 1]
     }
 
+    pub fn mean(&self) -> Duration {
+        if self.0.is_empty() {
+            return Duration::ZERO;
+        }
+        self.0.iter().sum::<Duration>() / self.0.len() as u32
+    }
+
     pub fn max(&self) -> Duration {
         self.0.iter().max().copied().unwrap_or_default()
     }
@@ -44,6 +51,10 @@ impl Extend<Duration> for Samples {
     fn extend<I: IntoIterator<Item = Duration>>(&mut self, iter: I) {
         self.0.extend(iter)
     }
+}
+
+pub fn us(d: Duration) -> String {
+    format!("{:.0}", d.as_secs_f64() * 1e6)
 }
 
 pub fn ms(d: Duration) -> String {
@@ -97,5 +108,6 @@ mod tests {
         assert_eq!(samples.percentile(99.0), Duration::from_millis(99));
         assert_eq!(samples.percentile(100.0), Duration::from_millis(100));
         assert_eq!(samples.max(), Duration::from_millis(100));
+        assert_eq!(samples.mean(), Duration::from_micros(50_500));
     }
 }

@@ -1,15 +1,39 @@
 //! The system under benchmark: a fresh database, queue names of its own, and the real
 //! binaries (sandbox, payment-api, recharge-workers) as separate processes, so that each
-//! one's memory can be read and workers can be added and stopped.
+//! one's memory can be read and workers can be added and stopped. In either payment mode:
+//! Cloud Hosting's callbacks, or WeChat Pay APIv3 directly (`WECHAT_PAY_MODE=direct`),
+//! where customers log in and the benchmark signs the notifications as WeChat Pay does.
 
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use serde_json::{json, Value};
 use testkit::processes::{
-    base_env, delete_queues, payment_notification, peak_rss, Ports, Processes, MERCHANT,
+    base_env, delete_queues, payment_notification, peak_rss, ApiPorts, Layout, Ports, Processes,
+    MERCHANT,
 };
 use testkit::TestDb;
+
+use crate::wechat_pay::{WechatPay, PUBLIC_KEY_ID};
+
+/// How payment-api takes payments (`WECHAT_PAY_MODE`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Through Cloud Hosting: its gateway's headers, unsigned callbacks.
+    Cloud,
+    /// WeChat Pay APIv3 with our own keys: sessions, signed and encrypted notifications.
+    Direct,
+}
+
+impl Mode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Cloud => "cloud",
+            Mode::Direct => "direct",
+        }
+    }
+}
 
 /// Peak resident memory (`VmHWM`), in bytes, of payment-api and of the largest worker.
 #[derive(Debug, Default, Clone, Copy)]
@@ -37,6 +61,17 @@ pub struct Paid {
     pub order_number: String,
     pub transaction_id: String,
     pub total_fee: i64,
+    /// Direct mode: the transaction as WeChat Pay's query answers it, which its
+    /// notification carries encrypted.
+    pub transaction: Option<Value>,
+}
+
+/// Direct mode: what playing WeChat Pay needs, and the customers' sessions.
+struct Direct {
+    wechat_pay: WechatPay,
+    /// Bearer tokens by customer (`n % CUSTOMERS`).
+    sessions: Vec<String>,
+    key_dir: PathBuf,
 }
 
 pub struct Bench {
@@ -46,6 +81,7 @@ pub struct Bench {
     prefix: String,
     http: reqwest::Client,
     memory: Memory,
+    direct: Option<Direct>,
 }
 
 /// Settings every benchmark shares. Orders are prepared before they are paid, sometimes
@@ -64,7 +100,21 @@ const SETTINGS: &[(&str, &str)] = &[
 ];
 
 impl Bench {
+    /// Cloud mode, as every scenario but the direct callbacks runs.
     pub async fn start(workers: usize, settings: &[(&str, &str)]) -> anyhow::Result<Bench> {
+        Bench::start_in(Mode::Cloud, workers, settings).await
+    }
+
+    /// In direct mode payment-api has the settings testkit's direct systems have (the
+    /// merchant registered with the sandbox, which answers the APIv3 calls), except that
+    /// the WeChat Pay public key it trusts for notifications is the benchmark's. The
+    /// sandbox signs its answers with its platform certificate, which payment-api is
+    /// given as well (a deployment during WeChat Pay's key migration holds both).
+    pub async fn start_in(
+        mode: Mode,
+        workers: usize,
+        settings: &[(&str, &str)],
+    ) -> anyhow::Result<Bench> {
         let db = TestDb::create().await;
         let prefix = format!("bench-{}", db.name);
         let ports = Ports::free()?;
@@ -72,35 +122,153 @@ impl Bench {
         for (name, value) in SETTINGS.iter().chain(settings) {
             env.insert(name.to_string(), value.to_string());
         }
-        let processes = Processes::start(env, &ports, workers)?;
+        let api = ApiPorts {
+            port: ports.api,
+            operations: ports.operations,
+        };
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(30))
             .build()?;
-        let bench = Bench {
+        let direct = match mode {
+            Mode::Cloud => None,
+            Mode::Direct => {
+                let merchant = testkit::merchant_settings(&ports.control_url());
+                let api_v3_key = merchant
+                    .iter()
+                    .find(|(name, _)| *name == "WECHAT_API_V3_KEY")
+                    .map(|(_, key)| key.clone())
+                    .context("no APIv3 key in the merchant's settings")?;
+                env.extend(merchant.into_iter().map(|(k, v)| (k.to_owned(), v)));
+                let wechat_pay = WechatPay::generate(&api_v3_key)?;
+                let key_dir = std::env::temp_dir().join(format!("{prefix}-keys"));
+                std::fs::create_dir_all(&key_dir)?;
+                let public_key = key_dir.join("wechatpay-public-key.pem");
+                std::fs::write(&public_key, wechat_pay.public_key_pem()?)?;
+                for (name, value) in [
+                    ("SANDBOX_V3_SIGNER", "certificate".to_owned()),
+                    (
+                        "WECHAT_PAY_PUBLIC_KEY_FILE",
+                        public_key.to_string_lossy().into_owned(),
+                    ),
+                    ("WECHAT_PAY_PUBLIC_KEY_ID", PUBLIC_KEY_ID.to_owned()),
+                ] {
+                    env.insert(name.to_owned(), value);
+                }
+                Some(Direct {
+                    wechat_pay,
+                    sessions: Vec::new(),
+                    key_dir,
+                })
+            }
+        };
+        let layout = Layout {
+            // Direct mode: payment-api starts once the sandbox's certificate is known.
+            apis: if direct.is_some() { vec![] } else { vec![api] },
+            workers,
+            platform_callback_timing: false,
+        };
+        let processes = Processes::start_with(env, &ports, &layout)?;
+        let mut bench = Bench {
             db,
             processes,
             ports,
             prefix,
             http,
             memory: Memory::default(),
+            direct,
         };
+        if let Some(direct) = &bench.direct {
+            bench
+                .wait_for(&format!("{}/sandbox/health", bench.ports.control_url()))
+                .await?;
+            let keys: Value = bench
+                .http
+                .get(format!("{}/sandbox/wechat/v3/keys", bench.ports.control_url()))
+                .send()
+                .await?
+                .error_for_status()?
+                .json()
+                .await?;
+            let certificate = direct.key_dir.join("platform-certificate.pem");
+            std::fs::write(
+                &certificate,
+                keys["platformCertificatePem"]
+                    .as_str()
+                    .context("no platformCertificatePem")?,
+            )?;
+            bench.processes.env.insert(
+                "WECHAT_PLATFORM_CERTIFICATE_FILES".into(),
+                certificate.to_string_lossy().into_owned(),
+            );
+            bench.processes.spawn_api(&api)?;
+        }
         bench.wait_until_ready().await?;
+        if bench.direct.is_some() {
+            let sessions = bench.log_in_every_customer().await?;
+            if let Some(direct) = bench.direct.as_mut() {
+                direct.sessions = sessions;
+            }
+        }
         Ok(bench)
     }
 
-    async fn wait_until_ready(&self) -> anyhow::Result<()> {
+    pub fn mode(&self) -> Mode {
+        if self.direct.is_some() {
+            Mode::Direct
+        } else {
+            Mode::Cloud
+        }
+    }
+
+    async fn wait_for(&self, url: &str) -> anyhow::Result<()> {
         let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            match self.http.get(url).send().await {
+                Ok(response) if response.status().is_success() => return Ok(()),
+                _ if Instant::now() > deadline => anyhow::bail!("{url} never answered"),
+                _ => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        }
+    }
+
+    /// Each customer logs in once, as the mini-program does (`wx.login`, then
+    /// `POST /auth/login`), untimed; their requests then carry the session.
+    async fn log_in_every_customer(&self) -> anyhow::Result<Vec<String>> {
+        let mut sessions = crate::drive::closed_loop(0..CUSTOMERS, 32, |n| async move {
+            let minted = self
+                .post(
+                    format!("{}/sandbox/wechat/login-code", self.ports.control_url()),
+                    None,
+                    json!({"openid": openid(n)}),
+                )
+                .await?;
+            let response = self
+                .http
+                .post(format!("{}/auth/login", self.ports.api_url()))
+                .header(CLIENT_ADDRESS, address(n))
+                .json(&json!({"code": minted["code"]}))
+                .send()
+                .await?;
+            let status = response.status();
+            let body: Value = response.json().await.unwrap_or(Value::Null);
+            anyhow::ensure!(status.is_success(), "POST /auth/login: {status} {body}");
+            let token = body["data"]["token"]
+                .as_str()
+                .context("no session token")?
+                .to_owned();
+            Ok((n, token))
+        })
+        .await?;
+        sessions.sort();
+        Ok(sessions.into_iter().map(|(_, token)| token).collect())
+    }
+
+    async fn wait_until_ready(&self) -> anyhow::Result<()> {
         for url in [
             format!("{}/health", self.ports.api_url()),
             format!("{}/sandbox/health", self.ports.control_url()),
         ] {
-            loop {
-                match self.http.get(&url).send().await {
-                    Ok(response) if response.status().is_success() => break,
-                    _ if Instant::now() > deadline => anyhow::bail!("{url} never answered"),
-                    _ => tokio::time::sleep(Duration::from_millis(50)).await,
-                }
-            }
+            self.wait_for(&url).await?;
         }
         Ok(())
     }
@@ -144,6 +312,9 @@ impl Bench {
         let processes = self.processes;
         let _ = tokio::task::spawn_blocking(move || processes.stop()).await;
         delete_queues(&self.prefix).await;
+        if let Some(direct) = &self.direct {
+            let _ = std::fs::remove_dir_all(&direct.key_dir);
+        }
         self.db
     }
 
@@ -191,12 +362,22 @@ impl Bench {
         Ok(())
     }
 
-    async fn post(&self, url: String, openid: Option<&str>, body: Value) -> anyhow::Result<Value> {
+    /// A request as the n-th customer makes it: through Cloud Hosting's gateway, or in
+    /// direct mode with their session, through an ingress that reports their address.
+    async fn post(&self, url: String, customer: Option<usize>, body: Value) -> anyhow::Result<Value> {
         let mut request = self.http.post(&url).json(&body);
-        if let Some(openid) = openid {
-            request = request
-                .header("X-WX-OPENID", openid)
-                .header("X-WX-SOURCE", "wx_client");
+        match (customer, &self.direct) {
+            (None, _) => {}
+            (Some(n), None) => {
+                request = request
+                    .header("X-WX-OPENID", openid(n))
+                    .header("X-WX-SOURCE", "wx_client");
+            }
+            (Some(n), Some(direct)) => {
+                request = request
+                    .bearer_auth(&direct.sessions[n % CUSTOMERS])
+                    .header(CLIENT_ADDRESS, address(n));
+            }
         }
         let response = request.send().await.with_context(|| url.clone())?;
         let status = response.status();
@@ -210,7 +391,7 @@ impl Bench {
         let body = self
             .post(
                 format!("{}/orders", self.ports.api_url()),
-                Some(&openid(n)),
+                Some(n),
                 json!({"phoneNumber": format!("8870{:03}0", n % 1000), "productOperator": "Unitel",
                        "rechargeType": "voice", "productCode": "SD5000"}),
             )
@@ -225,7 +406,7 @@ impl Bench {
     pub async fn create_payment(&self, n: usize, order_number: &str) -> anyhow::Result<()> {
         self.post(
             format!("{}/payment/create", self.ports.api_url()),
-            Some(&openid(n)),
+            Some(n),
             json!({"orderNumber": order_number}),
         )
         .await
@@ -242,6 +423,10 @@ impl Bench {
                 json!({"outTradeNo": order_number, "notify": notify}),
             )
             .await?;
+        let transaction = match self.direct {
+            None => None,
+            Some(_) => Some(self.transaction_at_wechat(order_number).await?),
+        };
         Ok(Paid {
             order_number: order_number.to_owned(),
             transaction_id: body["transactionId"]
@@ -249,11 +434,54 @@ impl Bench {
                 .context("no transactionId")?
                 .to_owned(),
             total_fee: body["totalFee"].as_i64().context("no totalFee")?,
+            transaction,
         })
     }
 
-    /// The platform's payment notification; an answer other than `errcode` 0 is an error.
+    /// The paid transaction as WeChat Pay's APIv3 query answers it (and its
+    /// `TRANSACTION.SUCCESS` carries it), from the sandbox's record of the order.
+    async fn transaction_at_wechat(&self, order_number: &str) -> anyhow::Result<Value> {
+        let url = format!(
+            "{}/sandbox/wechat/orders/{order_number}",
+            self.ports.control_url()
+        );
+        let order: Value = self
+            .http
+            .get(&url)
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        let v3 = &order["v3"];
+        anyhow::ensure!(v3.is_object(), "{order_number} is not an APIv3 order");
+        let paid_at: chrono::DateTime<chrono::Utc> = serde_json::from_value(order["paidAt"].clone())
+            .with_context(|| format!("{order_number} has no paidAt"))?;
+        let china = chrono::FixedOffset::east_opt(8 * 3600).context("UTC+8")?;
+        let mut payer = serde_json::Map::new();
+        payer.insert(
+            v3["payerField"].as_str().unwrap_or("openid").to_owned(),
+            order["openid"].clone(),
+        );
+        Ok(json!({
+            "appid": v3["appid"], "mchid": v3["mchid"],
+            "out_trade_no": order_number, "transaction_id": order["transactionId"],
+            "trade_type": "JSAPI", "trade_state": "SUCCESS", "trade_state_desc": "支付成功",
+            "bank_type": "OTHERS", "attach": order["attach"].as_str().unwrap_or_default(),
+            "success_time": paid_at.with_timezone(&china).format("%Y-%m-%dT%H:%M:%S+08:00").to_string(),
+            "payer": payer,
+            "amount": {"total": order["totalFee"], "payer_total": order["totalFee"],
+                       "currency": "CNY", "payer_currency": "CNY"},
+        }))
+    }
+
+    /// The platform's payment notification: Cloud Hosting's callback (an answer other
+    /// than `errcode` 0 is an error) or, in direct mode, WeChat Pay's signed
+    /// `TRANSACTION.SUCCESS`, made when sent (anything but 204 is an error).
     pub async fn deliver_callback(&self, paid: &Paid) -> anyhow::Result<()> {
+        if let Some(direct) = &self.direct {
+            return self.deliver_notification(&direct.wechat_pay, paid).await;
+        }
         let url = format!(
             "{}/payment/callback/{}",
             self.ports.api_url(),
@@ -277,6 +505,31 @@ impl Bench {
             status.is_success() && body["errcode"] == 0,
             "callback for {}: HTTP {status} {body}",
             paid.order_number
+        );
+        Ok(())
+    }
+
+    async fn deliver_notification(&self, wechat_pay: &WechatPay, paid: &Paid) -> anyhow::Result<()> {
+        let transaction = paid
+            .transaction
+            .as_ref()
+            .context("no transaction to notify: paid in cloud mode")?;
+        let notification = wechat_pay.notification(transaction);
+        let response = self
+            .http
+            .post(format!("{}/payment/notify", self.ports.api_url()))
+            .headers(notification.header_map())
+            .header("content-type", "application/json")
+            .header(CLIENT_ADDRESS, WECHAT_PAY_ADDRESS)
+            .body(notification.body)
+            .send()
+            .await?;
+        let status = response.status();
+        anyhow::ensure!(
+            status == reqwest::StatusCode::NO_CONTENT,
+            "notification for {}: HTTP {status} {}",
+            paid.order_number,
+            response.text().await.unwrap_or_default()
         );
         Ok(())
     }
@@ -342,6 +595,20 @@ impl Bench {
 }
 
 /// Customers repeat, as they do: 500 of them.
+const CUSTOMERS: usize = 500;
+
 fn openid(n: usize) -> String {
-    format!("bench-customer-{}", n % 500)
+    format!("bench-customer-{}", n % CUSTOMERS)
 }
+
+/// Direct mode's ingress header (`CLIENT_ADDRESS_FROM` in testkit's merchant settings).
+const CLIENT_ADDRESS: &str = "X-Original-Forwarded-For";
+
+/// Each customer calls from an address of their own.
+fn address(n: usize) -> String {
+    let n = n % CUSTOMERS;
+    format!("10.20.{}.{}", n / 250, n % 250 + 1)
+}
+
+/// Where WeChat Pay's notifications come from, as the ingress reports it.
+const WECHAT_PAY_ADDRESS: &str = "101.226.103.10";

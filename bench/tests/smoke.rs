@@ -4,6 +4,7 @@
 use bench::callbacks::{self, CallbackOptions};
 use bench::credit::{self, CreditOptions};
 use bench::orders::{self, OrderOptions};
+use bench::system::Mode;
 use bench::stats::{self, StatsOptions};
 use bench::workers::{self, WorkerOptions};
 
@@ -37,9 +38,12 @@ async fn the_callback_benchmark_runs_and_compares_with_pgbench() {
         confirm: vec![true, false],
         fixed_rate: 50,
         fixed_seconds: 1,
+        modes: vec![Mode::Cloud],
+        verify_notifications: 10,
     })
     .await
     .expect("the callbacks scenario runs");
+    assert!(result.verify.is_none(), "no notification in cloud mode");
     assert_eq!(result.throughput.len(), 4);
     for row in &result.throughput {
         let expected = if row.concurrency == 1 { 20 } else { 100 };
@@ -60,6 +64,35 @@ async fn the_callback_benchmark_runs_and_compares_with_pgbench() {
     assert_eq!(result.fixed_rate.len(), 2);
     assert!(result.fixed_rate.iter().all(|r| r.samples.len() == 50));
     assert!(result.memory.api > 0);
+}
+
+/// Direct mode: each order paid once however many signed notifications reported it
+/// (`callbacks::run` checks every order's payment, `paid` event and OrderPaid message, and
+/// fails on any answer but 204), with the query confirming it and without.
+#[tokio::test]
+async fn the_callback_benchmark_runs_in_direct_mode_with_signed_notifications() {
+    let result = callbacks::run(&CallbackOptions {
+        callbacks: 100,
+        concurrencies: vec![1, 4],
+        confirm: vec![true, false],
+        fixed_rate: 50,
+        fixed_seconds: 1,
+        modes: vec![Mode::Direct],
+        verify_notifications: 20,
+    })
+    .await
+    .expect("the callbacks scenario runs in direct mode");
+    assert_eq!(result.throughput.len(), 4);
+    for row in &result.throughput {
+        assert_eq!(row.mode, Mode::Direct);
+        let expected = if row.concurrency == 1 { 20 } else { 100 };
+        assert_eq!(row.samples.len(), expected, "every notification answered");
+        assert!(row.pgbench.is_none(), "pgbench runs a cloud callback's statements");
+    }
+    assert_eq!(result.fixed_rate.len(), 2);
+    assert!(result.fixed_rate.iter().all(|r| r.samples.len() == 50));
+    let verify = result.verify.expect("verification measured");
+    assert_eq!(verify.len(), 20, "every notification verified");
 }
 
 #[tokio::test]

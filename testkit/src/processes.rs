@@ -231,22 +231,29 @@ impl Processes {
             started_workers: 0,
         };
         for api in &layout.apis {
-            let child = Command::new(binary("payment-api")?)
-                .env_clear()
-                .envs(&processes.env)
-                .env("PORT", api.port.to_string())
-                // Its /metrics and /api: apart from the public port, as in production.
-                .env("METRICS_ADDR", format!("127.0.0.1:{}", api.operations))
-                .stdout(log_output())
-                .stderr(Stdio::inherit())
-                .spawn()
-                .context("starting payment-api")?;
-            processes.apis.push(Some(child));
+            processes.spawn_api(api)?;
         }
         for _ in 0..layout.workers {
             processes.spawn_worker()?;
         }
         Ok(processes)
+    }
+
+    /// Starts a payment-api instance with `self.env`: after the sandbox, for settings that
+    /// are only known once it runs (the keys it made).
+    pub fn spawn_api(&mut self, api: &ApiPorts) -> anyhow::Result<()> {
+        let child = Command::new(binary("payment-api")?)
+            .env_clear()
+            .envs(&self.env)
+            .env("PORT", api.port.to_string())
+            // Its /metrics and /api: apart from the public port, as in production.
+            .env("METRICS_ADDR", format!("127.0.0.1:{}", api.operations))
+            .stdout(log_output())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .context("starting payment-api")?;
+        self.apis.push(Some(child));
+        Ok(())
     }
 
     /// SIGKILL one payment-api instance (no restart).
