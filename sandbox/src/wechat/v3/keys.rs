@@ -106,7 +106,8 @@ impl PlatformKeys {
     /// Made on first use: most runs never need certificate mode, and a key takes time.
     pub(crate) fn certificate(&self) -> &PlatformCertificate {
         self.certificate.get_or_init(|| {
-            let serial = ids::hex(40, true);
+            // The serial it is named by is the one its certificate carries.
+            let serial = certificate_serial(&ids::hex(40, true)).expect("hex");
             let key = SigningKey::generate(serial).expect("an RSA key for the certificate");
             let pem = self_signed_certificate(&key).expect("a platform certificate");
             PlatformCertificate { key, pem }
@@ -202,6 +203,16 @@ fn hex_bytes(serial: &str) -> anyhow::Result<Vec<u8>> {
     Ok(bytes)
 }
 
+/// `serial` as the certificate's DER integer holds it (see [`hex_bytes`]): a serial with
+/// its first nibble at 8 or above would otherwise be announced in `Wechatpay-Serial` as
+/// one no certificate has.
+fn certificate_serial(serial: &str) -> anyhow::Result<String> {
+    Ok(hex_bytes(serial)?
+        .iter()
+        .map(|b| format!("{b:02X}"))
+        .collect())
+}
+
 /// PEM armour, 64 characters a line.
 pub(crate) fn pem(label: &str, der: &[u8]) -> String {
     let body = base64::engine::general_purpose::STANDARD.encode(der);
@@ -284,5 +295,23 @@ mod tests {
         assert!(verifies(&from_certificate, b"x", &signed));
         assert!(!verifies(&der, b"x", &signed));
         assert!(keys.by_serial(&certificate.key.serial).is_some());
+    }
+
+    #[test]
+    fn a_certificate_is_announced_by_the_serial_it_carries() {
+        for high in ["94C681669CA736417FD6EADC480999767FBC8F3D", "0A"] {
+            let announced = certificate_serial(high).unwrap();
+            let carried: String = hex_bytes(high)
+                .unwrap()
+                .iter()
+                .map(|b| format!("{b:02X}"))
+                .collect();
+            assert_eq!(announced, carried);
+            assert_eq!(certificate_serial(&announced).unwrap(), announced);
+        }
+        assert_eq!(
+            certificate_serial("94C681669CA736417FD6EADC480999767FBC8F3D").unwrap(),
+            "14C681669CA736417FD6EADC480999767FBC8F3D"
+        );
     }
 }
