@@ -87,8 +87,7 @@ pub async fn run(options: &CallbackOptions) -> anyhow::Result<CallbackResult> {
         let setting = if confirm { "true" } else { "false" };
         // No worker: recharges would compete for the two cores; the OrderPaid messages
         // wait in the queue, which is deleted afterwards.
-        let mut bench =
-            Bench::start_in(mode, 0, &[("WECHAT_CONFIRM_CALLBACKS", setting)]).await?;
+        let mut bench = Bench::start_in(mode, 0, &[("WECHAT_CONFIRM_CALLBACKS", setting)]).await?;
         let mut next_order = 0;
         for &concurrency in &options.concurrencies {
             let count = if concurrency == 1 {
@@ -210,7 +209,14 @@ pub async fn run(options: &CallbackOptions) -> anyhow::Result<CallbackResult> {
             "Callbacks: latency at a fixed {} callbacks/s for {} s (open loop; target p99 < 20 ms)",
             options.fixed_rate, options.fixed_seconds
         ),
-        &["mode", "queryorder", "callbacks", "p50 ms", "p99 ms", "max ms"],
+        &[
+            "mode",
+            "queryorder",
+            "callbacks",
+            "p50 ms",
+            "p99 ms",
+            "max ms",
+        ],
     );
     for row in &result.fixed_rate {
         fixed.row(&[

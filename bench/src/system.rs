@@ -183,7 +183,10 @@ impl Bench {
                 .await?;
             let keys: Value = bench
                 .http
-                .get(format!("{}/sandbox/wechat/v3/keys", bench.ports.control_url()))
+                .get(format!(
+                    "{}/sandbox/wechat/v3/keys",
+                    bench.ports.control_url()
+                ))
                 .send()
                 .await?
                 .error_for_status()?
@@ -364,7 +367,12 @@ impl Bench {
 
     /// A request as the n-th customer makes it: through Cloud Hosting's gateway, or in
     /// direct mode with their session, through an ingress that reports their address.
-    async fn post(&self, url: String, customer: Option<usize>, body: Value) -> anyhow::Result<Value> {
+    async fn post(
+        &self,
+        url: String,
+        customer: Option<usize>,
+        body: Value,
+    ) -> anyhow::Result<Value> {
         let mut request = self.http.post(&url).json(&body);
         match (customer, &self.direct) {
             (None, _) => {}
@@ -455,8 +463,9 @@ impl Bench {
             .await?;
         let v3 = &order["v3"];
         anyhow::ensure!(v3.is_object(), "{order_number} is not an APIv3 order");
-        let paid_at: chrono::DateTime<chrono::Utc> = serde_json::from_value(order["paidAt"].clone())
-            .with_context(|| format!("{order_number} has no paidAt"))?;
+        let paid_at: chrono::DateTime<chrono::Utc> =
+            serde_json::from_value(order["paidAt"].clone())
+                .with_context(|| format!("{order_number} has no paidAt"))?;
         let china = chrono::FixedOffset::east_opt(8 * 3600).context("UTC+8")?;
         let mut payer = serde_json::Map::new();
         payer.insert(
@@ -509,7 +518,11 @@ impl Bench {
         Ok(())
     }
 
-    async fn deliver_notification(&self, wechat_pay: &WechatPay, paid: &Paid) -> anyhow::Result<()> {
+    async fn deliver_notification(
+        &self,
+        wechat_pay: &WechatPay,
+        paid: &Paid,
+    ) -> anyhow::Result<()> {
         let transaction = paid
             .transaction
             .as_ref()

@@ -242,10 +242,11 @@ mod tests {
         let mut tampered = first.body.clone();
         let at = tampered.iter().position(|b| *b == b'T').unwrap();
         tampered[at] = b'X';
-        let refused = wechat_pay
-            .verifier()
-            .unwrap()
-            .verify(&first.header_map(), &tampered, Utc::now());
+        let refused =
+            wechat_pay
+                .verifier()
+                .unwrap()
+                .verify(&first.header_map(), &tampered, Utc::now());
         assert!(refused.is_err());
     }
 

@@ -4,8 +4,8 @@
 use bench::callbacks::{self, CallbackOptions};
 use bench::credit::{self, CreditOptions};
 use bench::orders::{self, OrderOptions};
-use bench::system::Mode;
 use bench::stats::{self, StatsOptions};
+use bench::system::Mode;
 use bench::workers::{self, WorkerOptions};
 
 #[tokio::test]
@@ -87,7 +87,10 @@ async fn the_callback_benchmark_runs_in_direct_mode_with_signed_notifications() 
         assert_eq!(row.mode, Mode::Direct);
         let expected = if row.concurrency == 1 { 20 } else { 100 };
         assert_eq!(row.samples.len(), expected, "every notification answered");
-        assert!(row.pgbench.is_none(), "pgbench runs a cloud callback's statements");
+        assert!(
+            row.pgbench.is_none(),
+            "pgbench runs a cloud callback's statements"
+        );
     }
     assert_eq!(result.fixed_rate.len(), 2);
     assert!(result.fixed_rate.iter().all(|r| r.samples.len() == 50));
