@@ -14,7 +14,7 @@ use crate::cpu::CpuSnapshot;
 use crate::drive::{closed_loop, open_loop, since};
 use crate::measure::{ms, us, Samples, Table};
 use crate::pgbench::{Pgbench, PgbenchRun};
-use crate::system::{mib, Bench, Memory, Mode, Paid};
+use crate::system::{mib, Bench, Delivery, Memory, Mode, Paid};
 use crate::wechat_pay;
 
 pub struct CallbackOptions {
@@ -99,9 +99,10 @@ pub async fn run(options: &CallbackOptions) -> anyhow::Result<CallbackResult> {
                 .orders_paid_quietly(first_deliveries(count), next_order)
                 .await?;
             next_order += orders.len();
+            let deliveries = bench.prepare(with_duplicates(&orders))?;
             let cpu_before = CpuSnapshot::take();
             let started = Instant::now();
-            let samples = deliver(&bench, &with_duplicates(&orders), concurrency).await?;
+            let samples = deliver(&bench, &deliveries, concurrency).await?;
             let elapsed = started.elapsed();
             let cpu = CpuSnapshot::take().since(&cpu_before);
             check_paid_once(&bench, &orders).await?;
@@ -131,13 +132,14 @@ pub async fn run(options: &CallbackOptions) -> anyhow::Result<CallbackResult> {
         let orders = bench
             .orders_paid_quietly(first_deliveries(count), next_order)
             .await?;
+        let deliveries = bench.prepare(with_duplicates(&orders))?;
         let samples = open_loop(
-            with_duplicates(&orders),
+            &deliveries,
             f64::from(options.fixed_rate),
-            |paid, due| {
+            |delivery, due| {
                 let bench = &bench;
                 async move {
-                    bench.deliver_callback(paid).await?;
+                    bench.deliver(delivery).await?;
                     Ok(since(due))
                 }
             },
@@ -315,12 +317,12 @@ pub fn with_duplicates(orders: &[Paid]) -> Vec<&Paid> {
 
 async fn deliver(
     bench: &Bench,
-    deliveries: &[&Paid],
+    deliveries: &[Delivery<'_>],
     concurrency: usize,
 ) -> anyhow::Result<Samples> {
-    Ok(closed_loop(deliveries, concurrency, |paid| async move {
+    Ok(closed_loop(deliveries, concurrency, |delivery| async move {
         let started = Instant::now();
-        bench.deliver_callback(paid).await?;
+        bench.deliver(delivery).await?;
         Ok(started.elapsed())
     })
     .await?
