@@ -87,7 +87,10 @@ impl Application {
             signal: signal.clone(),
             config: config.alerts.clone(),
         });
-        let wechat = Arc::new(WechatPay::from_config(&config)?);
+        let wechat = Arc::new(WechatPay::from_settings(
+            config.wechat.as_ref(),
+            config.direct.as_ref(),
+        )?);
         let watch = Arc::new(PaymentWatch {
             db: db.clone(),
             wechat: wechat.clone(),

@@ -493,7 +493,7 @@ pub async fn command(args: impl Iterator<Item = String>) -> anyhow::Result<i32> 
         .run(&db)
         .await
         .context("applying migrations")?;
-    let wechat = WechatPay::from_config(&config)?;
+    let wechat = WechatPay::from_settings(config.wechat.as_ref(), config.direct.as_ref())?;
     let report = run(&db, &wechat, legacy, dry_run).await?;
     print!("{report}");
     db.close().await;

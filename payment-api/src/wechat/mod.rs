@@ -107,10 +107,14 @@ impl WechatPay {
         }
     }
 
-    /// The channels `config` sets up.
-    pub fn from_config(config: &crate::config::ApiConfig) -> Result<Self, reqwest::Error> {
-        let cloud = config.wechat.clone().map(CloudPay::new).transpose()?;
-        Ok(match &config.direct {
+    /// The channels these settings set up: Cloud Hosting's open interface, APIv3, or both
+    /// (`ApiConfig::wechat` and `ApiConfig::direct`).
+    pub fn from_settings(
+        cloud: Option<&settings::WechatConfig>,
+        direct: Option<&v3::V3Config>,
+    ) -> Result<Self, reqwest::Error> {
+        let cloud = cloud.cloned().map(CloudPay::new).transpose()?;
+        Ok(match direct {
             Some(direct) => WechatPay::apiv3(WechatPayV3::new(direct.clone())?, cloud),
             None => WechatPay {
                 creating: PayChannel::Cloud,
