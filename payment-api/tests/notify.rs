@@ -365,21 +365,7 @@ async fn a_notification_arriving_while_the_database_is_down_is_answered_5xx_and_
     let order = system
         .order_awaiting_payment("o-v3-db-down", "88616600", "voice", "SD5000")
         .await;
-    let admin = sqlx::PgPool::connect("postgres://postgres@127.0.0.1:5432/postgres")
-        .await
-        .unwrap();
-    let database = &system.db.name;
-    sqlx::query(&format!(
-        "ALTER DATABASE {database} ALLOW_CONNECTIONS false"
-    ))
-    .execute(&admin)
-    .await
-    .unwrap();
-    sqlx::query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1")
-        .bind(database)
-        .execute(&admin)
-        .await
-        .unwrap();
+    system.db.go_away().await;
 
     system.sandbox.pay(&order).await.unwrap();
     let refused = wait_for_attempt(&system, &order, "answered", |d| d.attempt == 1).await;
@@ -388,10 +374,7 @@ async fn a_notification_arriving_while_the_database_is_down_is_answered_5xx_and_
         "{refused:#?}"
     );
 
-    sqlx::query(&format!("ALTER DATABASE {database} ALLOW_CONNECTIONS true"))
-        .execute(&admin)
-        .await
-        .unwrap();
+    system.db.come_back().await;
     assert_paid_once(&system, &order).await;
     let taken = wait_for_attempt(&system, &order, "taken", |d| d.accepted).await;
     assert_eq!(taken.attempt, 2, "WeChat's own retry");

@@ -179,21 +179,7 @@ async fn a_callback_arriving_while_the_database_is_down_is_retried_until_recorde
     let order = system
         .order_awaiting_payment("o-db-down", "88616600", "voice", "SD5000")
         .await;
-    let admin = sqlx::PgPool::connect("postgres://postgres@127.0.0.1:5432/postgres")
-        .await
-        .unwrap();
-    let database = &system.db.name;
-    sqlx::query(&format!(
-        "ALTER DATABASE {database} ALLOW_CONNECTIONS false"
-    ))
-    .execute(&admin)
-    .await
-    .unwrap();
-    sqlx::query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1")
-        .bind(database)
-        .execute(&admin)
-        .await
-        .unwrap();
+    system.db.go_away().await;
 
     system.sandbox.pay(&order).await.unwrap();
     // Cloud Hosting sends again within a second; WeChat Pay APIv3 (direct mode) only after
@@ -225,10 +211,7 @@ async fn a_callback_arriving_while_the_database_is_down_is_retried_until_recorde
         "never answered errcode 0 for a payment it could not store"
     );
 
-    sqlx::query(&format!("ALTER DATABASE {database} ALLOW_CONNECTIONS true"))
-        .execute(&admin)
-        .await
-        .unwrap();
+    system.db.come_back().await;
     system
         .wait_for_count(
             &format!("SELECT count(*) FROM orders WHERE order_number = '{order}' AND payment_status = 'paid'"),

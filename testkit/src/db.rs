@@ -46,6 +46,39 @@ impl TestDb {
             .expect("migrations apply");
         TestDb { name, url, pool }
     }
+
+    /// The database goes away for the service: new connections are refused and every open
+    /// one is ended, as when PostgreSQL is down. [`TestDb::come_back`] ends the outage.
+    pub async fn go_away(&self) {
+        self.allow_connections(false).await;
+        let mut admin = PgConnection::connect(&server_url())
+            .await
+            .expect("admin connection");
+        sqlx::query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1")
+            .bind(&self.name)
+            .execute(&mut admin)
+            .await
+            .expect("end the database's connections");
+        admin.close().await.ok();
+    }
+
+    pub async fn come_back(&self) {
+        self.allow_connections(true).await;
+    }
+
+    async fn allow_connections(&self, allowed: bool) {
+        let mut admin = PgConnection::connect(&server_url())
+            .await
+            .expect("admin connection");
+        sqlx::query(&format!(
+            "ALTER DATABASE {} ALLOW_CONNECTIONS {allowed}",
+            self.name
+        ))
+        .execute(&mut admin)
+        .await
+        .expect("change whether the database takes connections");
+        admin.close().await.ok();
+    }
 }
 
 impl Drop for TestDb {
