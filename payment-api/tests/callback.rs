@@ -218,6 +218,18 @@ async fn callbacks_that_disagree_with_the_order_are_recorded_and_never_fulfilled
         .await;
         assert!(recorded >= 1, "{kind} recorded");
     }
+    // A rejection keeps the fields as received and the path they were posted to.
+    let (detail,): (serde_json::Value,) = sqlx::query_as(
+        "SELECT detail FROM payment_anomalies
+          WHERE order_number = $1 AND kind = 'order_number_mismatch' LIMIT 1",
+    )
+    .bind(&order)
+    .fetch_one(&system.db.pool)
+    .await
+    .unwrap();
+    assert_eq!(detail["pathOrderNumber"], json!(order));
+    assert_eq!(detail["outTradeNo"], json!(other));
+    assert_eq!(detail["totalFee"], json!(1136));
     let (status, answer) = post_callback(
         &system,
         "/payment/callback/ORD1700000000000NOSUCH01",

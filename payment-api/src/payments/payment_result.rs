@@ -40,10 +40,14 @@ pub async fn verify_and_record(
 ) -> Result<(), CallbackError> {
     let body_order = n.out_trade_no.as_deref();
     let claimed = path_order.or(body_order);
-    let mut detail = n.detail.clone();
-    if let (Some(fields), Some(path_order)) = (detail.as_object_mut(), path_order) {
-        fields.insert("pathOrderNumber".into(), json!(path_order));
-    }
+    // Only a rejection keeps the fields; a payment recorded needs no copy of them.
+    let detail = || {
+        let mut detail = n.detail.clone();
+        if let (Some(fields), Some(path_order)) = (detail.as_object_mut(), path_order) {
+            fields.insert("pathOrderNumber".into(), json!(path_order));
+        }
+        detail
+    };
     let reject = |kind: AnomalyKind| async move {
         metrics::counter!("payment_callbacks_total", "outcome" => kind.as_str()).increment(1);
         if kind.money_taken_unfulfilled() {
@@ -59,7 +63,7 @@ pub async fn verify_and_record(
             claimed,
             kind,
             &Actor::WechatCallback,
-            detail.clone(),
+            detail(),
         )
         .await
         .map_err(CallbackError::from)
