@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::alerts::{Alerting, Channels};
 use crate::config::ApiConfig;
-use crate::context::ApiContext;
+use crate::context::{ApiContext, ApiState};
 use crate::lookups::Lookups;
 use crate::payment_watch::PaymentWatch;
 use crate::payments::refunds::Refunds;
@@ -128,7 +128,7 @@ impl Application {
             })),
             None => None,
         };
-        let ctx = ApiContext {
+        let ctx = ApiContext::new(ApiState {
             lookups: Arc::new(Lookups::new(unitel.clone(), config.lookup_cache_for)),
             unitel,
             config: Arc::new(config),
@@ -140,7 +140,7 @@ impl Application {
             payments,
             reconciliation,
             sessions,
-        };
+        });
         Ok(Application {
             listener,
             operations,
