@@ -381,6 +381,37 @@ async fn a_notification_arriving_while_the_database_is_down_is_answered_5xx_and_
     system.shutdown().await;
 }
 
+/// WeChat waits 5 s for the answer. A confirming query slower than that (6 s here, under
+/// the 10 s `WECHAT_TIMEOUT_MS`) is given up at 4.5 s and answered 5xx, so that the
+/// notification comes again rather than being counted as lost by WeChat while we record it.
+#[tokio::test]
+async fn a_notification_not_settled_within_wechats_five_seconds_is_answered_5xx_and_taken_on_retry()
+{
+    let system = System::start(direct(1)).await;
+    let order = system
+        .order_awaiting_payment("o-v3-slow-query", "88616600", "voice", "SD5000")
+        .await;
+    system.sandbox.set_faults(Faults {
+        wechat: WechatFaults {
+            latency_ms: 6_000,
+            ..Default::default()
+        },
+        ..Default::default()
+    });
+
+    system.sandbox.pay(&order).await.unwrap();
+    let first = wait_for_attempt(&system, &order, "answered", |d| d.attempt == 1).await;
+    assert_eq!(first.http_status, Some(500), "{first:#?}");
+    assert!(!first.accepted);
+    assert_untouched(&system, &order).await;
+
+    system.sandbox.set_faults(Faults::default());
+    assert_paid_once(&system, &order).await;
+    let taken = wait_for_attempt(&system, &order, "taken", |d| d.accepted).await;
+    assert_eq!(taken.attempt, 2, "WeChat's own retry");
+    system.shutdown().await;
+}
+
 /// A notification made by someone with our APIv3 key but not WeChat Pay's private key:
 /// right serial, right encryption, signed with a key of its own.
 fn forged_notification(

@@ -26,7 +26,8 @@ pub struct SandboxConfig {
     pub close_min_age: Duration,
     /// How long an accepted refund stays PROCESSING before it succeeds and is called back.
     pub refund_delay: Duration,
-    /// How long one callback attempt may take before it counts as failed.
+    /// How long one callback attempt may take before it counts as failed: the platform
+    /// waits 5 s, and a service answering inside that must not be timed out earlier here.
     pub callback_timeout: Duration,
     /// When `downloadbill` serves a day's bill.
     pub bills_ready: BillsReady,
@@ -62,7 +63,7 @@ impl SandboxConfig {
                 .collect(),
             close_min_age: Duration::ZERO,
             refund_delay: Duration::from_millis(100),
-            callback_timeout: Duration::from_secs(2),
+            callback_timeout: Duration::from_secs(5),
             bills_ready: BillsReady::Immediately,
         }
     }

@@ -161,7 +161,6 @@ fn serve_config(
     config.refund_delay =
         Duration::from_millis(number("refund-delay-ms", "SANDBOX_REFUND_DELAY_MS", "100")?);
     config.callback_retry_delays = retry_delays;
-    config.callback_timeout = Duration::from_secs(5);
     config.bills_ready = match setting("bills-ready", "SANDBOX_BILLS_READY", "platform")
         .trim()
         .to_ascii_lowercase()
