@@ -8,14 +8,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM};
-use aws_lc_rs::rand::SystemRandom;
-use aws_lc_rs::signature::{RsaKeyPair, RSA_PKCS1_SHA256};
-use base64::engine::general_purpose::STANDARD as BASE64;
-use base64::Engine as _;
 use reqwest::StatusCode;
 use sandbox::{CallbackDelivery, CallbackKind, Faults, WechatFaults, WechatV3Faults};
 use serde_json::json;
+use testkit::wechat_pay::{Notification, WechatPay};
 use testkit::{System, SystemOptions};
 
 /// WeChat's first retry comes 15 s after a refused attempt; this leaves room for a busy
@@ -414,66 +410,15 @@ async fn a_notification_not_settled_within_wechats_five_seconds_is_answered_5xx_
 
 /// A notification made by someone with our APIv3 key but not WeChat Pay's private key:
 /// right serial, right encryption, signed with a key of its own.
-fn forged_notification(
-    system: &System,
-    plaintext: &serde_json::Value,
-) -> (Vec<(String, String)>, Vec<u8>) {
-    let nonce = "forgednonce1";
-    let key = LessSafeKey::new(
-        UnboundKey::new(&AES_256_GCM, system.setting("WECHAT_API_V3_KEY").as_bytes()).unwrap(),
-    );
-    let mut sealed = plaintext.to_string().into_bytes();
-    key.seal_in_place_append_tag(
-        Nonce::try_assume_unique_for_key(nonce.as_bytes()).unwrap(),
-        Aad::from(b"transaction"),
-        &mut sealed,
-    )
-    .unwrap();
-    let body = serde_json::to_vec(&json!({
-        "id": "a1b2c3d4-0000-4000-8000-000000000001",
-        "create_time": chrono::Utc::now().to_rfc3339(),
-        "resource_type": "encrypt-resource",
-        "event_type": "TRANSACTION.SUCCESS",
-        "summary": "支付成功",
-        "resource": {
-            "original_type": "transaction",
-            "algorithm": "AEAD_AES_256_GCM",
-            "ciphertext": BASE64.encode(sealed),
-            "associated_data": "transaction",
-            "nonce": nonce,
-        },
-    }))
-    .unwrap();
-    let timestamp = chrono::Utc::now().timestamp().to_string();
-    let header_nonce = "ForgedNonceForgedNonceForgedNonc";
-    let mut message = format!("{timestamp}\n{header_nonce}\n").into_bytes();
-    message.extend_from_slice(&body);
-    message.push(b'\n');
-    let forger = RsaKeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048).unwrap();
-    let mut signature = vec![0; forger.public_modulus_len()];
-    forger
-        .sign(
-            &RSA_PKCS1_SHA256,
-            &SystemRandom::new(),
-            &message,
-            &mut signature,
-        )
-        .unwrap();
-    let headers = vec![
-        ("Wechatpay-Timestamp".to_owned(), timestamp),
-        ("Wechatpay-Nonce".to_owned(), header_nonce.to_owned()),
-        ("Wechatpay-Signature".to_owned(), BASE64.encode(signature)),
-        (
-            "Wechatpay-Serial".to_owned(),
-            system.setting("WECHAT_PAY_PUBLIC_KEY_ID").to_owned(),
-        ),
-        (
-            "Wechatpay-Signature-Type".to_owned(),
-            "WECHATPAY2-SHA256-RSA2048".to_owned(),
-        ),
-        ("Content-Type".to_owned(), "application/json".to_owned()),
-    ];
-    (headers, body)
+fn forged_notification(system: &System, plaintext: &serde_json::Value) -> Notification {
+    let forger = WechatPay::generate(system.setting("WECHAT_API_V3_KEY")).unwrap();
+    let mut notification = forger.notification(plaintext);
+    for (name, value) in &mut notification.headers {
+        if *name == "wechatpay-serial" {
+            *value = system.setting("WECHAT_PAY_PUBLIC_KEY_ID").to_owned();
+        }
+    }
+    notification
 }
 
 #[tokio::test]
@@ -498,14 +443,16 @@ async fn a_notification_signed_with_another_key_changes_nothing() {
         "amount": {"total": at_wechat.total_fee, "payer_total": at_wechat.total_fee,
                    "currency": "CNY", "payer_currency": "CNY"},
     });
-    let (headers, body) = forged_notification(&system, &plaintext);
-    let headers: Vec<(&str, &str)> = headers
+    let forged = forged_notification(&system, &plaintext);
+    let mut headers: Vec<(&str, &str)> = forged
+        .headers
         .iter()
-        .map(|(n, v)| (n.as_str(), v.as_str()))
+        .map(|(n, v)| (*n, v.as_str()))
         .collect();
+    headers.push(("content-type", "application/json"));
     let (status, answer) = system
         .anonymous()
-        .post_raw("/payment/notify", &headers, body)
+        .post_raw("/payment/notify", &headers, forged.body)
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
     assert_eq!(answer["code"], "FAIL");

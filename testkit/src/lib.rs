@@ -14,6 +14,7 @@ mod system;
 
 pub mod processes;
 pub mod proxy;
+pub mod wechat_pay;
 
 pub use browser::Browser;
 pub use captured_log::CapturedLog;
