@@ -3,7 +3,9 @@
 
 use std::time::Duration;
 
+use anyhow::Context;
 use serde_json::{json, Value};
+use testkit::wechat_pay::WechatPay;
 
 #[derive(Clone)]
 pub struct Client {
@@ -14,6 +16,8 @@ pub struct Client {
     /// Direct mode: customers log in with `wx.login` codes and carry our session token;
     /// payment results are APIv3 notifications.
     pub direct: bool,
+    /// Direct mode: the merchant's APIv3 key, which a forger is assumed to hold.
+    pub api_v3_key: Option<String>,
 }
 
 /// A customer's own address, as the gateway reports it: per-address limits apply to each
@@ -276,58 +280,62 @@ pub fn callback_body(order: &str, total_fee: i64, merchant: &str) -> Value {
     )
 }
 
-/// A forger's key: WeChat Pay's is not theirs to sign with.
-fn forger_key() -> &'static aws_lc_rs::signature::RsaKeyPair {
-    static KEY: std::sync::OnceLock<aws_lc_rs::signature::RsaKeyPair> = std::sync::OnceLock::new();
-    KEY.get_or_init(|| {
-        aws_lc_rs::signature::RsaKeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048)
-            .expect("RSA key")
-    })
+/// A forger holding the merchant's APIv3 key (so the resource decrypts and reads as a
+/// genuine payment) but not WeChat Pay's private key: only the signature can betray it.
+fn forger(api_v3_key: &str) -> anyhow::Result<&'static WechatPay> {
+    static FORGER: std::sync::OnceLock<WechatPay> = std::sync::OnceLock::new();
+    if let Some(forger) = FORGER.get() {
+        return Ok(forger);
+    }
+    let made = WechatPay::generate(api_v3_key)?;
+    Ok(FORGER.get_or_init(|| made))
 }
 
 impl Client {
-    /// Direct mode: an APIv3 payment notification for `order` signed with a forger's key
-    /// under `serial`, `age_seconds` old; returns the HTTP status payment-api answered.
+    /// Direct mode: an APIv3 payment notification for `order`, its amount and attach as
+    /// WeChat holds them, signed with a forger's key under `serial`, `age_seconds` old;
+    /// returns the HTTP status payment-api answered.
     pub async fn forge_notification(
         &self,
         order: &str,
         serial: &str,
         age_seconds: i64,
     ) -> anyhow::Result<u16> {
-        use base64::Engine;
-        let engine = base64::engine::general_purpose::STANDARD;
-        let nonce = format!("forged{}", rand::random::<u64>());
-        let body = json!({
-            "id": format!("forged-{order}-{nonce}"), "create_time": "2026-12-04T12:00:00+08:00",
-            "event_type": "TRANSACTION.SUCCESS", "resource_type": "encrypt-resource",
-            "summary": "支付成功",
-            "resource": {"algorithm": "AEAD_AES_256_GCM", "original_type": "transaction",
-                         "associated_data": "transaction", "nonce": "0123456789ab",
-                         "ciphertext": engine.encode(format!("{{\"out_trade_no\":\"{order}\"}}"))},
-        })
-        .to_string();
-        let timestamp = (chrono::Utc::now().timestamp() - age_seconds).to_string();
-        let message = format!("{timestamp}\n{nonce}\n{body}\n");
-        let key = forger_key();
-        let mut signature = vec![0; key.public_modulus_len()];
-        key.sign(
-            &aws_lc_rs::signature::RSA_PKCS1_SHA256,
-            &aws_lc_rs::rand::SystemRandom::new(),
-            message.as_bytes(),
-            &mut signature,
-        )?;
-        let response = self
+        let api_v3_key = self
+            .api_v3_key
+            .as_deref()
+            .context("forging a notification outside direct mode")?;
+        // An order WeChat never heard of (a ghost) is forged at a plausible amount.
+        let at_wechat = self
+            .control_get(&format!("/sandbox/wechat/orders/{order}"))
+            .await
+            .unwrap_or(Value::Null);
+        let amount = at_wechat["totalFee"].as_i64().unwrap_or(1136);
+        let transaction = json!({
+            "mchid": testkit::MCH_ID, "appid": testkit::APP_ID,
+            "out_trade_no": order, "transaction_id": "4200000000000000000000000000",
+            "trade_type": "JSAPI", "trade_state": "SUCCESS", "trade_state_desc": "支付成功",
+            "bank_type": "OTHERS", "attach": at_wechat["attach"],
+            "success_time": "2026-12-04T12:00:00+08:00", "payer": {"openid": "forger"},
+            "amount": {"total": amount, "payer_total": amount, "currency": "CNY", "payer_currency": "CNY"},
+        });
+        let signed_at = chrono::Utc::now() - chrono::Duration::seconds(age_seconds);
+        let notification = forger(api_v3_key)?.notification_signed_at(&transaction, signed_at);
+        let mut request = self
             .http
             .post(format!("{}/payment/notify", self.api))
             .header("content-type", "application/json")
-            .header("Wechatpay-Timestamp", timestamp)
-            .header("Wechatpay-Nonce", nonce)
-            .header("Wechatpay-Serial", serial)
-            .header("Wechatpay-Signature", engine.encode(signature))
-            .header("X-Original-Forwarded-For", "10.250.0.1")
-            .body(body)
-            .send()
-            .await?;
+            .header("X-Original-Forwarded-For", "10.250.0.1");
+        for (name, value) in &notification.headers {
+            // The serial is not signed: a forger names whichever key it likes.
+            let value = if *name == "wechatpay-serial" {
+                serial
+            } else {
+                value
+            };
+            request = request.header(*name, value);
+        }
+        let response = request.body(notification.body).send().await?;
         Ok(response.status().as_u16())
     }
 

@@ -154,6 +154,7 @@ async fn main() -> anyhow::Result<()> {
         // WeChat retries a callback that failed 15 s later, then 15 s, 30 s, 3 min...
         platform_callback_timing: true,
     };
+    let api_v3_key = env.get("WECHAT_API_V3_KEY").cloned();
     let processes = Processes::start_with(env, &ports, &layout)?;
     // Each instance's /metrics: settling waits for rounds of its jobs.
     let operations: Vec<testkit::Metrics> = layout
@@ -168,6 +169,7 @@ async fn main() -> anyhow::Result<()> {
         api: proxy.url(),
         control: ports.control_url(),
         direct: options.direct,
+        api_v3_key,
     };
     let outcome = run(
         &options,

@@ -19,7 +19,7 @@ pub mod wechat_pay;
 pub use browser::Browser;
 pub use captured_log::CapturedLog;
 pub use db::TestDb;
-pub use merchant::{merchant_settings, MCH_ID, NOTIFY_URL};
+pub use merchant::{merchant_settings, APP_ID, MCH_ID, NOTIFY_URL};
 pub use metrics::Metrics;
 pub use seed::{seed_orders, Seed};
 pub use smtp_sink::{ReceivedMail, SmtpSink};

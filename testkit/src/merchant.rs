@@ -17,6 +17,9 @@ use sandbox::{Sandbox, V3Merchant};
 pub const MCH_ID: &str = "1712734762";
 /// Our notification address as WeChat Pay knows it; the sandbox reaches it through the
 /// system's own address, as an ingress would.
+/// The mini-program the merchant is bound to (what `jscode2session` and payments name).
+pub const APP_ID: &str = sandbox::LOGIN_APP_ID;
+
 pub const NOTIFY_URL: &str = "https://pay.elife.test/payment/notify";
 const SERIAL: &str = "5157F09EFDC096DE15EBE81A47057A7232F1B8E1";
 const API_V3_KEY: &str = "Ab3dEf6hIj9kLm2nOp5qRs8tUv1wXy4z";

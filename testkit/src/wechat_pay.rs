@@ -11,7 +11,7 @@ use aws_lc_rs::rand::{SecureRandom, SystemRandom};
 use aws_lc_rs::signature::{KeyPair, RsaKeyPair, RSA_PKCS1_SHA256};
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
-use chrono::{FixedOffset, Utc};
+use chrono::{DateTime, FixedOffset, Utc};
 use payment_api::wechat::v3::{ApiV3Key, NotificationVerifier, PlatformKeys};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use serde_json::{json, Value};
@@ -90,6 +90,11 @@ impl WechatPay {
     /// `TRANSACTION.SUCCESS` for `transaction` (the plaintext, as WeChat Pay's query
     /// answers it), sent now: a fresh resource nonce and a fresh signature nonce.
     pub fn notification(&self, transaction: &Value) -> Notification {
+        self.notification_signed_at(transaction, Utc::now())
+    }
+
+    /// The same, signed with `now` as its `Wechatpay-Timestamp` (an old one, say).
+    pub fn notification_signed_at(&self, transaction: &Value, now: DateTime<Utc>) -> Notification {
         let resource_nonce = self.nonce(12);
         let mut sealed = transaction.to_string().into_bytes();
         self.api_v3_key
@@ -100,7 +105,6 @@ impl WechatPay {
                 &mut sealed,
             )
             .expect("AES-256-GCM sealing");
-        let now = Utc::now();
         let china = now.with_timezone(&FixedOffset::east_opt(8 * 3600).expect("UTC+8"));
         let id = self.nonce(32).to_ascii_lowercase();
         let body = serde_json::to_vec(&json!({
